@@ -1,0 +1,190 @@
+//! Cleaning a request before it leaves: tracking parameters out of the URL (identifier
+//! parameters too for ads), cookies (all for ads and third parties, tracking names even first
+//! party), the Referer (the page's context for ads, the origin cross-site), high-entropy client
+//! hints and `X-Client-Data`, cache validators for ads; `Sec-GPC: 1` always, `DNT: 1` on request.
+
+use super::Context;
+use crate::policy::lists::{NameMatch, ParamList};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::Uri;
+
+/// High-entropy client hints and browser-experiment headers: enough to tell one person from
+/// another, and nothing an ad or a third party needs.
+pub const HIGH_ENTROPY_HEADERS: [&str; 10] = [
+    "sec-ch-ua-full-version",
+    "sec-ch-ua-full-version-list",
+    "sec-ch-ua-platform-version",
+    "sec-ch-ua-arch",
+    "sec-ch-ua-bitness",
+    "sec-ch-ua-model",
+    "sec-ch-ua-wow64",
+    "sec-ch-ua-form-factors",
+    "x-client-data",
+    "device-memory",
+];
+
+/// Clean the headers in place; returns the URL with tracking parameters removed, if any were.
+pub fn clean(headers: &mut HeaderMap, uri: &Uri, ctx: &Context) -> Option<Uri> {
+    headers.insert("sec-gpc", HeaderValue::from_static("1"));
+    if ctx.policy.dnt {
+        headers.insert("dnt", HeaderValue::from_static("1"));
+    }
+    if ctx.trusted {
+        return None;
+    }
+    let ad = ctx.is_ad();
+    // Cookies.
+    if ad || ctx.third_party {
+        headers.remove(header::COOKIE);
+    } else {
+        filter_cookie_header(headers, ctx);
+    }
+    // Referer.
+    if let Some(r) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
+        let trimmed = if ad {
+            referer_context(r)
+        } else if ctx.third_party {
+            referer_origin(r)
+        } else {
+            None
+        };
+        if let Some(t) = trimmed {
+            match HeaderValue::from_str(&t) {
+                Ok(v) => headers.insert(header::REFERER, v),
+                Err(_) => headers.remove(header::REFERER),
+            };
+        }
+    }
+    if ad || ctx.third_party {
+        for h in HIGH_ENTROPY_HEADERS {
+            headers.remove(h);
+        }
+    }
+    if ad {
+        // Cache validators replay an identifier the server chose (ETag tracking).
+        headers.remove(header::IF_NONE_MATCH);
+        headers.remove(header::IF_MODIFIED_SINCE);
+    }
+    strip_params(uri, ctx)
+}
+
+fn filter_cookie_header(headers: &mut HeaderMap, ctx: &Context) {
+    if ctx.policy.cookies.is_empty() || !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let mut removed = false;
+    for v in headers.get_all(header::COOKIE).iter() {
+        let Ok(s) = v.to_str() else { continue };
+        for pair in s.split(';') {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let name = pair.split('=').next().unwrap_or("").trim();
+            if strips(ctx.policy.cookies.check(name), ctx.shopping) {
+                removed = true;
+            } else {
+                kept.push(pair);
+            }
+        }
+    }
+    if !removed {
+        return;
+    }
+    let joined = kept.join("; ");
+    headers.remove(header::COOKIE);
+    if !joined.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&joined) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+pub fn strips(m: NameMatch, shopping: bool) -> bool {
+    match m {
+        NameMatch::Strip => true,
+        NameMatch::StripUnlessShopping => !shopping,
+        NameMatch::Keep => false,
+    }
+}
+
+/// The URL without tracking parameters, or None when nothing was removed.
+pub fn strip_params(uri: &Uri, ctx: &Context) -> Option<Uri> {
+    uri.query()?;
+    strip_query_params(&uri.to_string(), &ctx.policy.params, ctx.is_ad(), ctx.shopping)?.parse().ok()
+}
+
+/// `url` (absolute or relative) without the parameters the list names, or None when it has none
+/// of them. The other parameters and the fragment stay exactly as they were.
+pub fn strip_query_params(url: &str, params: &ParamList, ad: bool, shopping: bool) -> Option<String> {
+    let (before_fragment, fragment) = match url.find('#') {
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, ""),
+    };
+    let (base, query) = before_fragment.split_once('?')?;
+    let keep = |pair: &&str| {
+        let name = pair.split('=').next().unwrap_or("");
+        !strips(params.check(name, ad), shopping)
+    };
+    if query.split('&').filter(|p| !p.is_empty()).all(|p| keep(&p)) {
+        return None;
+    }
+    let mut out = String::with_capacity(url.len());
+    out.push_str(base);
+    let mut first = true;
+    for pair in query.split('&').filter(|p| !p.is_empty()).filter(keep) {
+        out.push(if first { '?' } else { '&' });
+        out.push_str(pair);
+        first = false;
+    }
+    out.push_str(fragment);
+    Some(out)
+}
+
+/// `scheme://host[:port]/path` of a Referer: the page, without what the query says of the person.
+pub fn referer_context(referer: &str) -> Option<String> {
+    let u: Uri = referer.parse().ok()?;
+    Some(format!("{}://{}{}", u.scheme_str()?, u.authority()?.as_str(), u.path()))
+}
+
+/// `scheme://host[:port]/` of a Referer.
+pub fn referer_origin(referer: &str) -> Option<String> {
+    let u: Uri = referer.parse().ok()?;
+    Some(format!("{}://{}/", u.scheme_str()?, u.authority()?.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_params_go_and_the_rest_stays_in_order() {
+        let mut p = ParamList::default();
+        p.extend_from("utm_*\nfbclid\nuid$ad\nawc$shopping\n");
+        let strip = |u: &str, ad, shop| strip_query_params(u, &p, ad, shop);
+        assert_eq!(
+            strip("https://a.test/x?id=7&utm_source=n&FBCLID=1#top", false, false).as_deref(),
+            Some("https://a.test/x?id=7#top")
+        );
+        assert_eq!(strip("/x?utm_medium=a", false, false).as_deref(), Some("/x"));
+        assert_eq!(strip("/x?id=7&uid=9", false, false), None);
+        assert_eq!(strip("/x?id=7&uid=9", true, false).as_deref(), Some("/x?id=7"));
+        assert_eq!(strip("/x?awc=1", false, true), None);
+        assert_eq!(strip("/x?awc=1", false, false).as_deref(), Some("/x"));
+        assert_eq!(strip("/x?plain=1", false, false), None);
+    }
+
+    #[test]
+    fn referers_are_trimmed_to_context_or_origin() {
+        assert_eq!(
+            referer_context("https://news.test/story/1?user=42#x").as_deref(),
+            Some("https://news.test/story/1")
+        );
+        assert_eq!(
+            referer_origin("https://news.test:8443/story/1?user=42").as_deref(),
+            Some("https://news.test:8443/")
+        );
+        assert_eq!(referer_origin("not a url"), None);
+    }
+}

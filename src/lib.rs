@@ -1,0 +1,55 @@
+//! nostalk: a forwarding web proxy that takes the surveillance out and lets ads through only
+//! de-identified. This is the library's front door: [`Server`] (bind, then run until a shutdown
+//! signal), [`config::Config`], and [`policy::Policy`]. The path of a request is:
+//! accept → access → proxy (h1/h2, CONNECT, intercept) → policy.decide → respond (block) or
+//! hygiene → upstream → hygiene → rewrite (HTML) → client, with each decision recorded in the
+//! receipt. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod hygiene;
+pub mod ops;
+pub mod policy;
+pub mod proxy;
+pub mod receipt;
+pub mod respond;
+pub mod rewrite;
+pub mod tls;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::Config;
+pub use policy::Policy;
+pub use proxy::listener::Server;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type every stage passes along: streamed, never collected whole.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// What every connection shares: the config it started with, the policy (swapped whole on
+/// reload), the CA, the upstream client, and the ops state.
+pub struct Shared {
+    pub config: Config,
+    pub policy: ArcSwap<Policy>,
+    pub ca: Option<Arc<tls::CertificateAuthority>>,
+    pub dialer: proxy::upstream::Dialer,
+    pub upstream: proxy::upstream::UpstreamClient,
+    pub listen: SocketAddr,
+    pub access: ops::access::Access,
+    pub metrics: ops::metrics::Metrics,
+    pub receipt: receipt::Receipt,
+    pub shopping: hygiene::shopping::Shopping,
+    pub lists: Arc<policy::subscribe::Subscriptions>,
+    pub ready: std::sync::atomic::AtomicBool,
+}

@@ -1,0 +1,280 @@
+//! The command line: run, check, explain, ca, lists, shop. Each command parses its arguments
+//! and calls the library; nothing else lives here.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use nostalk::config::{Config, ConfigError};
+use nostalk::policy::{self, subscribe::Subscriptions, Policy};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "nostalk",
+    version,
+    about = "A web proxy that takes the surveillance out and lets ads through de-identified"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (on the embedded default config unless --config is given).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen here instead of `[server] listen`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a config file: each error with its key and line; exit 2 when invalid.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The decision for one request (or, with URL `-`, one per line from stdin).
+    Explain {
+        /// The request's URL, or `-` to read `URL [PAGE_URL [TYPE]]` lines from stdin.
+        url: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The page the request is made from.
+        #[arg(long)]
+        page: Option<String>,
+        /// The request type: document, sub_frame, script, image, stylesheet, xmlhttprequest, ping, media, font, websocket, other.
+        #[arg(long = "type")]
+        request_type: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The local certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Each list with its rule count, age and state.
+    Lists {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Switch a site to shopping mode on a running proxy (its tracking cookies and affiliate
+    /// parameters get through) for a while; --minutes 0 switches it off.
+    Shop {
+        site: String,
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+        /// The running proxy's address.
+        #[arg(long, default_value = "127.0.0.1:8877")]
+        proxy: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the CA (if there is none) and say where it is.
+    Init {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the CA certificate (PEM) on stdout.
+    Export {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Config::load(p).with_context(|| format!("config {}", p.display())),
+        None => Ok(Config::embedded()),
+    }
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "nostalk=info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nostalk: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run { config, listen } => {
+            let mut cfg = load_config(config.as_deref())?;
+            if let Some(l) = listen {
+                if l.parse::<std::net::SocketAddr>().is_err() {
+                    bail!("--listen `{l}` is not an address like 127.0.0.1:8877");
+                }
+                cfg.server.listen = l;
+            }
+            init_logs(&cfg.server.log_format);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let server = nostalk::Server::bind(cfg).await?;
+                server.run(nostalk::ops::signals::shutdown()).await;
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(0)
+        }
+        Command::Check { config } => match Config::load(&config) {
+            Ok(cfg) => match Policy::build(&cfg, &[]) {
+                Ok(_) => {
+                    println!("{}: valid", config.display());
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    Ok(2)
+                }
+            },
+            Err(ConfigError::Invalid(issues)) => {
+                for i in issues {
+                    eprintln!("{}: {i}", config.display());
+                }
+                Ok(2)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(2)
+            }
+        },
+        Command::Explain { url, config, page, request_type, json } => {
+            let cfg = load_config(config.as_deref())?;
+            let subs = Subscriptions::new(&cfg);
+            let policy = Policy::build(&cfg, &subs.loaded())?;
+            if url == "-" {
+                let stdin = std::io::stdin();
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                for line in stdin.lock().lines() {
+                    let line = line?;
+                    let mut parts = line.split_ascii_whitespace();
+                    let Some(u) = parts.next() else { continue };
+                    let (p, t) = (parts.next(), parts.next());
+                    let obj = match policy::explain(&policy, u, p, t) {
+                        Ok(e) => serde_json::to_value(&e)?,
+                        Err(msg) => serde_json::json!({ "url": u, "error": msg }),
+                    };
+                    use std::io::Write;
+                    writeln!(out, "{obj}")?;
+                }
+                return Ok(0);
+            }
+            let e =
+                policy::explain(&policy, &url, page.as_deref(), request_type.as_deref()).map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string(&e)?);
+            } else {
+                println!("{}  {}", e.decision.as_str(), e.url);
+                println!("  rule:  {}", e.rule.as_deref().unwrap_or("(none)"));
+                println!("  list:  {}", e.list.as_deref().unwrap_or("(none)"));
+                println!("  site:  {} ({} party, {})", e.site, e.party, e.request_type);
+            }
+            Ok(0)
+        }
+        Command::Ca { command } => {
+            match command {
+                CaCommand::Init { dir } => {
+                    let dir = dir.unwrap_or_else(nostalk::config::default_ca_dir);
+                    let path = nostalk::tls::CertificateAuthority::init(&dir)?;
+                    println!("{}", path.display());
+                    eprintln!("Trust this certificate in your browser or system to let nostalk look inside HTTPS.");
+                }
+                CaCommand::Export { dir } => {
+                    let dir = dir.unwrap_or_else(nostalk::config::default_ca_dir);
+                    let path = dir.join(nostalk::tls::CA_CERT_FILE);
+                    let pem = std::fs::read_to_string(&path)
+                        .with_context(|| format!("no CA at {} (run `nostalk ca init` first)", path.display()))?;
+                    print!("{pem}");
+                }
+            }
+            Ok(0)
+        }
+        Command::Lists { config } => {
+            let cfg = load_config(config.as_deref())?;
+            let subs = Subscriptions::new(&cfg);
+            let policy = Policy::build(&cfg, &subs.loaded())?;
+            println!("{:<24} {:>8}  {:<10} STATE", "LIST", "RULES", "AGE");
+            for s in &policy.sources {
+                if matches!(s.origin, policy::lists::Origin::Url(_)) {
+                    continue;
+                }
+                let (age, state) = match &s.origin {
+                    policy::lists::Origin::Embedded => {
+                        ("built in".to_string(), format!("in force ({})", s.kind.as_str()))
+                    }
+                    policy::lists::Origin::Path(p) => {
+                        (file_age(p), format!("in force ({}, {})", s.kind.as_str(), p.display()))
+                    }
+                    policy::lists::Origin::Url(_) => unreachable!("skipped above"),
+                };
+                println!("{:<24} {:>8}  {:<10} {}", s.name, s.rules, age, state);
+            }
+            for s in subs.summaries() {
+                let age = s.age.map(human_age).unwrap_or_else(|| "-".into());
+                println!("{:<24} {:>8}  {:<10} {} <{}>", s.name, s.rules, age, s.state, s.url);
+            }
+            Ok(0)
+        }
+        Command::Shop { site, minutes, proxy } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(shop(&proxy, &site, minutes))?;
+            Ok(0)
+        }
+    }
+}
+
+fn file_age(p: &Path) -> String {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map(human_age)
+        .unwrap_or_else(|| "-".into())
+}
+
+fn human_age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+async fn shop(proxy: &str, site: &str, minutes: u64) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body =
+        format!("site={}&minutes={minutes}", url::form_urlencoded::byte_serialize(site.as_bytes()).collect::<String>());
+    let mut s = tokio::net::TcpStream::connect(proxy).await.with_context(|| format!("no proxy at {proxy}"))?;
+    let req = format!(
+        "POST /shopping HTTP/1.1\r\nhost: {proxy}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await?;
+    let status = resp.lines().next().unwrap_or("");
+    if !status.contains(" 303 ") {
+        bail!("the proxy answered: {status}");
+    }
+    println!("{}", resp.split("\r\n\r\n").nth(1).unwrap_or("").trim());
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! The lists a policy is built from: our embedded lists (config/lists/, compiled in), lists
+//! from files, and subscriptions. Network lists are ABP/uBO syntax and go to the adblock
+//! engines; the three data lists (tracking parameters, tracking cookies, inline-script
+//! signatures) use a one-entry-per-line format of our own, read here, because no filter syntax
+//! covers them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// Surveillance rules: a match is `block`.
+    Block,
+    /// Ad-serving rules: a match is `ad` (or what the ad mode says).
+    Ad,
+    /// Tagged ad-category rules (`$tag=political`), in force only for blocked categories.
+    Categories,
+    Params,
+    Cookies,
+    Inline,
+}
+
+impl ListKind {
+    pub fn from_verdict(v: &str) -> ListKind {
+        if v == "ad" {
+            ListKind::Ad
+        } else {
+            ListKind::Block
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListKind::Block => "block",
+            ListKind::Ad => "ad",
+            ListKind::Categories => "categories",
+            ListKind::Params => "params",
+            ListKind::Cookies => "cookies",
+            ListKind::Inline => "inline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Embedded,
+    Path(PathBuf),
+    Url(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ListSource {
+    pub name: String,
+    pub kind: ListKind,
+    pub text: Arc<str>,
+    pub origin: Origin,
+    pub rule_count: usize,
+}
+
+/// What `nostalk lists` and the status page show of a list.
+#[derive(Debug, Clone)]
+pub struct ListSummary {
+    pub name: String,
+    pub kind: ListKind,
+    pub origin: Origin,
+    pub rules: usize,
+}
+
+impl ListSource {
+    pub fn new(name: &str, kind: ListKind, text: impl Into<Arc<str>>, origin: Origin) -> ListSource {
+        let text = text.into();
+        let rule_count = count_rules(&text);
+        ListSource { name: name.to_string(), kind, text, origin, rule_count }
+    }
+    pub fn summary(&self) -> ListSummary {
+        ListSummary { name: self.name.clone(), kind: self.kind, origin: self.origin.clone(), rules: self.rule_count }
+    }
+}
+
+/// Rules in a list: lines that are not blank, comments (`!`, `#` alone) or the `[Adblock]` header.
+pub fn count_rules(text: &str) -> usize {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !(l.is_empty() || l.starts_with('!') || l.starts_with('[') || l.starts_with("# ") || *l == "#"))
+        .count()
+}
+
+macro_rules! embedded_list {
+    ($name:literal, $kind:expr) => {
+        ListSource::new(
+            concat!("nostalk-", $name),
+            $kind,
+            include_str!(concat!("../../config/lists/", $name, ".txt")),
+            Origin::Embedded,
+        )
+    };
+}
+
+/// Our own lists, compiled in.
+pub fn embedded() -> Vec<ListSource> {
+    vec![
+        embedded_list!("surveillance", ListKind::Block),
+        embedded_list!("ads", ListKind::Ad),
+        embedded_list!("categories", ListKind::Categories),
+        embedded_list!("params", ListKind::Params),
+        embedded_list!("cookies", ListKind::Cookies),
+        embedded_list!("inline", ListKind::Inline),
+    ]
+}
+
+/// The rules of `text` whose `$tag=NAME` names one of `tags`, with the tag option taken off so
+/// they are always in force; untagged lines (comments, headers) pass as they are.
+pub fn select_tagged(text: &str, tags: &[String]) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let Some((rule, opts)) = line.rsplit_once('$') else {
+            if line.trim_start().starts_with('!') || line.trim_start().starts_with('[') {
+                out.push_str(line);
+                out.push('\n');
+            }
+            continue;
+        };
+        let mut keep = false;
+        let rest: Vec<&str> = opts
+            .split(',')
+            .filter(|o| match o.trim().strip_prefix("tag=") {
+                Some(t) => {
+                    keep |= tags.iter().any(|x| x.eq_ignore_ascii_case(t));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        if keep {
+            out.push_str(rule);
+            if !rest.is_empty() {
+                out.push('$');
+                out.push_str(&rest.join(","));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A name, or a prefix when it ends in `*`, with the flags `$ad` (only on ad requests) and
+/// `$shopping` (let through while the site is in shopping mode).
+#[derive(Debug, Clone)]
+struct NameRule {
+    name: String,
+    prefix: bool,
+    ad_only: bool,
+    shopping: bool,
+}
+
+fn parse_name_rules(text: &str, lowercase: bool) -> impl Iterator<Item = NameRule> + '_ {
+    text.lines().filter_map(move |line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('!') || line.starts_with('#') {
+            return None;
+        }
+        let (name, flags) = line.split_once('$').unwrap_or((line, ""));
+        let name = name.trim();
+        let (name, prefix) = match name.strip_suffix('*') {
+            Some(n) => (n, true),
+            None => (name, false),
+        };
+        let name = if lowercase { name.to_ascii_lowercase() } else { name.to_string() };
+        Some(NameRule {
+            name,
+            prefix,
+            ad_only: flags.split(',').any(|f| f.trim() == "ad"),
+            shopping: flags.split(',').any(|f| f.trim() == "shopping"),
+        })
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameMatch {
+    /// Remove it.
+    Strip,
+    /// Remove it, unless the site is in shopping mode.
+    StripUnlessShopping,
+    /// Not ours to touch.
+    Keep,
+}
+
+#[derive(Debug, Default, Clone)]
+struct NameSet {
+    exact: std::collections::HashMap<String, (bool, bool)>,
+    prefixes: Vec<NameRule>,
+}
+
+impl NameSet {
+    fn extend(&mut self, rules: impl Iterator<Item = NameRule>) {
+        for r in rules {
+            if r.prefix {
+                self.prefixes.push(r);
+            } else {
+                self.exact.insert(r.name.clone(), (r.ad_only, r.shopping));
+            }
+        }
+    }
+    fn check(&self, name: &str, is_ad: bool) -> NameMatch {
+        let judge = |ad_only: bool, shopping: bool| {
+            if ad_only && !is_ad {
+                NameMatch::Keep
+            } else if shopping {
+                NameMatch::StripUnlessShopping
+            } else {
+                NameMatch::Strip
+            }
+        };
+        if let Some(&(ad_only, shopping)) = self.exact.get(name) {
+            return judge(ad_only, shopping);
+        }
+        for p in &self.prefixes {
+            if name.starts_with(p.name.as_str()) {
+                return judge(p.ad_only, p.shopping);
+            }
+        }
+        NameMatch::Keep
+    }
+    fn len(&self) -> usize {
+        self.exact.len() + self.prefixes.len()
+    }
+}
+
+/// Tracking query parameters (config/lists/params.txt). Names compare case-insensitively.
+#[derive(Debug, Default, Clone)]
+pub struct ParamList(NameSet);
+
+impl ParamList {
+    pub fn extend_from(&mut self, text: &str) {
+        self.0.extend(parse_name_rules(text, true));
+    }
+    pub fn check(&self, name: &str, is_ad: bool) -> NameMatch {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.0.check(&name.to_ascii_lowercase(), is_ad)
+        } else {
+            self.0.check(name, is_ad)
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+}
+
+/// Tracking cookie names (config/lists/cookies.txt), removed even first-party. Case-sensitive,
+/// as cookie names are.
+#[derive(Debug, Default, Clone)]
+pub struct CookieList(NameSet);
+
+impl CookieList {
+    pub fn extend_from(&mut self, text: &str) {
+        self.0.extend(parse_name_rules(text, false));
+    }
+    pub fn check(&self, name: &str) -> NameMatch {
+        self.0.check(name, false)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+}
+
+/// Signatures of inline surveillance snippets (config/lists/inline.txt): `family | text`.
+/// Matched with one Aho-Corasick automaton over all of them.
+#[derive(Debug, Default, Clone)]
+pub struct InlineSignatures {
+    entries: Vec<(Arc<str>, String)>,
+    automaton: Option<aho_corasick::AhoCorasick>,
+}
+
+impl InlineSignatures {
+    pub fn extend_from(&mut self, text: &str) {
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('!') || line.starts_with('#') {
+                continue;
+            }
+            if let Some((family, sig)) = line.split_once(" | ") {
+                self.entries.push((Arc::from(family.trim()), sig.trim().to_string()));
+            }
+        }
+        self.automaton = aho_corasick::AhoCorasick::new(self.entries.iter().map(|(_, s)| s.as_str())).ok();
+    }
+
+    /// The family and signature of the first signature found in `script`.
+    pub fn find(&self, script: &str) -> Option<(Arc<str>, &str)> {
+        let m = self.automaton.as_ref()?.find(script)?;
+        let (family, sig) = &self.entries[m.pattern().as_usize()];
+        Some((family.clone(), sig.as_str()))
+    }
+
+    pub fn families(&self) -> std::collections::BTreeSet<&str> {
+        self.entries.iter().map(|(f, _)| &**f).collect()
+    }
+}

@@ -1,0 +1,379 @@
+//! The decision model: every request gets exactly one [`Decision`] (block, ad or allow) with the
+//! rule and the list that made it. Lists compile into one immutable [`Policy`]: one adblock
+//! engine per verdict class (surveillance lists → block, ad lists → ad), the user's settings
+//! (trusted sites, ad mode, blocked ad categories), and the data the other stages read (tracking
+//! parameters, tracking cookies, inline-script signatures). A Policy is never mutated: reload
+//! builds a new one and swaps it whole (see [`crate::Shared::policy`]).
+//!
+//! Matching is the adblock crate's (Brave's adblock-rust); we write no filter engine.
+
+pub mod lists;
+pub mod party;
+pub mod request_type;
+pub mod site;
+pub mod subscribe;
+
+use crate::config::Config;
+use adblock::lists::{FilterSet, ParseOptions, RuleTypes};
+use adblock::request::Request as AbRequest;
+use adblock::Engine;
+use lists::{ListKind, ListSource};
+pub use request_type::RequestType;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Block,
+    Ad,
+    Allow,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Block => "block",
+            Verdict::Ad => "ad",
+            Verdict::Allow => "allow",
+        }
+    }
+}
+
+/// What to do with ads as a whole (`[policy] ads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdMode {
+    Block,
+    Ad,
+    Allow,
+}
+
+/// The one decision a request gets, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The rule text that decided, if a rule did.
+    pub rule: Option<Arc<str>>,
+    /// The list (or "config") the rule came from.
+    pub list: Option<Arc<str>>,
+    /// Whether an ad-class list matched, whatever the verdict became (ad mode, category).
+    pub ad_class: bool,
+}
+
+impl Decision {
+    fn allow() -> Decision {
+        Decision { verdict: Verdict::Allow, rule: None, list: None, ad_class: false }
+    }
+}
+
+/// What the policy needs to know of one request.
+#[derive(Debug, Clone)]
+pub struct RequestInfo<'a> {
+    /// The full URL, scheme included.
+    pub url: &'a str,
+    /// The request's host (lowercase).
+    pub host: &'a str,
+    /// The top-level page's host, when known.
+    pub page_host: Option<&'a str>,
+    pub request_type: RequestType,
+    pub method: &'a str,
+}
+
+impl RequestInfo<'_> {
+    pub fn site(&self) -> String {
+        site::site_of(self.host)
+    }
+    pub fn page_site(&self) -> Option<String> {
+        self.page_host.map(site::site_of)
+    }
+    /// Third party when the page is known and of another site.
+    pub fn third_party(&self) -> bool {
+        match self.page_host {
+            Some(page) => site::site_of(page) != site::site_of(self.host),
+            None => false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("list {name}: {message}")]
+    List { name: String, message: String },
+}
+
+/// A compiled engine and the names of the lists in it, by adblock's source index.
+struct ClassEngine {
+    engine: Engine,
+    list_names: Vec<Arc<str>>,
+    rules: usize,
+}
+
+impl ClassEngine {
+    fn build(sources: &[&ListSource]) -> ClassEngine {
+        let mut set = FilterSet::new(true);
+        let mut list_names = Vec::new();
+        let opts = ParseOptions { rule_types: RuleTypes::NetworkOnly, ..ParseOptions::default() };
+        let mut rules = 0;
+        for src in sources {
+            let record = set.add_filter_list(src.text.to_string(), opts);
+            while list_names.len() <= record.source_index {
+                list_names.push(Arc::from(src.name.as_str()));
+            }
+            list_names[record.source_index] = Arc::from(src.name.as_str());
+            rules += src.rule_count;
+        }
+        // Without the optimizer, no two rules are fused, so every match names its own rule and
+        // list (BENCHMARKS.md measures what that costs).
+        let engine = Engine::new_with_filter_set_no_optimize(set);
+        ClassEngine { engine, list_names, rules }
+    }
+
+    fn check(&self, req: &AbRequest) -> adblock::blocker::BlockerResult {
+        self.engine.check_network_request(req)
+    }
+
+    fn describe(&self, info: &adblock::sourcemap::FilterRuleDebugInfo) -> (Option<Arc<str>>, Option<Arc<str>>) {
+        let rule = info.raw_line.as_deref().map(Arc::from);
+        let list =
+            info.source_location.as_ref().and_then(|loc| self.list_names.get(loc.source_index as usize).cloned());
+        (rule, list)
+    }
+}
+
+/// The compiled policy: immutable, shared by every request through one `Arc`.
+pub struct Policy {
+    block: ClassEngine,
+    ad: ClassEngine,
+    pub ad_mode: AdMode,
+    trusted_sites: HashSet<String>,
+    pub blocked_categories: Vec<String>,
+    pub params: lists::ParamList,
+    pub cookies: lists::CookieList,
+    pub inline: lists::InlineSignatures,
+    pub dnt: bool,
+    pub sources: Vec<lists::ListSummary>,
+    cache: Option<quick_cache::sync::Cache<String, Decision>>,
+}
+
+impl Policy {
+    /// Build from config and the subscribed lists loaded so far.
+    pub fn build(cfg: &Config, subscribed: &[ListSource]) -> Result<Policy, PolicyError> {
+        let mut sources: Vec<ListSource> = Vec::new();
+        if cfg.policy.embedded_lists {
+            sources.extend(lists::embedded());
+        }
+        for l in &cfg.lists {
+            if let Some(path) = &l.path {
+                let text = std::fs::read_to_string(path).map_err(|e| PolicyError::List {
+                    name: l.name.clone(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?;
+                sources.push(ListSource::new(
+                    &l.name,
+                    ListKind::from_verdict(&l.verdict),
+                    text,
+                    lists::Origin::Path(path.clone()),
+                ));
+            }
+        }
+        sources.extend(subscribed.iter().cloned());
+
+        let blocked_categories: Vec<String> = cfg.policy.blocked_ad_categories.clone();
+        // Category rules carry `$tag=NAME`: those of blocked categories go in untagged, the
+        // rest stay out (the engine is rebuilt when the setting changes).
+        let categories: Vec<ListSource> = sources
+            .iter()
+            .filter(|s| s.kind == ListKind::Categories)
+            .map(|s| {
+                let text = lists::select_tagged(&s.text, &blocked_categories);
+                ListSource::new(&s.name, ListKind::Categories, text, s.origin.clone())
+            })
+            .collect();
+        let block_sources: Vec<&ListSource> = sources
+            .iter()
+            .filter(|s| s.kind == ListKind::Block)
+            .chain(categories.iter().filter(|c| c.rule_count > 0))
+            .collect();
+        let ad_sources: Vec<&ListSource> = sources.iter().filter(|s| s.kind == ListKind::Ad).collect();
+        let block = ClassEngine::build(&block_sources);
+        let ad = ClassEngine::build(&ad_sources);
+
+        let mut params = lists::ParamList::default();
+        let mut cookies = lists::CookieList::default();
+        let mut inline = lists::InlineSignatures::default();
+        for s in &sources {
+            match s.kind {
+                ListKind::Params => params.extend_from(&s.text),
+                ListKind::Cookies => cookies.extend_from(&s.text),
+                ListKind::Inline => inline.extend_from(&s.text),
+                _ => {}
+            }
+        }
+        let ad_mode = match cfg.policy.ads.as_str() {
+            "block" => AdMode::Block,
+            "allow" => AdMode::Allow,
+            _ => AdMode::Ad,
+        };
+        let cache = (cfg.policy.decision_cache > 0).then(|| quick_cache::sync::Cache::new(cfg.policy.decision_cache));
+        Ok(Policy {
+            block,
+            ad,
+            ad_mode,
+            trusted_sites: cfg.policy.trusted_sites.iter().map(|s| site::site_of(s)).collect(),
+            blocked_categories,
+            params,
+            cookies,
+            inline,
+            dnt: cfg.policy.dnt,
+            sources: sources.iter().map(ListSource::summary).collect(),
+            cache,
+        })
+    }
+
+    /// Rules loaded per verdict class: (block, ad).
+    pub fn rule_counts(&self) -> (usize, usize) {
+        (self.block.rules, self.ad.rules)
+    }
+
+    pub fn is_trusted(&self, site: &str) -> bool {
+        self.trusted_sites.contains(site)
+    }
+
+    /// The decision for one request, from the cache when the exact same request was decided.
+    pub fn decide(&self, info: &RequestInfo) -> Decision {
+        let Some(cache) = &self.cache else {
+            return self.decide_uncached(info);
+        };
+        let mut key = String::with_capacity(info.url.len() + 24);
+        key.push_str(info.request_type.as_str());
+        key.push('|');
+        key.push_str(info.page_host.unwrap_or(""));
+        key.push('|');
+        key.push_str(info.method);
+        key.push('|');
+        key.push_str(info.url);
+        if let Some(d) = cache.get(&key) {
+            return d;
+        }
+        let d = self.decide_uncached(info);
+        cache.insert(key, d.clone());
+        d
+    }
+
+    pub fn decide_uncached(&self, info: &RequestInfo) -> Decision {
+        let site = info.site();
+        let page_site = info.page_site();
+        if self.is_trusted(&site) || page_site.as_deref().is_some_and(|p| self.is_trusted(p)) {
+            return Decision {
+                verdict: Verdict::Allow,
+                rule: Some(Arc::from("trusted site")),
+                list: Some(Arc::from("config")),
+                ad_class: false,
+            };
+        }
+        let third_party = page_site.as_deref().is_some_and(|p| p != site);
+        let source_host = info.page_host.unwrap_or(info.host);
+        let req = AbRequest::preparsed(
+            info.url,
+            info.host,
+            source_host,
+            info.request_type.as_str(),
+            third_party,
+            info.method,
+        );
+
+        let b = self.block.check(&req);
+        if b.should_block() {
+            let (rule, list) = b.filter.as_ref().map(|f| self.block.describe(f)).unwrap_or_default();
+            return Decision { verdict: Verdict::Block, rule, list, ad_class: false };
+        }
+        let a = self.ad.check(&req);
+        if a.should_block() {
+            let (rule, list) = a.filter.as_ref().map(|f| self.ad.describe(f)).unwrap_or_default();
+            let verdict = match self.ad_mode {
+                AdMode::Ad => Verdict::Ad,
+                AdMode::Block => Verdict::Block,
+                AdMode::Allow => Verdict::Allow,
+            };
+            return Decision { verdict, rule, list, ad_class: true };
+        }
+        if let Some(ex) = b.exception.as_ref() {
+            let (rule, list) = self.block.describe(ex);
+            return Decision { verdict: Verdict::Allow, rule, list, ad_class: false };
+        }
+        if let Some(ex) = a.exception.as_ref() {
+            let (rule, list) = self.ad.describe(ex);
+            return Decision { verdict: Verdict::Allow, rule, list, ad_class: false };
+        }
+        Decision::allow()
+    }
+
+    /// Whether a URL found inside a page (script src, img src, ...) would be blocked.
+    pub fn blocks_url(&self, url: &str, page_host: &str, request_type: RequestType) -> Option<Decision> {
+        let host = site::host_of_url(url)?.to_ascii_lowercase();
+        let d = self.decide(&RequestInfo { url, host: &host, page_host: Some(page_host), request_type, method: "GET" });
+        (d.verdict == Verdict::Block).then_some(d)
+    }
+}
+
+/// The explain output: the decision plus the request's site and party.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub url: String,
+    pub decision: Verdict,
+    pub rule: Option<String>,
+    pub list: Option<String>,
+    pub site: String,
+    pub party: &'static str,
+    #[serde(rename = "type")]
+    pub request_type: &'static str,
+}
+
+impl Explanation {
+    pub fn new(info: &RequestInfo, d: &Decision) -> Explanation {
+        Explanation {
+            url: info.url.to_string(),
+            decision: d.verdict,
+            rule: d.rule.as_deref().map(str::to_string),
+            list: d.list.as_deref().map(str::to_string),
+            site: info.site(),
+            party: if info.third_party() { "third" } else { "first" },
+            request_type: info.request_type.as_str(),
+        }
+    }
+}
+
+/// Explain one request given as strings, as `nostalk explain` does.
+pub fn explain(
+    policy: &Policy,
+    url: &str,
+    page: Option<&str>,
+    request_type: Option<&str>,
+) -> Result<Explanation, String> {
+    let host = site::host_of_url(url).ok_or_else(|| format!("`{url}` is not an absolute URL"))?.to_ascii_lowercase();
+    let page_host = match page {
+        Some(p) => {
+            Some(site::host_of_url(p).ok_or_else(|| format!("`{p}` is not an absolute URL"))?.to_ascii_lowercase())
+        }
+        None => None,
+    };
+    let request_type = match request_type {
+        Some(t) => RequestType::parse(t).ok_or_else(|| format!("`{t}` is not a request type"))?,
+        None => {
+            let path = url.split_once("://").map(|x| x.1).unwrap_or(url);
+            let path = path.find('/').map(|i| &path[i..]).unwrap_or("/");
+            RequestType::from_extension(path).unwrap_or(if page.is_none() {
+                RequestType::Document
+            } else {
+                RequestType::Other
+            })
+        }
+    };
+    let info = RequestInfo { url, host: &host, page_host: page_host.as_deref(), request_type, method: "GET" };
+    let d = policy.decide_uncached(&info);
+    Ok(Explanation::new(&info, &d))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! Decisions on representative requests with the embedded lists and user settings.
+
+use super::*;
+use crate::config::Config;
+
+fn policy_with(edit: impl FnOnce(&mut Config)) -> Policy {
+    let mut cfg = Config::default();
+    edit(&mut cfg);
+    Policy::build(&cfg, &[]).unwrap()
+}
+
+fn ex(p: &Policy, url: &str, page: Option<&str>, t: &str) -> Explanation {
+    explain(p, url, page, Some(t)).unwrap()
+}
+
+#[test]
+fn trackers_are_blocked_with_rule_and_list() {
+    let p = policy_with(|_| {});
+    let e = ex(&p, "https://www.google-analytics.com/g/collect?v=2&tid=G-1", Some("https://news.example/"), "ping");
+    assert_eq!(e.decision, Verdict::Block);
+    assert_eq!(e.list.as_deref(), Some("nostalk-surveillance"));
+    assert!(e.rule.as_deref().unwrap().contains("google-analytics.com"), "{:?}", e.rule);
+    assert_eq!(e.party, "third");
+    assert_eq!(e.site, "google-analytics.com");
+    for url in [
+        "https://connect.facebook.net/en_US/fbevents.js",
+        "https://static.hotjar.com/c/hotjar-123.js?sv=6",
+        "https://cdn.segment.com/analytics.js/v1/k/analytics.min.js",
+        "https://www.clarity.ms/tag/abc",
+        "https://bat.bing.com/bat.js",
+        "https://sb.scorecardresearch.com/beacon.js",
+    ] {
+        assert_eq!(ex(&p, url, Some("https://news.example/"), "script").decision, Verdict::Block, "{url}");
+    }
+}
+
+#[test]
+fn ad_servers_are_ads_and_ordinary_resources_are_allowed() {
+    let p = policy_with(|_| {});
+    let e = ex(&p, "https://securepubads.g.doubleclick.net/tag/js/gpt.js", Some("https://news.example/"), "script");
+    assert_eq!(e.decision, Verdict::Ad);
+    assert_eq!(e.list.as_deref(), Some("nostalk-ads"));
+    let e = ex(&p, "https://cdn.jsdelivr.net/npm/jquery@3/dist/jquery.min.js", Some("https://news.example/"), "script");
+    assert_eq!(e.decision, Verdict::Allow);
+    assert_eq!(e.rule, None);
+    let e = ex(&p, "https://fonts.gstatic.com/s/roboto/v30/x.woff2", Some("https://news.example/"), "font");
+    assert_eq!(e.decision, Verdict::Allow);
+    // The ad company's sync endpoint is surveillance, though its ad server is an ad.
+    let e = ex(&p, "https://cm.g.doubleclick.net/pixel?google_nid=x", Some("https://news.example/"), "image");
+    assert_eq!(e.decision, Verdict::Block);
+}
+
+#[test]
+fn third_party_only_rules_leave_the_vendor_site_alone() {
+    let p = policy_with(|_| {});
+    assert_eq!(ex(&p, "https://www.hotjar.com/pricing", None, "document").decision, Verdict::Allow);
+    assert_eq!(
+        ex(&p, "https://script.hotjar.com/modules.js", Some("https://shop.example/"), "script").decision,
+        Verdict::Block
+    );
+}
+
+#[test]
+fn ad_mode_changes_what_an_ad_becomes() {
+    let url = "https://ib.adnxs.com/ut/v3/prebid";
+    let page = Some("https://news.example/");
+    assert_eq!(
+        ex(&policy_with(|c| c.policy.ads = "block".into()), url, page, "xmlhttprequest").decision,
+        Verdict::Block
+    );
+    assert_eq!(
+        ex(&policy_with(|c| c.policy.ads = "allow".into()), url, page, "xmlhttprequest").decision,
+        Verdict::Allow
+    );
+    assert_eq!(ex(&policy_with(|_| {}), url, page, "xmlhttprequest").decision, Verdict::Ad);
+}
+
+#[test]
+fn trusted_sites_are_excepted() {
+    let p = policy_with(|c| c.policy.trusted_sites = vec!["bank.example".into()]);
+    let e = ex(&p, "https://www.google-analytics.com/analytics.js", Some("https://www.bank.example/"), "script");
+    assert_eq!(e.decision, Verdict::Allow);
+    assert_eq!(e.rule.as_deref(), Some("trusted site"));
+    assert_eq!(e.list.as_deref(), Some("config"));
+}
+
+#[test]
+fn blocked_categories_turn_their_ads_into_blocks() {
+    let url = "https://ads.example/ads/political/banner.png";
+    let page = Some("https://news.example/");
+    assert_ne!(ex(&policy_with(|_| {}), url, page, "image").decision, Verdict::Block);
+    let p = policy_with(|c| c.policy.blocked_ad_categories = vec!["political".into()]);
+    let e = ex(&p, url, page, "image");
+    assert_eq!(e.decision, Verdict::Block);
+    assert_eq!(e.list.as_deref(), Some("nostalk-categories"));
+}
+
+#[test]
+fn decisions_from_the_cache_equal_fresh_ones() {
+    let p = policy_with(|_| {});
+    let info = RequestInfo {
+        url: "https://www.googletagmanager.com/gtm.js?id=GTM-1",
+        host: "www.googletagmanager.com",
+        page_host: Some("news.example"),
+        request_type: RequestType::Script,
+        method: "GET",
+    };
+    let first = p.decide(&info);
+    let second = p.decide(&info);
+    assert_eq!(first, second);
+    assert_eq!(first, p.decide_uncached(&info));
+    // Same URL from another page is a different key, decided afresh.
+    let other = RequestInfo { page_host: Some("googletagmanager.com"), ..info.clone() };
+    assert_eq!(p.decide(&other).verdict, Verdict::Block);
+}
+
+#[test]
+fn embedded_lists_meet_their_size() {
+    let p = policy_with(|_| {});
+    let (block, ad) = p.rule_counts();
+    assert!(block >= 300, "surveillance + categories rules: {block}");
+    assert!(ad >= 150, "ad rules: {ad}");
+    assert!(p.inline.families().len() >= 10);
+    assert!(!p.params.is_empty() && !p.cookies.is_empty());
+}
+
+#[test]
+fn embedded_lists_can_be_turned_off() {
+    let p = policy_with(|c| c.policy.embedded_lists = false);
+    assert_eq!(
+        ex(&p, "https://www.google-analytics.com/analytics.js", Some("https://a.example/"), "script").decision,
+        Verdict::Allow
+    );
+}

@@ -1,0 +1,200 @@
+//! CONNECT: a blocked host is refused at once (403); a host on the passthrough list, a trusted
+//! site, or every host when interception is off, is tunnelled byte for byte; all others are
+//! intercepted: the client's TLS is terminated with a leaf minted for the host (ALPN h2 and
+//! http/1.1), and the requests inside are served by the same service as plain ones. A client
+//! that speaks plain HTTP inside the tunnel (ws:// through CONNECT) is served without TLS.
+
+use crate::policy::{RequestInfo, RequestType, Verdict};
+use crate::proxy::service::{ProxyService, Tunnel};
+use crate::respond;
+use crate::{empty, Body, Shared};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tracing::{debug, info, Instrument};
+
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "CONNECT needs host:port");
+    };
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let port = authority.port_u16().unwrap_or(443);
+    tracing::Span::current().record("host", host.as_str());
+    let policy = shared.policy.load();
+
+    // Host-level decision: only rules that match the bare host can refuse a tunnel.
+    let url = format!("https://{host}/");
+    let info =
+        RequestInfo { url: &url, host: &host, page_host: None, request_type: RequestType::Other, method: "CONNECT" };
+    let decision = policy.decide(&info);
+    if decision.verdict == Verdict::Block {
+        info!(
+            verdict = "block",
+            rule = decision.rule.as_deref().unwrap_or(""),
+            list = decision.list.as_deref().unwrap_or(""),
+            "refused CONNECT to a blocked host"
+        );
+        shared.metrics.inc(&shared.metrics.blocked);
+        shared.receipt.record(None, &host, &decision, RequestType::Other);
+        return respond::error_page(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!("nostalk blocks {host}: it is a tracker."),
+        );
+    }
+
+    let site = crate::policy::site::site_of(&host);
+    let intercept = shared.ca.is_some()
+        && !is_passthrough(&shared.config.intercept.passthrough, &host)
+        && !policy.is_trusted(&site);
+
+    if !intercept {
+        // Connect first, so an unreachable host is a 502 and not a dead tunnel.
+        let upstream = match shared.dialer.tcp(&host, port).await {
+            Ok(s) => s,
+            Err(e) => {
+                let status = if e.kind() == io::ErrorKind::TimedOut {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                info!(error = %e, "tunnel upstream unreachable");
+                return respond::error_page(
+                    status,
+                    status.canonical_reason().unwrap_or("Bad Gateway"),
+                    &format!("cannot reach {host}:{port}: {e}"),
+                );
+            }
+        };
+        let span = tracing::info_span!("tunnel", host = %host, port);
+        tokio::spawn(
+            async move {
+                match hyper::upgrade::on(req).await {
+                    Ok(upgraded) => {
+                        let mut client = TokioIo::new(upgraded);
+                        let mut upstream = upstream;
+                        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                            Ok((up, down)) => debug!(up, down, "tunnel closed"),
+                            Err(e) => debug!(error = %e, "tunnel ended"),
+                        }
+                    }
+                    Err(e) => debug!(error = %e, "upgrade failed"),
+                }
+            }
+            .instrument(span),
+        );
+        return Response::new(empty());
+    }
+
+    let span = tracing::info_span!("intercept", host = %host, port);
+    tokio::spawn(
+        async move {
+            let upgraded = match hyper::upgrade::on(req).await {
+                Ok(u) => u,
+                Err(e) => return debug!(error = %e, "upgrade failed"),
+            };
+            if let Err(e) = serve_intercepted(shared, TokioIo::new(upgraded), host, port, peer).await {
+                debug!(error = %e, "intercepted connection ended");
+            }
+        }
+        .instrument(span),
+    );
+    Response::new(empty())
+}
+
+fn is_passthrough(list: &[String], host: &str) -> bool {
+    list.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        match p.strip_prefix('.') {
+            Some(suffix) => host == suffix || host.ends_with(&format!(".{suffix}")),
+            None => host == p,
+        }
+    })
+}
+
+async fn serve_intercepted<S>(
+    shared: Arc<Shared>,
+    mut io: S,
+    host: String,
+    port: u16,
+    peer: SocketAddr,
+) -> Result<(), crate::BoxError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut first = [0u8; 1];
+    let n = io.read(&mut first).await?;
+    if n == 0 {
+        return Ok(());
+    }
+    let io = Prefixed { prefix: Some(first[0]), inner: io };
+    let builder = {
+        let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        b.http1().timer(hyper_util::rt::TokioTimer::new());
+        b.http2().timer(hyper_util::rt::TokioTimer::new()).enable_connect_protocol();
+        b
+    };
+    if first[0] != 0x16 {
+        // Not a TLS handshake: plain HTTP inside the tunnel.
+        let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel { host, port, tls: false })));
+        builder.serve_connection_with_upgrades(TokioIo::new(io), svc).await?;
+        return Ok(());
+    }
+    let ca = shared.ca.clone().ok_or("interception without a CA")?;
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = acceptor.await?;
+    // The leaf is for the name the client asks for (SNI), else the CONNECT host.
+    let name = start.client_hello().server_name().map(str::to_ascii_lowercase).unwrap_or_else(|| host.clone());
+    let config = ca.server_config(&name)?;
+    let tls = start.into_stream(config).await?;
+    let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel { host: name, port, tls: true })));
+    builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await?;
+    Ok(())
+}
+
+/// A stream with one byte already read from it put back in front.
+struct Prefixed<S> {
+    prefix: Option<u8>,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(b) = self.prefix.take() {
+            buf.put_slice(&[b]);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passthrough_matches_host_and_dot_suffix() {
+        let list = vec!["bank.test".to_string(), ".pinned.test".to_string()];
+        assert!(super::is_passthrough(&list, "bank.test"));
+        assert!(!super::is_passthrough(&list, "www.bank.test"));
+        assert!(super::is_passthrough(&list, "api.pinned.test"));
+        assert!(super::is_passthrough(&list, "pinned.test"));
+        assert!(!super::is_passthrough(&list, "notpinned.test"));
+    }
+}

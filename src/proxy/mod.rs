@@ -1,0 +1,9 @@
+//! Network plumbing: the listener, the per-connection service (hyper, auto h1/h2), CONNECT
+//! (tunnel or intercept), forwarding one request, hop-by-hop headers, and the upstream client.
+
+pub mod connect;
+pub mod forward;
+pub mod headers;
+pub mod listener;
+pub mod service;
+pub mod upstream;

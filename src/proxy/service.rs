@@ -1,0 +1,131 @@
+//! The per-connection service: takes each request a client sends and routes it to one of three
+//! places: CONNECT handling, the proxy's own pages (origin-form requests, or host
+//! `nostalk.localhost`), or forwarding. Inside an intercepted CONNECT the same service runs
+//! with the tunnel's host, so requests there are forwarded to that host over TLS.
+
+use crate::proxy::{connect, forward};
+use crate::respond::{self, pages};
+use crate::{Body, Shared};
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
+
+pub const LOCAL_HOST: &str = "nostalk.localhost";
+
+/// The host an intercepted (or plain-HTTP-in-CONNECT) tunnel was opened to.
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+#[derive(Clone)]
+pub struct ProxyService {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    tunnel: Option<Arc<Tunnel>>,
+}
+
+impl ProxyService {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, tunnel: Option<Arc<Tunnel>>) -> Self {
+        ProxyService { shared, peer, tunnel }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for ProxyService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        let id = this.shared.metrics.next_request_id();
+        let span = tracing::info_span!("req", id, method = %req.method(), host = tracing::field::Empty, verdict = tracing::field::Empty);
+        Box::pin(async move { Ok(this.handle(req, id).await) }.instrument(span))
+    }
+}
+
+/// Where a request goes.
+enum Route {
+    Connect,
+    Local,
+    Upstream(Uri),
+    Bad(String),
+}
+
+impl ProxyService {
+    async fn handle(self, req: Request<Incoming>, id: u64) -> Response<Body> {
+        self.shared.metrics.inc(&self.shared.metrics.requests);
+        match self.route(&req) {
+            Route::Connect => connect::handle(self.shared, req, self.peer).await,
+            Route::Local => pages::serve(&self.shared, req).await,
+            Route::Upstream(uri) => forward::forward(&self.shared, req, uri, self.peer, id).await,
+            Route::Bad(why) => {
+                tracing::info!(reason = %why, "bad request");
+                respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", &why)
+            }
+        }
+    }
+
+    fn route(&self, req: &Request<Incoming>) -> Route {
+        if req.method() == Method::CONNECT {
+            return if self.tunnel.is_some() {
+                Route::Bad("CONNECT inside a tunnel is not supported".into())
+            } else {
+                Route::Connect
+            };
+        }
+        if let Some(t) = &self.tunnel {
+            let scheme = if t.tls { "https" } else { "http" };
+            let default_port = if t.tls { 443 } else { 80 };
+            let authority = if t.port == default_port { t.host.clone() } else { format!("{}:{}", t.host, t.port) };
+            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            return match format!("{scheme}://{authority}{pq}").parse() {
+                Ok(uri) => Route::Upstream(uri),
+                Err(e) => Route::Bad(format!("cannot make a URL of this request: {e}")),
+            };
+        }
+        let uri = req.uri();
+        match (uri.scheme_str(), uri.host()) {
+            (Some("http") | Some("https") | Some("ws") | Some("wss"), Some(host)) => {
+                if self.is_us(host, uri.port_u16()) {
+                    Route::Local
+                } else {
+                    Route::Upstream(uri.clone())
+                }
+            }
+            (Some(other), _) => Route::Bad(format!("the scheme `{other}` is not proxied")),
+            (None, _) => Route::Local,
+        }
+    }
+
+    fn is_us(&self, host: &str, port: Option<u16>) -> bool {
+        if host.eq_ignore_ascii_case(LOCAL_HOST) {
+            return true;
+        }
+        let listen = self.shared.listen;
+        port.unwrap_or(80) == listen.port()
+            && (host.parse::<std::net::IpAddr>().ok() == Some(listen.ip())
+                || (listen.ip().is_loopback() && host.eq_ignore_ascii_case("localhost")))
+    }
+}
+
+/// Answer a client that the access list refuses, then close.
+pub async fn deny(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+    tracing::info!(peer = %peer, "refused a client outside [access] allow");
+    let body = "<!doctype html><title>403 Forbidden</title><h1>403 Forbidden</h1><p>This proxy does not serve your address.</p>\n";
+    let msg = format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        body.len(),
+        body
+    );
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.write_all(msg.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,213 @@
+//! The one upstream client: pooled, HTTP/1.1 and HTTP/2 chosen by ALPN, rustls verifying
+//! against webpki roots plus `[upstream] extra_roots`, host names resolved through
+//! `[upstream] resolve` first, then the system resolver, with a connect timeout.
+//!
+//! The connector is written here (not hyper-rustls's) because resolve overrides map
+//! host *and port* to an address and port, which hyper-util's resolver interface cannot express.
+
+use crate::config::{Config, ResolveEntry};
+use crate::Body;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Name overrides and how to reach an upstream.
+#[derive(Clone)]
+pub struct Dialer {
+    resolve: Arc<Vec<ResolveEntry>>,
+    connect_timeout: Duration,
+    tls: TlsConnector,
+}
+
+impl Dialer {
+    pub fn new(cfg: &Config, tls: rustls::ClientConfig) -> Dialer {
+        Dialer {
+            resolve: Arc::new(cfg.resolve_entries()),
+            connect_timeout: cfg.duration(&cfg.upstream.connect_timeout, Duration::from_secs(10)),
+            tls: TlsConnector::from(Arc::new(tls)),
+        }
+    }
+
+    /// The addresses for host:port, overrides first.
+    pub async fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Some(e) = self.resolve.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)) {
+            return Ok(vec![e.addr]);
+        }
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}")));
+        }
+        Ok(addrs)
+    }
+
+    /// A TCP connection to host:port, trying each address, within the connect timeout.
+    pub async fn tcp(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        let addrs = self.lookup(host, port).await?;
+        let attempt = async {
+            let mut last = None;
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        return Ok(s);
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| io::Error::other("no address")))
+        };
+        match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {host}:{port} timed out"))),
+        }
+    }
+
+    async fn connect(self, uri: http::Uri) -> io::Result<TokioIo<MaybeTls>> {
+        let https = uri.scheme_str() == Some("https") || uri.scheme_str() == Some("wss");
+        let host = uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host in URI"))?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tcp = self.tcp(host, port).await?;
+        if !https {
+            return Ok(TokioIo::new(MaybeTls::Plain(tcp)));
+        }
+        let name =
+            rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        Ok(TokioIo::new(MaybeTls::Tls(Box::new(tls))))
+    }
+}
+
+impl tower_service::Service<http::Uri> for Dialer {
+    type Response = TokioIo<MaybeTls>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<MaybeTls>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        Box::pin(self.clone().connect(uri))
+    }
+}
+
+/// A plain or TLS upstream stream.
+pub enum MaybeTls {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Connection for MaybeTls {
+    fn connected(&self) -> Connected {
+        match self {
+            MaybeTls::Plain(_) => Connected::new(),
+            MaybeTls::Tls(s) => {
+                let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                let c = Connected::new();
+                if h2 {
+                    c.negotiated_h2()
+                } else {
+                    c
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTls::Plain(s) => s.is_write_vectored(),
+            MaybeTls::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+pub type UpstreamClient = Client<Dialer, Body>;
+
+pub fn client(cfg: &Config, dialer: Dialer) -> UpstreamClient {
+    let idle = cfg.duration(&cfg.upstream.idle_timeout, Duration::from_secs(90));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .pool_max_idle_per_host(64)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(dialer)
+}
+
+/// Why an upstream request failed, in words for the error page, and which status to answer.
+pub fn classify_error(err: &(dyn std::error::Error + 'static)) -> (http::StatusCode, String) {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut reason = err.to_string();
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return (http::StatusCode::BAD_GATEWAY, format!("the server's certificate was not accepted: {tls}"));
+        }
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return (http::StatusCode::BAD_GATEWAY, format!("the server's certificate was not accepted: {tls}"));
+            }
+            if io.kind() == io::ErrorKind::TimedOut {
+                return (http::StatusCode::GATEWAY_TIMEOUT, io.to_string());
+            }
+            reason = io.to_string();
+        }
+        cur = e.source();
+    }
+    (http::StatusCode::BAD_GATEWAY, reason)
+}

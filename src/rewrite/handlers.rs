@@ -1,0 +1,323 @@
+//! The lol_html handlers, listed in one place, one selector and one purpose each: tracker
+//! scripts, tracking pixels and frames, tracker preconnects, `ping` attributes, link decoration,
+//! inline surveillance snippets, and the GPC script first in `<head>`. Every removal is written
+//! to the page's [`Removals`] for the receipt.
+
+use super::csp::{GpcPlan, GPC_SCRIPT};
+use crate::hygiene::request::strip_query_params;
+use crate::policy::{Policy, RequestType};
+use crate::respond::surrogates;
+use lol_html::html_content::{ContentType, Element, TextChunk};
+use lol_html::{element, text};
+use std::sync::{Arc, Mutex};
+
+/// An inline script longer than this is an application, not a tracker's loader snippet.
+pub const MAX_SNIPPET: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Script,
+    InlineSnippet,
+    Pixel,
+    Frame,
+    Preconnect,
+    Ping,
+    LinkDecoration,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Script => "script",
+            Kind::InlineSnippet => "inline snippet",
+            Kind::Pixel => "pixel",
+            Kind::Frame => "frame",
+            Kind::Preconnect => "preconnect",
+            Kind::Ping => "ping attribute",
+            Kind::LinkDecoration => "link decoration",
+        }
+    }
+}
+
+/// One thing taken out of a page, and why.
+#[derive(Debug, Clone)]
+pub struct Removal {
+    pub kind: Kind,
+    pub what: String,
+    pub rule: Option<Arc<str>>,
+}
+
+/// What the handlers share while one page streams through.
+#[derive(Default)]
+pub struct Removals {
+    pub list: Vec<Removal>,
+    pub gpc_injected: bool,
+    script_buf: String,
+    script_is_js: bool,
+    script_passthrough: bool,
+    noscript_buf: String,
+    noscript_passthrough: bool,
+}
+
+/// Records per page beyond this are counted in the receipt but not kept one by one.
+const MAX_RECORDS: usize = 256;
+
+impl Removals {
+    fn push(&mut self, kind: Kind, what: &str, rule: Option<Arc<str>>) {
+        if self.list.len() < MAX_RECORDS {
+            self.list.push(Removal { kind, what: what.chars().take(200).collect(), rule });
+        }
+    }
+}
+
+pub struct PageCtx {
+    pub policy: Arc<Policy>,
+    pub page_host: String,
+    pub base: Option<url::Url>,
+    pub shopping: bool,
+    pub gpc: GpcPlan,
+}
+
+impl PageCtx {
+    fn resolve(&self, raw: &str) -> Option<String> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw.starts_with("data:") || raw.starts_with("javascript:") || raw.starts_with('#') {
+            return None;
+        }
+        match &self.base {
+            Some(b) => b.join(raw).ok().map(String::from),
+            None => url::Url::parse(raw).ok().map(String::from),
+        }
+    }
+
+    fn blocked(&self, raw: &str, t: RequestType) -> Option<(String, Option<Arc<str>>)> {
+        let abs = self.resolve(raw)?;
+        if !abs.starts_with("http") {
+            return None;
+        }
+        self.policy.blocks_url(&abs, &self.page_host, t).map(|d| (abs, d.rule))
+    }
+}
+
+fn lock(r: &Mutex<Removals>) -> std::sync::MutexGuard<'_, Removals> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_js_type(el: &Element<'_, '_, lol_html::send::SendHandlerTypes>) -> bool {
+    match el.get_attribute("type") {
+        None => true,
+        Some(t) => {
+            let t = t.trim().to_ascii_lowercase();
+            t.is_empty() || t == "module" || t.contains("javascript") || t.contains("ecmascript")
+        }
+    }
+}
+
+/// The settings for one page.
+pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::send::Settings<'static, 'static> {
+    type El<'a, 'b> = Element<'a, 'b, lol_html::send::SendHandlerTypes>;
+    let (c1, r1) = (ctx.clone(), removals.clone());
+    let (c2, r2) = (ctx.clone(), removals.clone());
+    let (c3, r3) = (ctx.clone(), removals.clone());
+    let (c4, r4) = (ctx.clone(), removals.clone());
+    let r5 = removals.clone();
+    let (c6, r6) = (ctx.clone(), removals.clone());
+    let r7 = removals.clone();
+    let (c8, r8) = (ctx.clone(), removals.clone());
+    let (c9, r9) = (ctx.clone(), removals.clone());
+    let r10 = removals.clone();
+    let (c11, r11) = (ctx.clone(), removals.clone());
+
+    lol_html::send::Settings::new_send()
+        // Tracker scripts. One with a surrogate stays: the proxy answers it with the surrogate,
+        // so page code calling the tracker's API keeps working.
+        .append_element_content_handler(element!("script[src]", move |el: &mut El| {
+            if let Some(src) = el.get_attribute("src") {
+                if let Some((abs, rule)) = c1.blocked(&src, RequestType::Script) {
+                    if surrogates::for_url(&abs).is_none() {
+                        el.remove();
+                        lock(&r1).push(Kind::Script, &abs, rule);
+                    }
+                }
+            }
+            Ok(())
+        }))
+        // Tracking pixels, in pages and in <noscript> blocks alike.
+        .append_element_content_handler(element!("img[src]", move |el: &mut El| {
+            if let Some(src) = el.get_attribute("src") {
+                if let Some((abs, rule)) = c2.blocked(&src, RequestType::Image) {
+                    el.remove();
+                    lock(&r2).push(Kind::Pixel, &abs, rule);
+                }
+            }
+            Ok(())
+        }))
+        .append_element_content_handler(element!("iframe[src]", move |el: &mut El| {
+            if let Some(src) = el.get_attribute("src") {
+                if let Some((abs, rule)) = c3.blocked(&src, RequestType::SubFrame) {
+                    el.remove();
+                    lock(&r3).push(Kind::Frame, &abs, rule);
+                }
+            }
+            Ok(())
+        }))
+        // Preconnects and preloads to tracker hosts.
+        .append_element_content_handler(element!("link[rel][href]", move |el: &mut El| {
+            let rel = el.get_attribute("rel").unwrap_or_default().to_ascii_lowercase();
+            let hints = ["preconnect", "dns-prefetch", "preload", "prefetch", "modulepreload"];
+            if !rel.split_ascii_whitespace().any(|r| hints.contains(&r)) {
+                return Ok(());
+            }
+            let t = match el.get_attribute("as").as_deref() {
+                Some("script") => RequestType::Script,
+                Some("image") => RequestType::Image,
+                Some("style") => RequestType::Stylesheet,
+                Some("font") => RequestType::Font,
+                _ if rel.contains("modulepreload") => RequestType::Script,
+                _ => RequestType::Other,
+            };
+            if let Some(href) = el.get_attribute("href") {
+                let href = if href.starts_with("//") || href.contains("://") {
+                    href
+                } else {
+                    return Ok(());
+                };
+                // A preconnect names an origin; a rule for the host decides it.
+                let probe = if matches!(t, RequestType::Other)
+                    && !href
+                        .trim_start_matches("https:")
+                        .trim_start_matches("http:")
+                        .trim_start_matches("//")
+                        .contains('/')
+                {
+                    format!("{}/", href.trim_end_matches('/'))
+                } else {
+                    href
+                };
+                if let Some((abs, rule)) = c4.blocked(&probe, t) {
+                    el.remove();
+                    lock(&r4).push(Kind::Preconnect, &abs, rule);
+                }
+            }
+            Ok(())
+        }))
+        // Hyperlink auditing.
+        .append_element_content_handler(element!("a[ping], area[ping]", move |el: &mut El| {
+            if let Some(p) = el.get_attribute("ping") {
+                el.remove_attribute("ping");
+                lock(&r5).push(Kind::Ping, &p, None);
+            }
+            Ok(())
+        }))
+        // Link decoration: tracking parameters in links.
+        .append_element_content_handler(element!("a[href*='?'], area[href*='?']", move |el: &mut El| {
+            if let Some(href) = el.get_attribute("href") {
+                if let Some(clean) = strip_query_params(&href, &c6.policy.params, false, c6.shopping) {
+                    if el.set_attribute("href", &clean).is_ok() {
+                        lock(&r6).push(Kind::LinkDecoration, &href, None);
+                    }
+                }
+            }
+            Ok(())
+        }))
+        // Inline snippets, part one: is this inline script JavaScript?
+        .append_element_content_handler(element!("script:not([src])", move |el: &mut El| {
+            let mut r = lock(&r7);
+            r.script_is_js = is_js_type(el);
+            r.script_buf.clear();
+            r.script_passthrough = false;
+            Ok(())
+        }))
+        // Inline snippets, part two: hold the script's text (up to MAX_SNIPPET) until its end,
+        // then put it back, or the no-op stub if a tracker's signature is in it.
+        .append_element_content_handler(text!("script:not([src])", move |chunk: &mut TextChunk| {
+            let mut r = lock(&r8);
+            if !r.script_is_js || r.script_passthrough {
+                return Ok(());
+            }
+            r.script_buf.push_str(chunk.as_str());
+            if r.script_buf.len() > MAX_SNIPPET {
+                let held = std::mem::take(&mut r.script_buf);
+                chunk.replace(&held, ContentType::Html);
+                r.script_passthrough = true;
+                return Ok(());
+            }
+            if !chunk.last_in_text_node() {
+                chunk.remove();
+                return Ok(());
+            }
+            let held = std::mem::take(&mut r.script_buf);
+            match c8.policy.inline.find(&held) {
+                Some((family, sig)) => {
+                    chunk.replace(surrogates::INLINE_STUB, ContentType::Html);
+                    let what = format!("{family}: {sig}");
+                    r.push(Kind::InlineSnippet, &what, Some(Arc::from(format!("inline signature `{sig}`"))));
+                }
+                None => chunk.replace(&held, ContentType::Html),
+            }
+            Ok(())
+        }))
+        // <noscript> is raw text to a parser that runs scripts, as lol_html does: hold it (up
+        // to MAX_SNIPPET) and take the tracking pixels out of it with a small rewrite of its own.
+        .append_element_content_handler(element!("noscript", move |_el: &mut El| {
+            let mut r = lock(&r10);
+            r.noscript_buf.clear();
+            r.noscript_passthrough = false;
+            Ok(())
+        }))
+        .append_element_content_handler(text!("noscript", move |chunk: &mut TextChunk| {
+            let mut r = lock(&r11);
+            if r.noscript_passthrough {
+                return Ok(());
+            }
+            r.noscript_buf.push_str(chunk.as_str());
+            if r.noscript_buf.len() > MAX_SNIPPET {
+                let held = std::mem::take(&mut r.noscript_buf);
+                chunk.replace(&held, ContentType::Html);
+                r.noscript_passthrough = true;
+                return Ok(());
+            }
+            if !chunk.last_in_text_node() {
+                chunk.remove();
+                return Ok(());
+            }
+            let held = std::mem::take(&mut r.noscript_buf);
+            let cleaned = clean_noscript(&c11, &held, &mut r);
+            chunk.replace(&cleaned, ContentType::Html);
+            Ok(())
+        }))
+        // Global Privacy Control, first thing in <head>, where the page's CSP allows it.
+        .append_element_content_handler(element!("head", move |el: &mut El| {
+            if let GpcPlan::Inject { nonce } = &c9.gpc {
+                let tag = match nonce {
+                    Some(n) => format!("<script nonce=\"{}\">{GPC_SCRIPT}</script>", crate::respond::html_escape(n)),
+                    None => format!("<script>{GPC_SCRIPT}</script>"),
+                };
+                el.prepend(&tag, ContentType::Html);
+                lock(&r9).gpc_injected = true;
+            }
+            Ok(())
+        }))
+}
+
+/// The content of a `<noscript>` without its tracking pixels and frames.
+fn clean_noscript(ctx: &PageCtx, html: &str, removals: &mut Removals) -> String {
+    let found = std::cell::RefCell::new(Vec::new());
+    let check = |el: &mut Element<'_, '_>, t: RequestType| {
+        if let Some(src) = el.get_attribute("src") {
+            if let Some((abs, rule)) = ctx.blocked(&src, t) {
+                el.remove();
+                found.borrow_mut().push((if t == RequestType::Image { Kind::Pixel } else { Kind::Frame }, abs, rule));
+            }
+        }
+        Ok(())
+    };
+    let settings = lol_html::RewriteStrSettings::new()
+        .append_element_content_handler(element!("img[src]", |el| check(el, RequestType::Image)))
+        .append_element_content_handler(element!("iframe[src]", |el| check(el, RequestType::SubFrame)));
+    let out = lol_html::rewrite_str(html, settings).unwrap_or_else(|_| html.to_string());
+    for (kind, abs, rule) in found.into_inner() {
+        removals.push(kind, &abs, rule);
+    }
+    out
+}

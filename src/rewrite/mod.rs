@@ -1,0 +1,375 @@
+//! Streaming HTML rewriting on the hot path. A `text/html` (or XHTML) response that is not
+//! blocked is decoded as a stream (gzip, deflate, br, zstd via async-compression), fed chunk by
+//! chunk through lol_html with the handlers in [`handlers`], and sent on as each chunk comes
+//! out: identity to loopback clients, gzip (flushed per chunk) to others that accept it. The
+//! rewriter's memory is bounded by lol_html's memory settings; pages are never held whole.
+//! Everything else passes byte for byte.
+
+pub mod csp;
+pub mod handlers;
+
+use crate::policy::Policy;
+use crate::{Body, BoxError, Shared};
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{response::Parts, Method, Response, StatusCode};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
+
+pub use handlers::{Kind, Removal, Removals};
+
+/// lol_html's own memory stays under this per page, whatever the page's size.
+pub const MAX_REWRITER_MEMORY: usize = 2 * 1024 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the rewriter needs to know about the page.
+pub struct Page {
+    pub policy: Arc<Policy>,
+    pub page_host: String,
+    pub page_site: String,
+    pub shared: Arc<Shared>,
+    pub client_loopback: bool,
+    pub request_id: u64,
+}
+
+/// Ask upstream only for encodings we can decode.
+pub fn limit_accept_encoding(headers: &mut HeaderMap) {
+    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br, zstd"));
+}
+
+pub fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            mime == "text/html" || mime == "application/xhtml+xml"
+        })
+        .unwrap_or(false)
+}
+
+pub fn is_rewritable(method: &Method, status: StatusCode, headers: &HeaderMap) -> bool {
+    method != Method::HEAD
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+        && !status.is_informational()
+        && is_html(headers)
+        && decoder_for(headers).is_some()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Identity,
+    Gzip,
+    Deflate,
+    Brotli,
+    Zstd,
+}
+
+fn decoder_for(headers: &HeaderMap) -> Option<Coding> {
+    let Some(ce) = headers.get(header::CONTENT_ENCODING) else {
+        return Some(Coding::Identity);
+    };
+    let ce = ce.to_str().ok()?.trim().to_ascii_lowercase();
+    Some(match ce.as_str() {
+        "" | "identity" => Coding::Identity,
+        "gzip" | "x-gzip" => Coding::Gzip,
+        "deflate" => Coding::Deflate,
+        "br" => Coding::Brotli,
+        "zstd" => Coding::Zstd,
+        _ => return None,
+    })
+}
+
+fn charset_of(headers: &HeaderMap) -> Option<&'static encoding_rs::Encoding> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let label = ct.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches('"'))
+    })?;
+    encoding_rs::Encoding::for_label(label.as_bytes())
+}
+
+/// Rewrite an HTML response as it streams.
+pub fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> Response<Body> {
+    let coding = decoder_for(&parts.headers).unwrap_or(Coding::Identity);
+    let gpc = csp::plan(&mut parts.headers);
+    let shopping = page.shared.shopping.is_shopping(&page.page_site);
+    let base = format!("https://{}/", page.page_host);
+    let ctx = Arc::new(handlers::PageCtx {
+        policy: page.policy.clone(),
+        page_host: page.page_host.clone(),
+        base: url::Url::parse(&base).ok(),
+        shopping,
+        gpc,
+    });
+    let out_gzip = match page.shared.config.rewrite.encoding.as_str() {
+        "gzip" => true,
+        "identity" => false,
+        _ => !page.client_loopback,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    // The body changes, so validators and ranges of the original no longer describe it.
+    parts.headers.remove(header::ETAG);
+    parts.headers.remove(header::ACCEPT_RANGES);
+    if out_gzip {
+        parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        parts.headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    let encoding = charset_of(&parts.headers);
+    let removals = Arc::new(Mutex::new(Removals::default()));
+    let shared = page.shared.clone();
+    let page_site = page.page_site.clone();
+    let r = removals.clone();
+    let on_end: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let r = r.lock().unwrap_or_else(|p| p.into_inner());
+        shared.receipt.record_removals(&page_site, &r.list);
+        shared.metrics.add(&shared.metrics.rewrite_removals, r.list.len() as u64);
+    });
+    let stream = RewriteStream::new(body, coding, ctx, removals, encoding, out_gzip, on_end);
+    Response::from_parts(parts, StreamBody::new(stream).boxed_unsync())
+}
+
+/// The sink lol_html writes rewritten bytes into; drained after every write.
+struct Sink(Arc<Mutex<BytesMut>>);
+
+impl lol_html::OutputSink for Sink {
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(chunk);
+    }
+}
+
+type Rewriter = lol_html::send::HtmlRewriter<'static, Sink>;
+
+/// The body after decoding, as an AsyncRead.
+type Decoded = Pin<Box<dyn AsyncRead + Send>>;
+
+fn decode(body: Body, coding: Coding) -> Decoded {
+    use async_compression::tokio::bufread as dec;
+    use futures_util::TryStreamExt;
+    let frames =
+        BodyStream::new(body).try_filter_map(|f| async move { Ok(f.into_data().ok()) }).map_err(std::io::Error::other);
+    let reader: Pin<Box<dyn AsyncBufRead + Send>> = Box::pin(tokio_util::io::StreamReader::new(frames));
+    match coding {
+        Coding::Identity => Box::pin(reader),
+        Coding::Gzip => Box::pin(dec::GzipDecoder::new(reader)),
+        Coding::Deflate => Box::pin(DeflateAny::new(reader)),
+        Coding::Brotli => Box::pin(dec::BrotliDecoder::new(reader)),
+        Coding::Zstd => Box::pin(dec::ZstdDecoder::new(reader)),
+    }
+}
+
+/// `Content-Encoding: deflate` is meant to be zlib, and some servers send raw deflate:
+/// decide on the first bytes.
+struct DeflateAny {
+    inner: Option<Pin<Box<dyn AsyncBufRead + Send>>>,
+    chosen: Option<Decoded>,
+}
+
+impl DeflateAny {
+    fn new(inner: Pin<Box<dyn AsyncBufRead + Send>>) -> Self {
+        DeflateAny { inner: Some(inner), chosen: None }
+    }
+}
+
+impl AsyncRead for DeflateAny {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        use async_compression::tokio::bufread as dec;
+        if self.chosen.is_none() {
+            let inner = self.inner.as_mut().expect("inner is present until chosen");
+            let head = match inner.as_mut().poll_fill_buf(cx) {
+                Poll::Ready(Ok(b)) => b,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            // A zlib header: CM = 8 and the 16-bit header divisible by 31.
+            let zlib =
+                head.len() >= 2 && head[0] & 0x0f == 8 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
+            let inner = self.inner.take().expect("inner is present until chosen");
+            self.chosen = Some(if zlib {
+                Box::pin(dec::ZlibDecoder::new(inner))
+            } else {
+                Box::pin(dec::DeflateDecoder::new(inner))
+            });
+        }
+        self.chosen.as_mut().expect("chosen above").as_mut().poll_read(cx, buf)
+    }
+}
+
+struct RewriteStream {
+    input: Decoded,
+    rewriter: Option<Rewriter>,
+    out: Arc<Mutex<BytesMut>>,
+    buf: Vec<u8>,
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    /// The rewriter gave up (memory or parse trouble): the rest passes as it is.
+    raw: bool,
+    done: bool,
+    on_end: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl RewriteStream {
+    fn new(
+        body: Body,
+        coding: Coding,
+        ctx: Arc<handlers::PageCtx>,
+        removals: Arc<Mutex<Removals>>,
+        encoding: Option<&'static encoding_rs::Encoding>,
+        gzip: bool,
+        on_end: Box<dyn FnOnce() + Send>,
+    ) -> Self {
+        let out = Arc::new(Mutex::new(BytesMut::with_capacity(READ_CHUNK)));
+        let memory = lol_html::MemorySettings::new()
+            .with_max_allowed_memory_usage(MAX_REWRITER_MEMORY)
+            .with_graceful_bail_out_on_memory_limit_exceeded(true);
+        let mut settings = handlers::settings(ctx, removals)
+            .with_memory_settings(memory)
+            .with_strict(false)
+            .with_adjust_charset_on_meta_tag(true);
+        if let Some(enc) = encoding.and_then(lol_html::AsciiCompatibleEncoding::new) {
+            settings = settings.with_encoding(enc);
+        }
+        let rewriter = lol_html::send::HtmlRewriter::new(settings, Sink(out.clone()));
+        RewriteStream {
+            input: decode(body, coding),
+            rewriter: Some(rewriter),
+            out,
+            buf: vec![0; READ_CHUNK],
+            gzip: gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
+            raw: false,
+            done: false,
+            on_end: Some(on_end),
+        }
+    }
+
+    fn take_out(&mut self) -> Option<Bytes> {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if out.is_empty() && !(self.done && self.gzip.is_some()) {
+            return None;
+        }
+        let plain = out.split().freeze();
+        drop(out);
+        match &mut self.gzip {
+            None => Some(plain),
+            Some(enc) => {
+                let _ = enc.write_all(&plain);
+                if self.done {
+                    let enc = self.gzip.take().expect("checked above");
+                    return enc.finish().ok().map(Bytes::from).filter(|b| !b.is_empty());
+                }
+                // A sync flush, so the browser can render what came so far.
+                let _ = enc.flush();
+                let bytes = std::mem::take(enc.get_mut());
+                (!bytes.is_empty()).then(|| Bytes::from(bytes))
+            }
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        if self.raw {
+            self.out.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(data);
+            return;
+        }
+        if let Some(rw) = self.rewriter.as_mut() {
+            if let Err(e) = rw.write(data) {
+                tracing::warn!(error = %e, "HTML rewriter gave up; the rest of the page passes unchanged");
+                self.rewriter = None;
+                self.raw = true;
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(rw) = self.rewriter.take() {
+            if let Err(e) = rw.end() {
+                tracing::warn!(error = %e, "HTML rewriter failed at the end of the page");
+            }
+        }
+        self.done = true;
+        if let Some(f) = self.on_end.take() {
+            f();
+        }
+    }
+}
+
+impl Stream for RewriteStream {
+    type Item = Result<http_body::Frame<Bytes>, BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(b) = this.take_out() {
+                return Poll::Ready(Some(Ok(http_body::Frame::data(b))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let mut rb = ReadBuf::new(&mut this.buf);
+            match this.input.as_mut().poll_read(cx, &mut rb) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    this.finish();
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        this.finish();
+                    } else {
+                        let data = this.buf[..n].to_vec();
+                        this.feed(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RewriteStream {
+    fn drop(&mut self) {
+        // A page the browser left before its end still has its removals recorded.
+        if let Some(f) = self.on_end.take() {
+            f();
+        }
+    }
+}
+
+/// Rewrite a whole page in memory: for tests, benchmarks and `explain`-like tools, not the
+/// proxy's path.
+pub fn rewrite_bytes(
+    html: &[u8],
+    policy: Arc<Policy>,
+    page_host: &str,
+    headers: &mut HeaderMap,
+) -> (Vec<u8>, Vec<Removal>, bool) {
+    let gpc = csp::plan(headers);
+    let ctx = Arc::new(handlers::PageCtx {
+        policy,
+        page_host: page_host.to_string(),
+        base: url::Url::parse(&format!("https://{page_host}/")).ok(),
+        shopping: false,
+        gpc,
+    });
+    let removals = Arc::new(Mutex::new(Removals::default()));
+    let out = Arc::new(Mutex::new(BytesMut::new()));
+    let settings = handlers::settings(ctx, removals.clone()).with_strict(false);
+    let mut rw = lol_html::send::HtmlRewriter::new(settings, Sink(out.clone()));
+    for chunk in html.chunks(READ_CHUNK) {
+        if rw.write(chunk).is_err() {
+            break;
+        }
+    }
+    let _ = rw.end();
+    let bytes = out.lock().unwrap_or_else(|p| p.into_inner()).to_vec();
+    let r = removals.lock().unwrap_or_else(|p| p.into_inner());
+    (bytes, r.list.clone(), r.gpc_injected)
+}
+
+#[cfg(test)]
+mod tests;

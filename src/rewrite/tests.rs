@@ -1,0 +1,102 @@
+//! The rewriter's removals, one kind at a time, on small HTML.
+
+use super::*;
+use crate::config::Config;
+
+fn run(html: &str) -> (String, Vec<Removal>, bool) {
+    run_with(html, &mut HeaderMap::new())
+}
+
+fn run_with(html: &str, headers: &mut HeaderMap) -> (String, Vec<Removal>, bool) {
+    let policy = Arc::new(Policy::build(&Config::default(), &[]).unwrap());
+    let (out, removals, gpc) = rewrite_bytes(html.as_bytes(), policy, "news.example", headers);
+    (String::from_utf8(out).unwrap(), removals, gpc)
+}
+
+#[test]
+fn tracker_scripts_go_and_page_scripts_stay() {
+    let (out, r, _) = run(
+        r#"<script src="https://cdn.example/app.js"></script><script src="https://static.chartbeat.com/js/chartbeat.js"></script>"#,
+    );
+    assert!(out.contains("cdn.example/app.js"));
+    assert!(!out.contains("chartbeat"), "{out}");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].kind, Kind::Script);
+    assert!(r[0].rule.as_deref().unwrap().contains("chartbeat"));
+}
+
+#[test]
+fn scripts_with_a_surrogate_stay_for_the_surrogate() {
+    let (out, r, _) = run(r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>"#);
+    assert!(out.contains("googletagmanager.com/gtag/js"), "{out}");
+    assert!(r.is_empty());
+}
+
+#[test]
+fn pixels_frames_and_noscript_pixels_go() {
+    let html = r#"<p>text</p><img src="https://www.facebook.com/tr?id=1&ev=PageView" width=1 height=1><img src="/logo.png"><iframe src="https://bat.bing.com/action/0"></iframe><noscript><img height="1" width="1" src="https://px.ads.linkedin.com/collect/?pid=1"></noscript>"#;
+    let (out, r, _) = run(html);
+    assert!(out.contains("<p>text</p>") && out.contains("/logo.png"));
+    assert!(!out.contains("facebook.com/tr"), "{out}");
+    assert!(!out.contains("bat.bing.com"), "{out}");
+    assert!(!out.contains("px.ads.linkedin.com"), "{out}");
+    let kinds: Vec<Kind> = r.iter().map(|x| x.kind).collect();
+    assert!(kinds.contains(&Kind::Pixel) && kinds.contains(&Kind::Frame), "{kinds:?}");
+}
+
+#[test]
+fn ping_attributes_and_link_decoration_go() {
+    let (out, r, _) =
+        run(r#"<a href="https://shop.example/item?id=7&utm_source=news&fbclid=abc" ping="https://t.example/p">x</a>"#);
+    assert_eq!(out, r#"<a href="https://shop.example/item?id=7">x</a>"#);
+    assert_eq!(r.len(), 2);
+}
+
+#[test]
+fn tracker_preconnects_go_and_others_stay() {
+    let (out, _, _) = run(
+        r#"<link rel="preconnect" href="https://www.google-analytics.com"><link rel="preconnect" href="https://fonts.gstatic.com"><link rel="dns-prefetch" href="//connect.facebook.net">"#,
+    );
+    assert!(!out.contains("google-analytics"), "{out}");
+    assert!(out.contains("fonts.gstatic.com"));
+}
+
+#[test]
+fn inline_snippets_become_the_stub_and_other_inline_scripts_stay() {
+    let snippet = "<script>!function(f,b,e,v,n,t,s){n=f.fbq=function(){};t=b.createElement(e);t.src=v}(window,document,'script','https://connect.facebook.net/en_US/fbevents.js');fbq('init', '123');</script>";
+    let app = "<script>window.app = { start: function(){ return 42; } };</script>";
+    let json = r#"<script type="application/ld+json">{"gtag('config'": 1}</script>"#;
+    let (out, r, _) = run(&format!("{snippet}{app}{json}"));
+    assert!(!out.contains("fbq('init'"), "{out}");
+    assert!(out.contains("a tracker snippet stood here"));
+    assert!(out.contains(app), "{out}");
+    assert!(out.contains(json), "{out}");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].kind, Kind::InlineSnippet);
+}
+
+#[test]
+fn large_inline_scripts_pass_whole() {
+    let big = format!("<script>var x = '{}'; gtag('config', 'G-1');</script>", "a".repeat(handlers::MAX_SNIPPET + 10));
+    let (out, r, _) = run(&big);
+    assert_eq!(out, big);
+    assert!(r.is_empty());
+}
+
+#[test]
+fn gpc_goes_first_in_head_as_the_csp_allows() {
+    let (out, _, gpc) = run("<html><head><title>t</title></head><body></body></html>");
+    assert!(gpc);
+    assert!(out.starts_with(&format!("<html><head><script>{}</script><title>", csp::GPC_SCRIPT)), "{out}");
+
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_SECURITY_POLICY, "script-src 'nonce-r4nd0m'".parse().unwrap());
+    let (out, _, gpc) = run_with("<head></head>", &mut h);
+    assert!(gpc && out.contains("<script nonce=\"r4nd0m\">"), "{out}");
+
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_SECURITY_POLICY, "script-src 'self'".parse().unwrap());
+    let (out, _, gpc) = run_with("<head></head>", &mut h);
+    assert!(!gpc);
+    assert_eq!(out, "<head></head>");
+}
