@@ -13,7 +13,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 pub const LOCAL_HOST: &str = "nostalk.localhost";
@@ -117,15 +116,16 @@ impl ProxyService {
     }
 }
 
-/// Answer a client that the access list refuses, then close.
-pub async fn deny(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+/// Answer a client that the access list refuses: 403 to each request, then close.
+pub async fn deny(stream: tokio::net::TcpStream, peer: SocketAddr) {
     tracing::info!(peer = %peer, "refused a client outside [access] allow");
-    let body = "<!doctype html><title>403 Forbidden</title><h1>403 Forbidden</h1><p>This proxy does not serve your address.</p>\n";
-    let msg = format!(
-        "HTTP/1.1 403 Forbidden\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
-        body.len(),
-        body
-    );
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.write_all(msg.as_bytes())).await;
-    let _ = stream.shutdown().await;
+    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+        let mut r = respond::error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address.");
+        r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        Ok::<_, Infallible>(r)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), conn).await;
 }

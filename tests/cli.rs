@@ -1,0 +1,135 @@
+//! The command line as a user runs it: check, explain, ca, lists, and run with a clean stop.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn nostalk() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nostalk"))
+}
+
+#[test]
+fn check_accepts_a_valid_file_and_names_key_and_line_of_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, nostalk::config::DEFAULT_TOML).unwrap();
+    let out = nostalk().args(["check", "--config", good.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = \"127.0.0.1:8877\"\n\n[policy]\nads = \"sometimes\"\n").unwrap();
+    let out = nostalk().args(["check", "--config", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 5") && err.contains("policy.ads"), "{err}");
+
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[server]\nlisten = \"127.0.0.1:8877\"\nnot toml at all\n").unwrap();
+    let out = nostalk().args(["check", "--config", broken.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
+}
+
+#[test]
+fn explain_prints_decision_rule_list_site_and_party_as_json() {
+    let out = nostalk()
+        .args(["explain", "https://www.google-analytics.com/analytics.js", "--page", "https://news.example/", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "block");
+    assert_eq!(v["list"], "nostalk-surveillance");
+    assert_eq!(v["site"], "google-analytics.com");
+    assert_eq!(v["party"], "third");
+    assert!(v["rule"].as_str().unwrap().contains("google-analytics.com"));
+}
+
+#[test]
+fn explain_reads_requests_from_stdin_in_order() {
+    let mut child = nostalk().args(["explain", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"https://securepubads.g.doubleclick.net/tag/js/gpt.js https://news.example/ script\n\
+              https://news.example/style.css https://news.example/ stylesheet\n\
+              https://bat.bing.com/bat.js https://news.example/\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let decisions: Vec<&str> = lines.iter().map(|v| v["decision"].as_str().unwrap()).collect();
+    assert_eq!(decisions, ["ad", "allow", "block"]);
+}
+
+#[test]
+fn ca_init_makes_a_private_key_and_export_prints_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let out = nostalk().args(["ca", "init", "--dir", ca_dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(ca_dir.join(nostalk::tls::CA_KEY_FILE)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = nostalk().args(["ca", "export", "--dir", ca_dir.to_str().unwrap()]).output().unwrap();
+    let pem = String::from_utf8(out.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(pem, std::fs::read_to_string(ca_dir.join(nostalk::tls::CA_CERT_FILE)).unwrap());
+}
+
+#[test]
+fn lists_shows_each_list_with_its_rules() {
+    let out = nostalk().args(["lists"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("nostalk-surveillance")).expect(&text);
+    let rules: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(rules >= 300, "{line}");
+}
+
+#[test]
+fn run_answers_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("[ca]\ndir = {:?}\n", dir.path().join("ca").display().to_string())).unwrap();
+    let mut child = nostalk()
+        .args(["run", "--config", cfg.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let started = Instant::now();
+    let mut log = String::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        let Some(Ok(line)) = lines.next() else { break };
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening") {
+            break;
+        }
+    }
+    assert!(log.contains("created a local CA"), "the first start says where the CA is and how to trust it:\n{log}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: nostalk.localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,336 @@
+//! The forwarding proxy core, end to end: plain HTTP, CONNECT tunnels, interception, large
+//! bodies, keep-alive, HTTP/2 both sides, WebSocket, error answers, streaming, local pages.
+
+mod support;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn echo_handler() -> Handler {
+    handler(|req| async move {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let data = req.into_body().collect().await.unwrap().to_bytes();
+        let text = format!("{method} {path} {} {}", data.len(), sha256_hex(&data));
+        Response::builder().header("content-type", "text/plain").body(body(text)).unwrap()
+    })
+}
+
+#[tokio::test]
+async fn plain_http_get_and_post_reach_the_origin() {
+    let o = origin(None, echo_handler()).await;
+    let p = Proxy::start(&[resolve("news.test", 80, &o)], "").await;
+    let c = p.client(&[]);
+    let r = c.get("http://news.test/hello").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), format!("GET /hello 0 {}", sha256_hex(b"")));
+    let r = c.post("http://news.test/form").body("a=1&b=2").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), format!("POST /form 7 {}", sha256_hex(b"a=1&b=2")));
+    // curl too, as a user would.
+    let (ok, out, err) = curl(&["-x", &p.url(), "-d", "x=y", "http://news.test/curl"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(String::from_utf8(out).unwrap(), format!("POST /curl 3 {}", sha256_hex(b"x=y")));
+    // No header that identifies the user was added.
+    let seen = o.seen();
+    assert!(seen.iter().all(|s| s.header("via").is_none() && s.header("x-forwarded-for").is_none()));
+    assert!(seen.iter().all(|s| s.header("proxy-connection").is_none()));
+    assert_eq!(seen[0].header("sec-gpc").as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn https_through_a_tunnel_for_passthrough_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let o = origin(Some(ca.server_config(&["bank.test"])), echo_handler()).await;
+    let p = Proxy::start(&[resolve("bank.test", 443, &o)], "[intercept]\npassthrough = [\"bank.test\"]\n").await;
+    // The client trusts only the origin's CA: the tunnel must carry the origin's own certificate.
+    let c = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(p.url()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = c.post("https://bank.test/pay").body("10").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), format!("POST /pay 2 {}", sha256_hex(b"10")));
+    let (ok, out, err) =
+        curl(&["-x", &p.url(), "--cacert", ca.pem_path.to_str().unwrap(), "https://bank.test/curl"]).await;
+    assert!(ok, "{err}");
+    assert!(String::from_utf8(out).unwrap().starts_with("GET /curl 0"));
+}
+
+#[tokio::test]
+async fn interception_off_tunnels_every_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let o = origin(Some(ca.server_config(&["shop.test"])), echo_handler()).await;
+    let p = Proxy::start(&[resolve("shop.test", 443, &o)], "[intercept]\nenabled = false\n").await;
+    assert!(p.ca_pem.is_empty(), "no CA is made when interception is off");
+    let (ok, out, err) =
+        curl(&["-x", &p.url(), "--cacert", ca.pem_path.to_str().unwrap(), "https://shop.test/x"]).await;
+    assert!(ok, "{err}");
+    assert!(String::from_utf8(out).unwrap().starts_with("GET /x 0"));
+}
+
+#[tokio::test]
+async fn intercepted_https_get_and_post_with_upstream_verified_by_extra_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let o = origin(Some(ca.server_config(&["news.test"])), echo_handler()).await;
+    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    // The client trusts only nostalk's CA: it sees nostalk's leaf.
+    let c = p.client(&[]);
+    let r = c.get("https://news.test/a").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), format!("GET /a 0 {}", sha256_hex(b"")));
+    let r = c.post("https://news.test/b").body(vec![7u8; 1000]).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), format!("POST /b 1000 {}", sha256_hex(&[7u8; 1000])));
+    let (ok, out, err) =
+        curl(&["-x", &p.url(), "--cacert", p.ca_path().to_str().unwrap(), "https://news.test/curl"]).await;
+    assert!(ok, "{err}");
+    assert!(String::from_utf8(out).unwrap().starts_with("GET /curl 0"));
+}
+
+#[tokio::test]
+async fn twenty_megabytes_each_way_keep_their_sha256() {
+    const SIZE: usize = 20 * 1024 * 1024;
+    let big: Bytes = (0..SIZE).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let big_sha = sha256_hex(&big);
+    let dl = big.clone();
+    let o = origin(
+        None,
+        handler(move |req| {
+            let dl = dl.clone();
+            async move {
+                if req.method() == http::Method::POST {
+                    let data = req.into_body().collect().await.unwrap().to_bytes();
+                    return Response::new(body(format!("{} {}", data.len(), sha256_hex(&data))));
+                }
+                // Streamed in 64 KB chunks.
+                let chunks: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> =
+                    dl.chunks(64 * 1024).map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c)))).collect();
+                Response::builder()
+                    .header("content-type", "application/octet-stream")
+                    .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks))))
+                    .unwrap()
+            }
+        }),
+    )
+    .await;
+    let p = Proxy::start(&[resolve("files.test", 80, &o)], "").await;
+    let c = p.client(&[]);
+    let r = c.post("http://files.test/up").body(big.clone()).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), format!("{SIZE} {big_sha}"));
+    let r = c.get("http://files.test/down").send().await.unwrap();
+    let got = r.bytes().await.unwrap();
+    assert_eq!(got.len(), SIZE);
+    assert_eq!(sha256_hex(&got), big_sha);
+    // A chunked upload from curl, with Expect: 100-continue.
+    let path = p.dir.path().join("big.bin");
+    std::fs::write(&path, &big).unwrap();
+    let (ok, out, err) = curl(&[
+        "-x",
+        &p.url(),
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &format!("@{}", path.display()),
+        "http://files.test/up",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(String::from_utf8(out).unwrap(), format!("{SIZE} {big_sha}"));
+}
+
+#[tokio::test]
+async fn keep_alive_reuses_one_upstream_connection() {
+    let o = static_origin(None, "text/plain", "ok").await;
+    let p = Proxy::start(&[resolve("news.test", 80, &o)], "").await;
+    let c = p.client(&[]);
+    for i in 0..20 {
+        let r = c.get(format!("http://news.test/{i}")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    assert_eq!(o.count(), 20);
+    assert_eq!(o.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one upstream connection for 20 requests");
+    assert_eq!(p.shared.metrics.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one client connection too");
+}
+
+#[tokio::test]
+async fn http2_to_the_client_and_to_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let o = origin(Some(ca.server_config(&["news.test"])), echo_handler()).await;
+    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    let c = p.client(&[]);
+    let r = c.get("https://news.test/h2").send().await.unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_2, "the browser side speaks h2 via ALPN");
+    assert!(r.text().await.unwrap().starts_with("GET /h2"));
+    assert_eq!(o.seen()[0].version, http::Version::HTTP_2, "the upstream side speaks h2 via ALPN");
+}
+
+#[tokio::test]
+async fn websocket_echo_through_connect() {
+    use futures_util::SinkExt;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else { return };
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_text() || m.is_binary() {
+                        let _ = ws.send(m).await;
+                    }
+                }
+            });
+        }
+    });
+    let p = Proxy::start(&[format!("chat.test:80:127.0.0.1:{ws_port}")], "").await;
+    // As browsers do for ws:// through a proxy: CONNECT, then the handshake inside.
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"CONNECT chat.test:80 HTTP/1.1\r\nHost: chat.test:80\r\n\r\n").await.unwrap();
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://chat.test/echo", reader.into_inner()).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hello through nostalk")).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m.into_text().unwrap().as_str(), "hello through nostalk");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = Proxy::start(&[], "").await;
+    for raw in [&b"GET ftp://files.test/x HTTP/1.1\r\nHost: files.test\r\n\r\n"[..], b"THIS IS NOT HTTP\r\n\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_upstream_gets_502_page() {
+    // A port that was free a moment ago and is closed now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let p = Proxy::start(&[format!("gone.test:80:127.0.0.1:{port}")], "").await;
+    let r = p.client(&[]).get("http://gone.test/").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let text = r.text().await.unwrap();
+    assert!(text.contains("502") && text.contains("gone.test"), "{text}");
+}
+
+#[tokio::test]
+async fn slow_upstream_gets_504_page() {
+    let o = origin(
+        None,
+        handler(|_req| async {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            Response::new(body("late"))
+        }),
+    )
+    .await;
+    let p = Proxy::start(&[resolve("slow.test", 80, &o)], "[upstream]\nresponse_timeout = \"1s\"\n").await;
+    let started = Instant::now();
+    let r = p.client(&[]).get("http://slow.test/").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(4), "answered at the timeout, not when the origin was done");
+    assert!(r.text().await.unwrap().contains("did not answer"));
+}
+
+#[tokio::test]
+async fn untrusted_upstream_certificate_gets_502_naming_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let untrusted = OriginCa::new(dir.path());
+    let o = origin(Some(untrusted.server_config(&["evil.test"])), echo_handler()).await;
+    let p = Proxy::start(&[resolve("evil.test", 443, &o)], "").await;
+    let r = p.client(&[]).get("https://evil.test/").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("UnknownIssuer") || text.contains("unknown issuer"), "{text}");
+}
+
+#[tokio::test]
+async fn first_chunk_reaches_the_client_before_the_origin_finishes() {
+    let o = origin(
+        None,
+        handler(|_req| async {
+            let s = futures_util::stream::unfold(0, |i| async move {
+                match i {
+                    0 => {
+                        Some((Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(b"first chunk\n"))), 1))
+                    }
+                    1 => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        Some((Ok(http_body::Frame::data(Bytes::from_static(b"the rest\n"))), 2))
+                    }
+                    _ => None,
+                }
+            });
+            Response::builder().header("content-type", "text/plain").body(BodyExt::boxed(StreamBody::new(s))).unwrap()
+        }),
+    )
+    .await;
+    let p = Proxy::start(&[resolve("stream.test", 80, &o)], "").await;
+    let started = Instant::now();
+    let r = p.client(&[]).get("http://stream.test/").send().await.unwrap();
+    let mut stream = r.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    let first_at = started.elapsed();
+    assert_eq!(&first[..], b"first chunk\n");
+    assert!(first_at < Duration::from_millis(500), "first chunk after {first_at:?}");
+    let mut rest = Vec::new();
+    while let Some(c) = stream.next().await {
+        rest.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(rest, b"the rest\n");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn the_proxy_serves_its_own_pages() {
+    let p = Proxy::start(&[], "").await;
+    let c = reqwest::Client::new();
+    let pac = c.get(format!("{}/proxy.pac", p.url())).send().await.unwrap();
+    assert_eq!(pac.headers()["content-type"], "application/x-ns-proxy-autoconfig");
+    assert!(pac.text().await.unwrap().contains(&format!("PROXY {}", p.addr)));
+    let ca = c.get(format!("{}/ca.pem", p.url())).send().await.unwrap().text().await.unwrap();
+    assert_eq!(ca, p.ca_pem);
+    let status = c.get(format!("{}/", p.url())).send().await.unwrap().text().await.unwrap();
+    assert!(status.contains("nostalk") && status.contains("Receipt"));
+    assert_eq!(c.get(format!("{}/healthz", p.url())).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(format!("{}/readyz", p.url())).send().await.unwrap().status(), 200);
+    let m = c.get(format!("{}/metrics", p.url())).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("nostalk_requests_total"));
+    // Through the proxy, by name.
+    let via = p.client(&[]).get("http://nostalk.localhost/proxy.pac").send().await.unwrap();
+    assert_eq!(via.status(), 200);
+    assert_eq!(c.get(format!("{}/nope", p.url())).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn clients_outside_the_access_list_are_refused() {
+    let p = Proxy::start(&[], "[access]\nallow = [\"10.9.9.0/24\"]\n").await;
+    let r = reqwest::Client::new().get(format!("{}/healthz", p.url())).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}

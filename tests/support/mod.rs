@@ -1,0 +1,284 @@
+//! Test support: the proxy started in-process on 127.0.0.1, and local origins (HTTP and HTTPS,
+//! h1 and h2) that record what they receive, named through `[upstream] resolve`.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+pub type OBody = BoxBody<Bytes, std::io::Error>;
+pub type Handler =
+    Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<OBody>> + Send>> + Send + Sync>;
+
+pub fn body(b: impl Into<Bytes>) -> OBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// What an origin received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+}
+
+/// A local origin server.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub connections: Arc<AtomicUsize>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// A test CA of the origins' own (not nostalk's), and its PEM on disk for `extra_roots`.
+pub struct OriginCa {
+    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub pem_path: PathBuf,
+    pub pem: String,
+}
+
+impl OriginCa {
+    pub fn new(dir: &Path) -> OriginCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "test origins CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        let cert = params.self_signed(&key).unwrap();
+        let pem = cert.pem();
+        let pem_path = dir.join(format!("origin-ca-{}.pem", rand::random::<u32>()));
+        std::fs::write(&pem_path, &pem).unwrap();
+        OriginCa { issuer: rcgen::Issuer::new(params, key), pem_path, pem }
+    }
+
+    pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key_der)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<OBody>> + Send + 'static,
+{
+    Arc::new(move |r| Box::pin(f(r)))
+}
+
+/// Start an origin; with `tls`, it serves HTTPS (h2 or http/1.1 by ALPN).
+pub async fn origin(tls: Option<Arc<rustls::ServerConfig>>, h: Handler) -> Origin {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (s2, c2) = (seen.clone(), connections.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            c2.fetch_add(1, Ordering::SeqCst);
+            let (seen, h, tls) = (s2.clone(), h.clone(), tls.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (seen, h) = (seen.clone(), h.clone());
+                    async move {
+                        seen.lock().unwrap().push(Seen {
+                            method: req.method().to_string(),
+                            uri: req.uri().to_string(),
+                            version: req.version(),
+                            headers: req.headers().clone(),
+                        });
+                        Ok::<_, Infallible>(h(req).await)
+                    }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                    }
+                    Some(cfg) => {
+                        let Ok(tls) = tokio_rustls::TlsAcceptor::from(cfg).accept(stream).await else { return };
+                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
+                    }
+                }
+            });
+        }
+    });
+    Origin { addr, seen, connections, _task: task }
+}
+
+/// An origin that answers every request with `status`, `content_type` and `text`.
+pub async fn static_origin(
+    tls: Option<Arc<rustls::ServerConfig>>,
+    content_type: &'static str,
+    text: &'static str,
+) -> Origin {
+    origin(
+        tls,
+        handler(move |_req| async move {
+            Response::builder().header("content-type", content_type).body(body(text)).unwrap()
+        }),
+    )
+    .await
+}
+
+/// The proxy, running in-process.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+    pub shared: Arc<nostalk::Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Start with a config: `resolve` entries are added, the CA and list cache go in a temp dir.
+    pub async fn start(resolve: &[String], extra_toml: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, resolve, extra_toml).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, resolve: &[String], extra_toml: &str) -> Proxy {
+        let resolve_toml: Vec<String> = resolve.iter().map(|r| format!("{r:?}")).collect();
+        let mut toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n[ca]\ndir = {:?}\n[policy]\nlist_cache_dir = {:?}\n",
+            dir.path().join("ca").display().to_string(),
+            dir.path().join("lists").display().to_string(),
+        );
+        toml.push_str(extra_toml);
+        // `[upstream]` may come from the caller; resolve goes in it either way.
+        if toml.contains("[upstream]") {
+            toml = toml.replacen("[upstream]", &format!("[upstream]\nresolve = [{}]", resolve_toml.join(", ")), 1);
+        } else {
+            toml.push_str(&format!("\n[upstream]\nresolve = [{}]\n", resolve_toml.join(", ")));
+        }
+        let path = dir.path().join("nostalk.toml");
+        std::fs::write(&path, &toml).unwrap();
+        let cfg = nostalk::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{toml}"));
+        let server = nostalk::Server::bind(cfg).await.unwrap();
+        let addr = server.local_addr();
+        let shared = server.shared();
+        let ca_pem =
+            std::fs::read_to_string(dir.path().join("ca").join(nostalk::tls::CA_CERT_FILE)).unwrap_or_default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Proxy { addr, dir, ca_pem, shared, stop: Some(tx), task: Some(task) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca").join(nostalk::tls::CA_CERT_FILE)
+    }
+
+    /// A reqwest client through the proxy, trusting nostalk's CA and `extra` roots.
+    pub fn client(&self, extra: &[&str]) -> reqwest::Client {
+        self.client_builder(extra).build().unwrap()
+    }
+
+    pub fn client_builder(&self, extra: &[&str]) -> reqwest::ClientBuilder {
+        let mut b = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(self.url()).unwrap())
+            .timeout(std::time::Duration::from_secs(30));
+        if !self.ca_pem.is_empty() {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap());
+        }
+        for pem in extra {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        }
+        b
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// `host:port:127.0.0.1:origin_port` for the resolve list.
+pub fn resolve(host: &str, port: u16, origin: &Origin) -> String {
+    format!("{host}:{port}:127.0.0.1:{}", origin.port())
+}
+
+/// Run curl without blocking the test's runtime; returns (exit ok, stdout bytes, stderr).
+pub async fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl is installed (scripts/test installs it)");
+    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `../shared/data`, or None (with a message) when it is not beside the repo.
+pub fn shared_data() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("data");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("SKIPPED: ../shared/data is not beside the repository; this test needs its real data");
+        None
+    }
+}
