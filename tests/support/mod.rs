@@ -180,11 +180,16 @@ impl Proxy {
     pub async fn start_in(dir: tempfile::TempDir, resolve: &[String], extra_toml: &str) -> Proxy {
         let resolve_toml: Vec<String> = resolve.iter().map(|r| format!("{r:?}")).collect();
         let mut toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n[ca]\ndir = {:?}\n[policy]\nlist_cache_dir = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n[ca]\ndir = {:?}\n",
             dir.path().join("ca").display().to_string(),
-            dir.path().join("lists").display().to_string(),
         );
         toml.push_str(extra_toml);
+        let cache = format!("list_cache_dir = {:?}", dir.path().join("lists").display().to_string());
+        if toml.contains("[policy]") {
+            toml = toml.replacen("[policy]", &format!("[policy]\n{cache}"), 1);
+        } else {
+            toml.push_str(&format!("\n[policy]\n{cache}\n"));
+        }
         // `[upstream]` may come from the caller; resolve goes in it either way.
         if toml.contains("[upstream]") {
             toml = toml.replacen("[upstream]", &format!("[upstream]\nresolve = [{}]", resolve_toml.join(", ")), 1);
