@@ -1,0 +1,326 @@
+//! Acting on each verdict, seen from the servers' side: local origins record what they receive.
+//! Trackers receive nothing and the page gets an answer of the right shape; ad servers receive
+//! no Cookie, no identifier parameter and only the page's context as Referer; allowed origins
+//! keep their own session cookie and lose the tracking ones; the shopping switch lets a site's
+//! shopping cookies and parameters through for its duration.
+
+mod support;
+
+use http::Response;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An origin that records requests and answers with cookies and an ETag of its own.
+async fn cookie_setting_origin(content_type: &'static str, text: &'static str) -> Origin {
+    origin(
+        None,
+        handler(move |_req| async move {
+            Response::builder()
+                .header("content-type", content_type)
+                .header("set-cookie", "session=abc; Path=/")
+                .header("set-cookie", "_ga=GA1.2.111.222; Path=/")
+                .header("set-cookie", "_shopify_y=shop-1; Path=/")
+                .header("etag", "\"user-4711\"")
+                .body(body(text))
+                .unwrap()
+        }),
+    )
+    .await
+}
+
+struct Web {
+    news: Origin,
+    cdn: Origin,
+    tracker: Origin,
+    ads: Origin,
+    proxy: Proxy,
+}
+
+/// news.test (the page), cdn.test (an ordinary third party), tracker.test (a surveillance list
+/// names it) and ads.test (an ad list names it), all local, behind one proxy.
+async fn web(extra_toml: &str) -> Web {
+    let news = cookie_setting_origin("text/plain", "news").await;
+    let cdn = cookie_setting_origin("text/css", "body{}").await;
+    let tracker = cookie_setting_origin("image/gif", "GIF89a").await;
+    let ads = cookie_setting_origin("image/png", "an ad").await;
+    let dir = tempfile::tempdir().unwrap();
+    let block = dir.path().join("block.txt");
+    let ad = dir.path().join("ad.txt");
+    std::fs::write(&block, "! test surveillance list\n||tracker.test^\n").unwrap();
+    std::fs::write(&ad, "! test ad list\n||ads.test^\n").unwrap();
+    let toml = format!(
+        "{extra_toml}\n[[lists]]\nname = \"test-block\"\npath = {:?}\nverdict = \"block\"\n\n[[lists]]\nname = \"test-ads\"\npath = {:?}\nverdict = \"ad\"\n",
+        block.display().to_string(),
+        ad.display().to_string()
+    );
+    let proxy = Proxy::start_in(
+        dir,
+        &[
+            resolve("news.test", 80, &news),
+            resolve("www.news.test", 80, &news),
+            resolve("cdn.test", 80, &cdn),
+            resolve("tracker.test", 80, &tracker),
+            resolve("ads.test", 80, &ads),
+        ],
+        &toml,
+    )
+    .await;
+    Web { news, cdn, tracker, ads, proxy }
+}
+
+fn no_redirects(p: &Proxy) -> reqwest::Client {
+    p.client_builder(&[]).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+#[tokio::test]
+async fn blocked_requests_never_leave_and_get_an_answer_of_their_shape() {
+    let w = web("").await;
+    let c = w.proxy.client(&[]);
+    let page = "http://news.test/story";
+    let get = |dest: &'static str, path: &'static str| {
+        c.get(format!("http://tracker.test{path}"))
+            .header("sec-fetch-dest", dest)
+            .header("sec-fetch-site", "cross-site")
+            .header("referer", page)
+            .send()
+    };
+    // Image: a 1x1 transparent GIF.
+    let r = get("image", "/pixel.gif?uid=1").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/gif");
+    assert_eq!(r.headers()["x-nostalk"], "blocked");
+    let gif = r.bytes().await.unwrap();
+    assert!(gif.starts_with(b"GIF89a") && gif[6..10] == [1, 0, 1, 0], "1x1 GIF");
+    // Script: an empty script.
+    let r = get("script", "/t.js").await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["content-type"].to_str().unwrap()), (200, "application/javascript"));
+    assert!(r.text().await.unwrap().trim_start().starts_with("/*"));
+    // Stylesheet: an empty stylesheet.
+    let r = get("style", "/t.css").await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["content-type"].to_str().unwrap()), (200, "text/css"));
+    // Frame: a small placeholder document naming the rule.
+    let r = get("iframe", "/frame.html").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("nostalk blocked") && html.contains("||tracker.test^"), "{html}");
+    // fetch/XHR: 204.
+    let r = get("empty", "/api/track").await.unwrap();
+    assert_eq!(r.status(), 204);
+    // A beacon (POST with a body) and an <a ping>: 204, and the body goes nowhere.
+    let r = c
+        .post("http://tracker.test/collect")
+        .header("sec-fetch-dest", "empty")
+        .header("content-type", "text/plain")
+        .body("{\"event\":\"scroll\",\"user\":42}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c.post("http://tracker.test/ping").header("content-type", "text/ping").body("PING").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    // curl, as a user would, and a navigation to the tracker.
+    let (ok, out, err) = curl(&["-x", &w.proxy.url(), "-H", "Sec-Fetch-Dest: document", "http://tracker.test/"]).await;
+    assert!(ok, "{err}");
+    assert!(String::from_utf8_lossy(&out).contains("nostalk blocked"));
+    assert_eq!(w.tracker.count(), 0, "the tracker received nothing: {:?}", w.tracker.seen());
+}
+
+#[tokio::test]
+async fn blocked_tracker_libraries_are_answered_with_working_surrogates() {
+    let tracker = static_origin(None, "application/javascript", "/* the real library */").await;
+    let names = ["www.googletagmanager.com", "connect.facebook.net", "static.hotjar.com", "cdn.segment.com"];
+    let resolve: Vec<String> = names.iter().map(|n| resolve(n, 80, &tracker)).collect();
+    let p = Proxy::start(&resolve, "").await;
+    let c = p.client(&[]);
+    for (url, api) in [
+        ("http://www.googletagmanager.com/gtag/js?id=G-1", "gtag"),
+        ("http://www.googletagmanager.com/gtm.js?id=GTM-1", "dataLayer"),
+        ("http://connect.facebook.net/en_US/fbevents.js", "fbq"),
+        ("http://static.hotjar.com/c/hotjar-1.js?sv=6", "hj"),
+        ("http://cdn.segment.com/analytics.js/v1/KEY/analytics.min.js", "analytics"),
+    ] {
+        let r = c
+            .get(url)
+            .header("sec-fetch-dest", "script")
+            .header("sec-fetch-site", "cross-site")
+            .header("referer", "https://news.test/")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers().get("x-nostalk").map(|v| v.to_str().unwrap()), Some("blocked"), "{url}");
+        let js = r.text().await.unwrap();
+        assert!(js.contains(api) && !js.contains("the real library"), "{url}: {js}");
+    }
+    assert_eq!(tracker.count(), 0);
+}
+
+#[tokio::test]
+async fn a_connect_to_a_blocked_host_is_refused_at_once() {
+    let w = web("").await;
+    let mut s = tokio::net::TcpStream::connect(w.proxy.addr).await.unwrap();
+    s.write_all(b"CONNECT tracker.test:443 HTTP/1.1\r\nHost: tracker.test:443\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    // curl gives up at once with the proxy's refusal.
+    let (ok, _, err) = curl(&["-x", &w.proxy.url(), "https://tracker.test/"]).await;
+    assert!(!ok && err.contains("403"), "{err}");
+    assert_eq!(w.tracker.count(), 0);
+}
+
+#[tokio::test]
+async fn ads_are_forwarded_without_cookies_identifiers_or_the_persons_referer() {
+    let w = web("").await;
+    let c = w.proxy.client(&[]);
+    let r = c
+        .get("http://ads.test/slot/top.png?slot=top&size=300x250&uid=4711&gclid=abc&ppid=p-9")
+        .header("sec-fetch-dest", "image")
+        .header("sec-fetch-site", "cross-site")
+        .header("referer", "http://news.test/story/42?user=alice&session=s1")
+        .header("cookie", "adid=999; IDE=xyz")
+        .header("x-client-data", "CIa2yQEIpbbJAQ==")
+        .header("sec-ch-ua-model", "\"Pixel 9\"")
+        .header("if-none-match", "\"user-4711\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get("x-nostalk"), None, "the ad is shown, not blocked");
+    assert!(r.headers().get("set-cookie").is_none(), "no cookie back to the browser");
+    assert!(r.headers().get("etag").is_none(), "no ETag to replay");
+    assert_eq!(r.text().await.unwrap(), "an ad");
+    let seen = w.ads.seen();
+    assert_eq!(seen.len(), 1);
+    let s = &seen[0];
+    assert_eq!(s.uri, "/slot/top.png?slot=top&size=300x250", "identifier parameters removed, the slot kept");
+    assert_eq!(s.header("cookie"), None);
+    assert_eq!(s.header("referer").as_deref(), Some("http://news.test/story/42"), "the page's context only");
+    assert_eq!(s.header("sec-gpc").as_deref(), Some("1"));
+    assert_eq!(s.header("x-client-data"), None);
+    assert_eq!(s.header("sec-ch-ua-model"), None);
+    assert_eq!(s.header("if-none-match"), None);
+}
+
+#[tokio::test]
+async fn ads_are_blocked_in_block_mode() {
+    let w = web("[policy]\nads = \"block\"\n").await;
+    let r = w.proxy.client(&[]).get("http://ads.test/a.png").header("sec-fetch-dest", "image").send().await.unwrap();
+    assert_eq!(r.headers()["x-nostalk"], "blocked");
+    assert_eq!(w.ads.count(), 0);
+}
+
+#[tokio::test]
+async fn allowed_first_party_keeps_its_session_and_loses_tracking_cookies() {
+    let w = web("[policy]\ndnt = true\n").await;
+    let c = w.proxy.client(&[]);
+    let r = c
+        .get("http://news.test/api/comments?id=7")
+        .header("sec-fetch-dest", "empty")
+        .header("sec-fetch-site", "same-origin")
+        .header("referer", "http://news.test/story/42?ref=home")
+        .header("cookie", "session=abc; _ga=GA1.2.111.222; _fbp=fb.1.2.3; _gcl_au=1.1.5; theme=dark")
+        .send()
+        .await
+        .unwrap();
+    let set: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(set, ["session=abc; Path=/"], "the site's own cookie comes back, the tracking ones do not");
+    assert_eq!(r.headers().get("etag").map(|v| v.to_str().unwrap()), Some("\"user-4711\""), "first party keeps caching");
+    let s = &w.news.seen()[0];
+    assert_eq!(s.header("cookie").as_deref(), Some("session=abc; theme=dark"));
+    assert_eq!(s.header("referer").as_deref(), Some("http://news.test/story/42?ref=home"), "same-site Referer kept");
+    assert_eq!(s.header("sec-gpc").as_deref(), Some("1"));
+    assert_eq!(s.header("dnt").as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn allowed_third_parties_get_no_cookies_and_only_the_origin_as_referer() {
+    let w = web("").await;
+    let r = w
+        .proxy
+        .client(&[])
+        .get("http://cdn.test/site.css?v=3&utm_source=news")
+        .header("sec-fetch-dest", "style")
+        .header("sec-fetch-site", "cross-site")
+        .header("referer", "http://news.test/story/42?user=alice")
+        .header("cookie", "cdnsession=1")
+        .header("x-client-data", "CIa2yQEIpbbJAQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_none(), "no third-party cookie back");
+    assert_eq!(r.text().await.unwrap(), "body{}");
+    let s = &w.cdn.seen()[0];
+    assert_eq!(s.uri, "/site.css?v=3", "the tracking parameter is gone, the version stays");
+    assert_eq!(s.header("cookie"), None);
+    assert_eq!(s.header("referer").as_deref(), Some("http://news.test/"));
+    assert_eq!(s.header("x-client-data"), None);
+}
+
+#[tokio::test]
+async fn a_navigation_to_a_decorated_url_is_redirected_to_the_clean_one() {
+    let w = web("").await;
+    let c = no_redirects(&w.proxy);
+    let r = c
+        .get("http://news.test/story/42?id=7&utm_source=twitter&fbclid=IwAR0abc#top")
+        .header("sec-fetch-dest", "document")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()["location"], "http://news.test/story/42?id=7");
+    assert_eq!(w.news.count(), 0, "the decorated URL never reached the site");
+    // A browser follows it; the site sees the clean URL only.
+    let r = w.proxy.client(&[]).get("http://news.test/story/42?gclid=x").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "news");
+    assert_eq!(w.news.seen()[0].uri, "/story/42");
+}
+
+#[tokio::test]
+async fn the_shopping_switch_lets_a_site_keep_its_shopping_cookies_until_it_expires() {
+    let w = web("").await;
+    let c = w.proxy.client(&[]);
+    let send = || {
+        c.get("http://www.news.test/cart?irclickid=aff-1&utm_source=mail")
+            .header("sec-fetch-dest", "empty")
+            .header("sec-fetch-site", "same-origin")
+            .header("cookie", "session=abc; _shopify_y=shop-1; _ga=GA1")
+            .send()
+    };
+    // Not shopping (the default): shopping attribution is stripped too.
+    let r = send().await.unwrap();
+    let set: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(set, ["session=abc; Path=/"]);
+    let s = &w.news.seen()[0];
+    assert_eq!((s.uri.as_str(), s.header("cookie").as_deref()), ("/cart", Some("session=abc")));
+
+    // Switch shopping on for the site from the proxy's own page (the form posts here).
+    let r = no_redirects(&w.proxy)
+        .post(format!("{}/shopping", w.proxy.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("site=news.test&minutes=30")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let status = reqwest::get(format!("{}/", w.proxy.url())).await.unwrap().text().await.unwrap();
+    assert!(status.contains("news.test"), "the status page lists the switch");
+    let r = send().await.unwrap();
+    let set: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(set, ["session=abc; Path=/", "_shopify_y=shop-1; Path=/"]);
+    let s = &w.news.seen()[1];
+    assert_eq!(s.uri, "/cart?irclickid=aff-1", "shopping attribution kept, campaign tracking still gone");
+    assert_eq!(s.header("cookie").as_deref(), Some("session=abc; _shopify_y=shop-1"), "_ga still goes");
+
+    // Switched off (minutes=0: expired at once): back to not shopping.
+    no_redirects(&w.proxy)
+        .post(format!("{}/shopping", w.proxy.url()))
+        .body("site=news.test&minutes=0")
+        .send()
+        .await
+        .unwrap();
+    send().await.unwrap();
+    assert_eq!(w.news.seen()[2].header("cookie").as_deref(), Some("session=abc"));
+}
