@@ -225,7 +225,11 @@ async fn allowed_first_party_keeps_its_session_and_loses_tracking_cookies() {
         .unwrap();
     let set: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
     assert_eq!(set, ["session=abc; Path=/"], "the site's own cookie comes back, the tracking ones do not");
-    assert_eq!(r.headers().get("etag").map(|v| v.to_str().unwrap()), Some("\"user-4711\""), "first party keeps caching");
+    assert_eq!(
+        r.headers().get("etag").map(|v| v.to_str().unwrap()),
+        Some("\"user-4711\""),
+        "first party keeps caching"
+    );
     let s = &w.news.seen()[0];
     assert_eq!(s.header("cookie").as_deref(), Some("session=abc; theme=dark"));
     assert_eq!(s.header("referer").as_deref(), Some("http://news.test/story/42?ref=home"), "same-site Referer kept");

@@ -96,7 +96,9 @@ pub async fn forward(
             return resp;
         }
     }
-    let client_wants_html = request_type.is_document();
+    // Documents and frames, and requests that say nothing of what they are for (curl, old
+    // clients): their HTML is rewritten. A fetch or script that asks for HTML is left alone.
+    let client_wants_html = request_type.is_document() || request_type == RequestType::Other;
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::EXPECT);
