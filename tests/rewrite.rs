@@ -292,18 +292,6 @@ fn without_query(u: &str) -> &str {
     u.split(['?', '#']).next().unwrap_or(u)
 }
 
-/// The page's own host, from its canonical link or og:url, as it was served.
-fn page_host(html: &str) -> Option<String> {
-    for marker in ["rel=\"canonical\" href=\"", "property=\"og:url\" content=\""] {
-        if let Some(i) = html.find(marker) {
-            let rest = &html[i + marker.len()..];
-            let u = url::Url::parse(&rest[..rest.find('"')?]).ok()?;
-            return u.host_str().map(str::to_ascii_lowercase);
-        }
-    }
-    None
-}
-
 #[tokio::test]
 async fn the_real_pages_keep_their_text_and_lose_only_blocked_services() {
     let Some(data) = shared_data() else { return };
@@ -314,7 +302,7 @@ async fn the_real_pages_keep_their_text_and_lose_only_blocked_services() {
         if path.extension().is_some_and(|x| x == "html") {
             let bytes = std::fs::read(&path).unwrap();
             let text = String::from_utf8_lossy(&bytes);
-            let host = page_host(&text).unwrap_or_else(|| "pages.test".into());
+            let host = canonical_host(&text).unwrap_or_else(|| "pages.test".into());
             pages.push((path.file_name().unwrap().to_string_lossy().into_owned(), host, Bytes::from(bytes)));
         }
     }

@@ -287,3 +287,15 @@ pub fn shared_data() -> Option<PathBuf> {
         None
     }
 }
+
+/// A page's own host, from its canonical link or og:url, as it was served.
+pub fn canonical_host(html: &str) -> Option<String> {
+    for marker in ["rel=\"canonical\" href=\"", "property=\"og:url\" content=\""] {
+        if let Some(i) = html.find(marker) {
+            let rest = &html[i + marker.len()..];
+            let u = url::Url::parse(&rest[..rest.find('"')?]).ok()?;
+            return u.host_str().map(str::to_ascii_lowercase);
+        }
+    }
+    None
+}
