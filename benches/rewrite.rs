@@ -1,1 +1,82 @@
-fn main() {}
+//! Throughput of the HTML rewriter on the real pages in ../shared/data/pages that are
+//! real-sized (100 KB to 1 MB): nostalk's rewriter with all handlers and the embedded lists,
+//! against lol_html with no handlers and against a plain copy, in the same run. The pages are
+//! fed in 16 KB chunks, as the proxy feeds them.
+//!
+//! Run: `cargo bench --bench rewrite` (skips with a message when ../shared is absent).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http::HeaderMap;
+use nostalk::policy::Policy;
+use std::hint::black_box;
+use std::sync::Arc;
+
+const CHUNK: usize = 16 * 1024;
+
+fn pages() -> Option<Vec<(String, Vec<u8>)>> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pages");
+    if !dir.is_dir() {
+        eprintln!("SKIPPED: ../shared/data/pages is not beside the repository");
+        return None;
+    }
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).ok()? {
+        let p = e.ok()?.path();
+        if p.extension().is_some_and(|x| x == "html") {
+            let b = std::fs::read(&p).ok()?;
+            if (100 * 1024..=1024 * 1024).contains(&b.len()) {
+                v.push((p.file_name()?.to_string_lossy().into_owned(), b));
+            }
+        }
+    }
+    v.sort();
+    Some(v)
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(pages) = pages() else { return };
+    let total: usize = pages.iter().map(|p| p.1.len()).sum();
+    eprintln!("{} real pages of 100 KB to 1 MB, {} KB in all", pages.len(), total / 1024);
+    let policy = Arc::new(Policy::build(&nostalk::Config::default(), &[]).unwrap());
+
+    let mut g = c.benchmark_group("rewrite");
+    g.throughput(Throughput::Bytes(total as u64));
+    g.sample_size(20);
+    g.bench_function("plain copy (baseline)", |b| {
+        b.iter(|| {
+            for (_, page) in &pages {
+                let mut out = Vec::with_capacity(CHUNK);
+                for chunk in page.chunks(CHUNK) {
+                    out.extend_from_slice(chunk);
+                }
+                black_box(out);
+            }
+        })
+    });
+    g.bench_function("lol_html, no handlers (baseline)", |b| {
+        b.iter(|| {
+            for (_, page) in &pages {
+                let mut n = 0usize;
+                let mut rw =
+                    lol_html::HtmlRewriter::new(lol_html::Settings::new(), |c: &[u8]| n += black_box(c).len());
+                for chunk in page.chunks(CHUNK) {
+                    let _ = rw.write(chunk);
+                }
+                let _ = rw.end();
+                black_box(n);
+            }
+        })
+    });
+    g.bench_function("nostalk rewriter, all handlers", |b| {
+        b.iter(|| {
+            for (_, page) in &pages {
+                let mut headers = HeaderMap::new();
+                black_box(nostalk::rewrite::rewrite_bytes(page, policy.clone(), "news.example", &mut headers));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
