@@ -67,6 +67,22 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // What any element handler costs: lol_html must then parse every tag to match selectors.
+    g.bench_function("lol_html, one no-op img[src] handler (reference)", |b| {
+        b.iter(|| {
+            for (_, page) in &pages {
+                let mut n = 0usize;
+                let settings = lol_html::Settings::new()
+                    .append_element_content_handler(lol_html::element!("img[src]", |_el| Ok(())));
+                let mut rw = lol_html::HtmlRewriter::new(settings, |c: &[u8]| n += black_box(c).len());
+                for chunk in page.chunks(CHUNK) {
+                    let _ = rw.write(chunk);
+                }
+                let _ = rw.end();
+                black_box(n);
+            }
+        })
+    });
     g.bench_function("nostalk rewriter, all handlers", |b| {
         b.iter(|| {
             for (_, page) in &pages {

@@ -287,7 +287,11 @@ impl InlineSignatures {
                 self.entries.push((Arc::from(family.trim()), sig.trim().to_string()));
             }
         }
-        self.automaton = aho_corasick::AhoCorasick::new(self.entries.iter().map(|(_, s)| s.as_str())).ok();
+        // A DFA: a few dozen signatures, matched against every inline script of every page.
+        self.automaton = aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(self.entries.iter().map(|(_, s)| s.as_str()))
+            .ok();
     }
 
     /// The family and signature of the first signature found in `script`.

@@ -235,6 +235,16 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             if !r.script_is_js || r.script_passthrough {
                 return Ok(());
             }
+            // The common case: the whole script in one chunk. Look at it in place and leave it
+            // untouched unless it is a tracker's snippet (no copy, no mutation).
+            if r.script_buf.is_empty() && chunk.last_in_text_node() {
+                if let Some((family, sig)) = c8.policy.inline.find(chunk.as_str()) {
+                    let what = format!("{family}: {sig}");
+                    chunk.replace(surrogates::INLINE_STUB, ContentType::Html);
+                    r.push(Kind::InlineSnippet, &what, Some(Arc::from(format!("inline signature `{sig}`"))));
+                }
+                return Ok(());
+            }
             r.script_buf.push_str(chunk.as_str());
             if r.script_buf.len() > MAX_SNIPPET {
                 let held = std::mem::take(&mut r.script_buf);
@@ -270,6 +280,13 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             if r.noscript_passthrough {
                 return Ok(());
             }
+            // The whole block in one chunk with nothing that loads: leave it as it is.
+            if r.noscript_buf.is_empty() && chunk.last_in_text_node() {
+                let t = chunk.as_str();
+                if !memchr_ci(t, "<img") && !memchr_ci(t, "<iframe") {
+                    return Ok(());
+                }
+            }
             r.noscript_buf.push_str(chunk.as_str());
             if r.noscript_buf.len() > MAX_SNIPPET {
                 let held = std::mem::take(&mut r.noscript_buf);
@@ -301,6 +318,11 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
 }
 
 /// The content of a `<noscript>` without its tracking pixels and frames.
+/// Whether `needle` (ASCII, lower case) is in `hay`, in any case.
+fn memchr_ci(hay: &str, needle: &str) -> bool {
+    hay.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
 fn clean_noscript(ctx: &PageCtx, html: &str, removals: &mut Removals) -> String {
     let found = std::cell::RefCell::new(Vec::new());
     let check = |el: &mut Element<'_, '_>, t: RequestType| {
