@@ -133,3 +133,18 @@ fn run_answers_and_stops_cleanly_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn the_example_configs_are_valid_and_subscribe_to_easylist_and_easyprivacy() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join("examples");
+    for name in ["laptop.toml", "router.toml", "team.toml"] {
+        let path = dir.join(name);
+        let out = nostalk().args(["check", "--config", path.to_str().unwrap()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let cfg = nostalk::Config::load(&path).unwrap();
+        let subscribed: Vec<(&str, &str)> =
+            cfg.lists.iter().filter(|l| l.url.is_some()).map(|l| (l.name.as_str(), l.verdict.as_str())).collect();
+        assert!(subscribed.contains(&("easyprivacy", "block")), "{name}: {subscribed:?}");
+        assert!(subscribed.contains(&("easylist", "ad")), "{name}: {subscribed:?}");
+    }
+}

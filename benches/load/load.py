@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""Side-by-side load harness for nostalk (see benches/load/README.md).
+
+Starts an nginx origin on 127.0.0.1 (HTTP and HTTPS), then measures the same load directly
+against it and through nostalk, a no-op hudsucker proxy, Privoxy and mitmproxy, one at a
+time, each started here on loopback and stopped after. Load client: oha. Every run is
+bounded by a duration and a request timeout; everything stays on loopback.
+
+Prints markdown tables of ratios (and writes them to benches/load/results.md): requests/s,
+p50/p99 latency, CPU seconds per 10k requests and peak RSS of each proxy; nostalk's memory
+idle and with 1,000 open keep-alive connections; start-up time to ready.
+"""
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+DURATION = os.environ.get("LOAD_DURATION", "5s")
+CONNS = int(os.environ.get("LOAD_CONNECTIONS", "50"))
+HOST = "localhost"
+HTTP_PORT, HTTPS_PORT = 18080, 18443
+PORTS = {"nostalk": 18877, "hudsucker": 18878, "privoxy": 18118, "mitmproxy": 18879}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def wait_port(port, timeout=20.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def proc_stat(pid):
+    """(cpu seconds, VmRSS KiB, VmHWM KiB) of a process and its children's threads."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(parts[11]) + int(parts[12])) / CLK_TCK
+        rss = hwm = 0
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+        return cpu, rss, hwm
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0, 0
+
+
+def make_certs(work):
+    """A CA and a certificate for localhost/127.0.0.1 signed by it (openssl), plus a CA for
+    the proxies that mint their own (hudsucker, mitmproxy)."""
+    def run(*a):
+        subprocess.run(a, check=True, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "origin-ca.key", "-out", "origin-ca.pem", "-days", "2", "-subj", "/CN=load origin CA")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "origin.key", "-out", "origin.csr", "-subj", "/CN=localhost")
+    with open(os.path.join(work, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("openssl", "x509", "-req", "-in", "origin.csr", "-CA", "origin-ca.pem", "-CAkey", "origin-ca.key",
+        "-CAcreateserial", "-out", "origin.pem", "-days", "2", "-extfile", "san.ext")
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "mitm-ca.key", "-out", "mitm-ca.pem", "-days", "2", "-subj", "/CN=load proxy CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+
+def make_content(work):
+    www = os.path.join(work, "www")
+    os.makedirs(www)
+    page = None
+    pages = os.path.join(SHARED, "pages")
+    if os.path.isdir(pages):
+        # A real article page of about 100 KB, as its site served it (trackers included).
+        sized = sorted((abs(os.path.getsize(os.path.join(pages, n)) - 100_000), n)
+                       for n in os.listdir(pages) if n.endswith(".html"))
+        with open(os.path.join(pages, sized[0][1]), "rb") as f:
+            page = f.read()
+    if page is None:
+        row = b'<div><p>Words of an article.</p><img src="/i.jpg"><script src="https://www.google-analytics.com/analytics.js"></script></div>\n'
+        page = b"<!doctype html><html><head><title>t</title></head><body>" + row * 800 + b"</body></html>"
+    small = (b"<!doctype html><html><head><title>Small</title></head><body><h1>Hello</h1>"
+             + b"<p>" + b"x" * 850 + b"</p></body></html>\n")
+    files = {"1k.html": small[:1024], "100k.html": page[:102400], "1k.bin": os.urandom(1024),
+             "100k.bin": os.urandom(102400)}
+    for name, data in files.items():
+        with open(os.path.join(www, name), "wb") as f:
+            f.write(data)
+    return www
+
+
+def start_nginx(work, www):
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/nb; proxy_temp_path {work}/np; fastcgi_temp_path {work}/nf;
+  uwsgi_temp_path {work}/nu; scgi_temp_path {work}/ns;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  types {{ text/html html; application/octet-stream bin; }}
+  server {{
+    listen 127.0.0.1:{HTTP_PORT};
+    listen 127.0.0.1:{HTTPS_PORT} ssl;
+    http2 on;
+    ssl_certificate {work}/origin.pem;
+    ssl_certificate_key {work}/origin.key;
+    root {www};
+  }}
+}}
+""")
+    p = subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not (wait_port(HTTP_PORT) and wait_port(HTTPS_PORT)):
+        sys.exit("nginx did not start; see " + work + "/nginx-error.log")
+    return p
+
+
+def nostalk_config(work, lists):
+    cfg = os.path.join(work, f"nostalk-{lists}.toml")
+    extra = ""
+    if lists == "easylist":
+        for name, verdict in (("easyprivacy", "block"), ("easylist", "ad")):
+            extra += (f'\n[[lists]]\nname = "{name}"\npath = "{SHARED}/lists/{name}.txt"\n'
+                      f'verdict = "{verdict}"\n')
+    with open(cfg, "w") as f:
+        f.write(f"""[server]
+listen = "127.0.0.1:{PORTS['nostalk']}"
+[ca]
+dir = "{work}/nostalk-ca"
+[upstream]
+extra_roots = ["{work}/origin-ca.pem"]
+[policy]
+list_cache_dir = "{work}/nostalk-lists"
+{extra}""")
+    return cfg
+
+
+def start_proxy(name, work, lists="embedded"):
+    port = PORTS[name]
+    env = dict(os.environ, RUST_LOG="warn")
+    if name == "nostalk":
+        cmd = [os.path.join(ROOT, "target", "release", "nostalk"), "run", "--config", nostalk_config(work, lists)]
+    elif name == "hudsucker":
+        cmd = [os.path.join(ROOT, "benches", "load", "hudsucker-noop", "target", "release", "hudsucker-noop"),
+               str(port), f"{work}/mitm-ca.pem", f"{work}/mitm-ca.key", f"{work}/origin-ca.pem"]
+    elif name == "privoxy":
+        conf = os.path.join(work, "privoxy.conf")
+        with open(conf, "w") as f:
+            # Debian's default action and filter files: what a Privoxy user runs.
+            f.write(f"listen-address 127.0.0.1:{port}\nconfdir /etc/privoxy\nlogdir {work}\n"
+                    "actionsfile match-all.action\nactionsfile default.action\nactionsfile user.action\n"
+                    "filterfile default.filter\nfilterfile user.filter\ntoggle 1\n"
+                    "keep-alive-timeout 300\ndefault-server-timeout 60\nsocket-timeout 60\n"
+                    "max-client-connections 4096\n")
+        cmd = ["privoxy", "--no-daemon", conf]
+    elif name == "mitmproxy":
+        conf = os.path.join(work, "mitmconf")
+        os.makedirs(conf, exist_ok=True)
+        with open(os.path.join(conf, "mitmproxy-ca.pem"), "w") as f:
+            f.write(open(f"{work}/mitm-ca.key").read() + open(f"{work}/mitm-ca.pem").read())
+        cmd = [os.environ.get("MITMDUMP", "mitmdump"), "--listen-host", "127.0.0.1", "-p", str(port), "-q",
+               "--set", f"confdir={conf}", "--set", f"ssl_verify_upstream_trusted_ca={work}/origin-ca.pem"]
+    else:
+        raise ValueError(name)
+    started = time.time()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"{name}.log"), "w"),
+                         env=env)
+    if not wait_port(port, 60):
+        p.kill()
+        log(f"{name} did not start; see {work}/{name}.log")
+        return None, 0.0
+    return p, time.time() - started
+
+
+def stop(p):
+    if p and p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def oha(url, proxy=None, rate=None, conns=CONNS, duration=DURATION):
+    cmd = [os.environ.get("OHA", "oha"), "--no-tui", "--output-format", "json", "-z", duration, "-c", str(conns),
+           "-t", "10s", "--insecure"]
+    if proxy:
+        cmd += ["-x", proxy]
+    if rate:
+        cmd += ["-q", str(rate)]
+    cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    try:
+        j = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        log("oha failed:", out.stderr[-500:])
+        return None
+    s = j["summary"]
+    total = sum(j.get("statusCodeDistribution", {}).values())
+    ok = j.get("statusCodeDistribution", {}).get("200", 0)
+    lat = j.get("latencyPercentiles", {})
+    return {"rps": s["requestsPerSec"], "p50": lat.get("p50"), "p99": lat.get("p99"), "requests": total,
+            "ok": ok, "errors": sum(j.get("errorDistribution", {}).values())}
+
+
+def run_load(work, targets, scenarios):
+    results = {}
+    for target in targets:
+        p = None
+        if target != "direct":
+            p, _ = start_proxy(target, work)
+            if p is None:
+                continue
+        proxy = None if target == "direct" else f"http://127.0.0.1:{PORTS[target]}"
+        for scheme, path in scenarios:
+            port = HTTP_PORT if scheme == "http" else HTTPS_PORT
+            url = f"{scheme}://{HOST}:{port}/{path}"
+            oha(url, proxy, duration="1s")  # warm-up: connections, leaf certificates
+            cpu0 = proc_stat(p.pid)[0] if p else 0
+            r = oha(url, proxy)
+            if r is None:
+                continue
+            cpu1, _, hwm = proc_stat(p.pid) if p else (0, 0, 0)
+            r["cpu_per_10k"] = (cpu1 - cpu0) / max(r["requests"], 1) * 10_000 if p else None
+            r["hwm_kib"] = hwm if p else None
+            results[(target, scheme, path)] = r
+            log(f"{target:10} {scheme:5} {path:10} {r['rps']:10.0f} req/s  p99 {1000 * (r['p99'] or 0):7.2f} ms  "
+                f"ok {r['ok']}/{r['requests']}")
+        stop(p)
+    return results
+
+
+def open_keepalive(port, n, path="1k.bin"):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * n + 100)), hard))
+    socks = []
+    req = (f"GET http://{HOST}:{HTTP_PORT}/{path} HTTP/1.1\r\nHost: {HOST}:{HTTP_PORT}\r\n\r\n").encode()
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), 5)
+        s.sendall(req)
+        socks.append(s)
+    for s in socks:
+        s.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+        while len(body) < length:
+            body += s.recv(65536)
+    return socks
+
+
+def ready_time(work, lists, tries=5):
+    """Milliseconds from spawn to /readyz answering 200 (best of `tries`)."""
+    best = None
+    for _ in range(tries):
+        cmd = [os.path.join(ROOT, "target", "release", "nostalk"), "run", "--config", nostalk_config(work, lists)]
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ms = None
+        while time.perf_counter() - t0 < 20:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['nostalk']}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        ms = (time.perf_counter() - t0) * 1000
+                        break
+            except OSError:
+                time.sleep(0.002)
+        stop(p)
+        if ms is not None:
+            best = ms if best is None else min(best, ms)
+    return best
+
+
+def memory(work):
+    out = {}
+    for lists in ("embedded", "easylist"):
+        if lists == "easylist" and not os.path.isdir(SHARED):
+            continue
+        out[("ready_ms", lists)] = ready_time(work, lists)
+        p, _ = start_proxy("nostalk", work, lists)
+        time.sleep(1.0)
+        out[("idle", lists)] = proc_stat(p.pid)[1]
+        socks = open_keepalive(PORTS["nostalk"], 1000)
+        time.sleep(0.5)
+        out[("1000", lists)] = proc_stat(p.pid)[1]
+        for s in socks:
+            s.close()
+        stop(p)
+    for peer in ("hudsucker", "privoxy", "mitmproxy"):
+        p, _ = start_proxy(peer, work)
+        if p is None:
+            continue
+        time.sleep(1.0)
+        out[("idle", peer)] = proc_stat(p.pid)[1]
+        try:
+            socks = open_keepalive(PORTS[peer], 1000)
+            time.sleep(0.5)
+            out[("1000", peer)] = proc_stat(p.pid)[1]
+            for s in socks:
+                s.close()
+        except OSError as e:
+            log(f"{peer}: 1,000 connections failed: {e}")
+        stop(p)
+    return out
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def report(results, mem, targets, scenarios):
+    lines = []
+    machine = f"{os.cpu_count()} CPUs, {os.uname().release}, oha -c {CONNS} -z {DURATION}"
+    lines.append(f"Machine: {machine}\n")
+    lines.append("### Requests per second (ratio of nostalk to each; absolute figures in parentheses)\n")
+    head = "| load | " + " | ".join(targets) + " | nostalk / direct | nostalk / hudsucker | nostalk / privoxy | nostalk / mitmproxy |"
+    lines.append(head)
+    lines.append("|" + "---|" * (len(targets) + 5))
+    for scheme, path in scenarios:
+        row = [f"{scheme} {path}"]
+        get = lambda t: results.get((t, scheme, path), {}).get("rps")
+        for t in targets:
+            v = get(t)
+            row.append(f"{v:.0f}" if v else "n/a")
+        n = get("nostalk")
+        for t in ("direct", "hudsucker", "privoxy", "mitmproxy"):
+            row.append(ratio(n, get(t)))
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("\n### Latency p50 / p99 (ms), CPU seconds per 10k requests, peak RSS (MiB)\n")
+    lines.append("| load | target | p50 | p99 | CPU s / 10k | peak RSS |")
+    lines.append("|---|---|---|---|---|---|")
+    for scheme, path in scenarios:
+        for t in targets:
+            r = results.get((t, scheme, path))
+            if not r:
+                continue
+            cpu = f"{r['cpu_per_10k']:.2f}" if r.get("cpu_per_10k") is not None else "-"
+            hwm = f"{r['hwm_kib'] / 1024:.1f}" if r.get("hwm_kib") else "-"
+            lines.append(f"| {scheme} {path} | {t} | {1000 * (r['p50'] or 0):.2f} | {1000 * (r['p99'] or 0):.2f} | {cpu} | {hwm} |")
+    if mem:
+        lines.append("\n### Memory (VmRSS, MiB) and start-up\n")
+        lines.append("| | idle | 1,000 keep-alive connections | ready after |")
+        lines.append("|---|---|---|---|")
+        for who in ("embedded", "easylist", "hudsucker", "privoxy", "mitmproxy"):
+            if ("idle", who) not in mem:
+                continue
+            label = {"embedded": "nostalk, embedded lists", "easylist": "nostalk, + EasyList + EasyPrivacy"}.get(who, who)
+            idle = mem[("idle", who)] / 1024
+            conns = mem.get(("1000", who))
+            ready = mem.get(("ready_ms", who))
+            lines.append(f"| {label} | {idle:.1f} | {conns / 1024:.1f} | " if conns else f"| {label} | {idle:.1f} | n/a | ")
+            lines[-1] += (f"{ready:.0f} ms |" if ready else "- |")
+    return "\n".join(lines)
+
+
+def latency_at_half(work, results):
+    """p99 added over direct at half of nostalk's peak rate, plain HTTP 1 KB."""
+    peak = results.get(("nostalk", "http", "1k.bin"), {}).get("rps")
+    if not peak:
+        return None
+    rate = int(peak / 2)
+    direct = oha(f"http://{HOST}:{HTTP_PORT}/1k.bin", rate=rate)
+    p, _ = start_proxy("nostalk", work)
+    oha(f"http://{HOST}:{HTTP_PORT}/1k.bin", f"http://127.0.0.1:{PORTS['nostalk']}", duration="1s")
+    through = oha(f"http://{HOST}:{HTTP_PORT}/1k.bin", f"http://127.0.0.1:{PORTS['nostalk']}", rate=rate)
+    stop(p)
+    if not direct or not through:
+        return None
+    return rate, direct["p99"] * 1000, through["p99"] * 1000
+
+
+def main():
+    targets = os.environ.get("LOAD_TARGETS", "direct,nostalk,hudsucker,privoxy,mitmproxy").split(",")
+    scenarios = [(s, p) for s in ("http", "https") for p in ("1k.bin", "1k.html", "100k.bin", "100k.html")]
+    work = tempfile.mkdtemp(prefix="nostalk-load-")
+    log("work dir:", work)
+    make_certs(work)
+    www = make_content(work)
+    nginx = start_nginx(work, www)
+    try:
+        results = run_load(work, targets, scenarios)
+        half = latency_at_half(work, results)
+        mem = memory(work) if os.environ.get("LOAD_MEMORY", "1") == "1" else {}
+    finally:
+        stop(nginx)
+    text = report(results, mem, targets, scenarios)
+    if half:
+        rate, d, n = half
+        text += (f"\n\n### p99 latency at half of nostalk's peak rate (plain HTTP 1 KB, {rate} req/s)\n\n"
+                 f"direct {d:.2f} ms, through nostalk {n:.2f} ms: {n - d:.2f} ms added\n")
+    print(text)
+    with open(os.path.join(ROOT, "benches", "load", "results.md"), "w") as f:
+        f.write(text + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
