@@ -304,6 +304,7 @@ pub fn rebuild(shared: &Shared) {
     match super::Policy::build(&shared.config, &shared.lists.loaded()) {
         Ok(p) => {
             shared.policy.store(Arc::new(p));
+            crate::ops::return_free_memory();
             tracing::info!(took = ?started.elapsed(), "policy rebuilt and swapped");
         }
         Err(e) => tracing::warn!(error = %e, "policy rebuild failed; the old policy stays"),

@@ -59,6 +59,7 @@ impl Server {
         let upstream_client = upstream::client(&config, dialer.clone());
         let lists = Arc::new(Subscriptions::new(&config));
         let policy = Policy::build(&config, &lists.loaded())?;
+        ops::return_free_memory();
         let shared = Arc::new(Shared {
             access: ops::access::Access::new(&config),
             policy: ArcSwap::from_pointee(policy),
