@@ -45,7 +45,8 @@ fn load(data: &std::path::Path) -> Vec<Req> {
             let url = r["url"].as_str()?.to_string();
             let host = site::host_of_url(&url)?.to_ascii_lowercase();
             let source = r["sourceUrl"].as_str()?.to_string();
-            let page = site::host_of_url(&source).map(str::to_ascii_lowercase).unwrap_or(UNKNOWN_CROSS_SITE_PAGE.into());
+            let page =
+                site::host_of_url(&source).map(str::to_ascii_lowercase).unwrap_or(UNKNOWN_CROSS_SITE_PAGE.into());
             let raw_type = r["type"].as_str()?.to_string();
             let t = match raw_type.as_str() {
                 "xhr" | "fetch" => RequestType::XmlHttpRequest,

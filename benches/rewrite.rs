@@ -57,8 +57,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for (_, page) in &pages {
                 let mut n = 0usize;
-                let mut rw =
-                    lol_html::HtmlRewriter::new(lol_html::Settings::new(), |c: &[u8]| n += black_box(c).len());
+                let mut rw = lol_html::HtmlRewriter::new(lol_html::Settings::new(), |c: &[u8]| n += black_box(c).len());
                 for chunk in page.chunks(CHUNK) {
                     let _ = rw.write(chunk);
                 }

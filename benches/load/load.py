@@ -125,15 +125,15 @@ http {{
   types {{ text/html html; application/octet-stream bin; }}
   server {{
     listen 127.0.0.1:{HTTP_PORT};
-    listen 127.0.0.1:{HTTPS_PORT} ssl;
-    http2 on;
+    listen 127.0.0.1:{HTTPS_PORT} ssl http2;
     ssl_certificate {work}/origin.pem;
     ssl_certificate_key {work}/origin.key;
     root {www};
   }}
 }}
 """)
-    p = subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(work, "nginx-error.log"), "a"))
     if not (wait_port(HTTP_PORT) and wait_port(HTTPS_PORT)):
         sys.exit("nginx did not start; see " + work + "/nginx-error.log")
     return p
@@ -224,8 +224,13 @@ def oha(url, proxy=None, rate=None, conns=CONNS, duration=DURATION):
     total = sum(j.get("statusCodeDistribution", {}).values())
     ok = j.get("statusCodeDistribution", {}).get("200", 0)
     lat = j.get("latencyPercentiles", {})
-    return {"rps": s["requestsPerSec"], "p50": lat.get("p50"), "p99": lat.get("p99"), "requests": total,
-            "ok": ok, "errors": sum(j.get("errorDistribution", {}).values())}
+    r = {"rps": s["requestsPerSec"], "p50": lat.get("p50"), "p99": lat.get("p99"), "requests": total,
+         "ok": ok, "errors": sum(j.get("errorDistribution", {}).values()), "size": s.get("sizePerRequest")}
+    if total == 0 or ok < 0.99 * total:
+        log(f"  not a valid run: {ok} of {total} answered 200 ({j.get('statusCodeDistribution')}, "
+            f"{j.get('errorDistribution')})")
+        return None
+    return r
 
 
 def run_load(work, targets, scenarios):
@@ -250,7 +255,7 @@ def run_load(work, targets, scenarios):
             r["hwm_kib"] = hwm if p else None
             results[(target, scheme, path)] = r
             log(f"{target:10} {scheme:5} {path:10} {r['rps']:10.0f} req/s  p99 {1000 * (r['p99'] or 0):7.2f} ms  "
-                f"ok {r['ok']}/{r['requests']}")
+                f"ok {r['ok']}/{r['requests']}  {r['size']} B/response")
         stop(p)
     return results
 
@@ -400,6 +405,7 @@ def main():
     targets = os.environ.get("LOAD_TARGETS", "direct,nostalk,hudsucker,privoxy,mitmproxy").split(",")
     scenarios = [(s, p) for s in ("http", "https") for p in ("1k.bin", "1k.html", "100k.bin", "100k.html")]
     work = tempfile.mkdtemp(prefix="nostalk-load-")
+    os.chmod(work, 0o755)  # nginx's workers (another user) read the content from here
     log("work dir:", work)
     make_certs(work)
     www = make_content(work)

@@ -5,22 +5,22 @@
 
 use super::Context;
 use crate::policy::lists::{NameMatch, ParamList};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Uri;
 
 /// High-entropy client hints and browser-experiment headers: enough to tell one person from
 /// another, and nothing an ad or a third party needs.
-pub const HIGH_ENTROPY_HEADERS: [&str; 10] = [
-    "sec-ch-ua-full-version",
-    "sec-ch-ua-full-version-list",
-    "sec-ch-ua-platform-version",
-    "sec-ch-ua-arch",
-    "sec-ch-ua-bitness",
-    "sec-ch-ua-model",
-    "sec-ch-ua-wow64",
-    "sec-ch-ua-form-factors",
-    "x-client-data",
-    "device-memory",
+pub const HIGH_ENTROPY_HEADERS: [HeaderName; 10] = [
+    HeaderName::from_static("sec-ch-ua-full-version"),
+    HeaderName::from_static("sec-ch-ua-full-version-list"),
+    HeaderName::from_static("sec-ch-ua-platform-version"),
+    HeaderName::from_static("sec-ch-ua-arch"),
+    HeaderName::from_static("sec-ch-ua-bitness"),
+    HeaderName::from_static("sec-ch-ua-model"),
+    HeaderName::from_static("sec-ch-ua-wow64"),
+    HeaderName::from_static("sec-ch-ua-form-factors"),
+    HeaderName::from_static("x-client-data"),
+    HeaderName::from_static("device-memory"),
 ];
 
 /// Clean the headers in place; returns the URL with tracking parameters removed, if any were.
@@ -56,7 +56,7 @@ pub fn clean(headers: &mut HeaderMap, uri: &Uri, ctx: &Context) -> Option<Uri> {
         }
     }
     if ad || ctx.third_party {
-        for h in HIGH_ENTROPY_HEADERS {
+        for h in &HIGH_ENTROPY_HEADERS {
             headers.remove(h);
         }
     }
