@@ -8,6 +8,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nostalk::policy::{party::UNKNOWN_CROSS_SITE_PAGE, site, Policy, RequestInfo, RequestType};
 use std::hint::black_box;
+
+#[path = "../tests/support/lists.rs"]
+mod lists;
 use std::path::PathBuf;
 
 struct Req {
@@ -62,20 +65,6 @@ fn info(r: &Req) -> RequestInfo<'_> {
     RequestInfo { url: &r.url, host: &r.host, page_host: Some(&r.page), request_type: r.t, method: "GET" }
 }
 
-fn policy(data: &std::path::Path) -> Policy {
-    let mut cfg = nostalk::Config::default();
-    cfg.policy.embedded_lists = false;
-    let list = |name: &str, verdict: &str| nostalk::config::ListConfig {
-        name: name.into(),
-        url: None,
-        path: Some(data.join("lists").join(format!("{name}.txt"))),
-        verdict: verdict.into(),
-        refresh: "24h".into(),
-    };
-    cfg.lists = vec![list("easyprivacy", "block"), list("easylist", "ad")];
-    Policy::build(&cfg, &[]).unwrap()
-}
-
 fn bench(c: &mut Criterion) {
     let Some(data) = data() else { return };
     let reqs = load(&data);
@@ -94,7 +83,7 @@ fn bench(c: &mut Criterion) {
     let bare_kib = rss_kib().saturating_sub(before);
     let before = rss_kib();
     let t = std::time::Instant::now();
-    let policy = policy(&data);
+    let policy = lists::easylist_easyprivacy_policy(&data);
     let ours_ms = t.elapsed().as_millis();
     let ours_kib = rss_kib().saturating_sub(before);
     eprintln!("engines, EasyList + EasyPrivacy: adblock bare {bare_kib} KiB built in {bare_ms} ms; nostalk policy {ours_kib} KiB built in {ours_ms} ms");

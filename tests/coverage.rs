@@ -88,20 +88,6 @@ fn requests_of(html: &str, base: &url::Url) -> Vec<Req> {
     out
 }
 
-fn judge(data: &std::path::Path) -> Policy {
-    let mut cfg = nostalk::Config::default();
-    cfg.policy.embedded_lists = false;
-    let list = |name: &str, verdict: &str| nostalk::config::ListConfig {
-        name: name.into(),
-        url: None,
-        path: Some(data.join("lists").join(format!("{name}.txt"))),
-        verdict: verdict.into(),
-        refresh: "24h".into(),
-    };
-    cfg.lists = vec![list("easyprivacy", "block"), list("easylist", "ad")];
-    Policy::build(&cfg, &[]).unwrap()
-}
-
 /// Services the EasyPrivacy snapshot leaves out (its tracking-server section is a separate
 /// list there) that are surveillance by what they are. Our lists block them; that is not a
 /// false positive. Anything else blocked where the judge allows counts against us.
@@ -130,7 +116,7 @@ struct Service {
 #[test]
 fn the_embedded_lists_cover_the_trackers_and_ads_on_the_real_pages() {
     let Some(data) = shared_data() else { return };
-    let judge = judge(&data);
+    let judge = lists::easylist_easyprivacy_policy(&data);
     let ours = Policy::build(&nostalk::Config::default(), &[]).unwrap();
     let mut services: BTreeMap<String, Service> = BTreeMap::new();
     let (mut ordinary, mut ordinary_blocked, mut ordinary_ad, mut judge_gaps) = (0usize, 0usize, 0usize, 0usize);

@@ -5,7 +5,7 @@
 mod support;
 
 use http::{Response, StatusCode};
-use nostalk::policy::{party::UNKNOWN_CROSS_SITE_PAGE, Policy, RequestInfo, RequestType, Verdict};
+use nostalk::policy::{party::UNKNOWN_CROSS_SITE_PAGE, RequestInfo, RequestType, Verdict};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,20 +122,6 @@ async fn a_cached_list_is_in_force_at_start_even_when_its_server_is_gone() {
     assert_eq!(r.headers()["x-nostalk"], "blocked", "still in force after the failed download");
 }
 
-fn real_lists_policy(data: &std::path::Path) -> Policy {
-    let mut cfg = nostalk::Config::default();
-    cfg.policy.embedded_lists = false;
-    let list = |name: &str, verdict: &str| nostalk::config::ListConfig {
-        name: name.into(),
-        url: None,
-        path: Some(data.join("lists").join(format!("{name}.txt"))),
-        verdict: verdict.into(),
-        refresh: "24h".into(),
-    };
-    cfg.lists = vec![list("easyprivacy", "block"), list("easylist", "ad")];
-    Policy::build(&cfg, &[]).unwrap()
-}
-
 fn ab_type(t: &str) -> RequestType {
     match t {
         "xhr" | "fetch" => RequestType::XmlHttpRequest,
@@ -147,7 +133,7 @@ fn ab_type(t: &str) -> RequestType {
 #[test]
 fn easylist_and_easyprivacy_decide_the_real_requests_as_expected() {
     let Some(data) = shared_data() else { return };
-    let policy = real_lists_policy(&data);
+    let policy = lists::easylist_easyprivacy_policy(&data);
     let text = std::fs::read_to_string(data.join("requests").join("brave-matching-test-requests.json")).unwrap();
     let requests: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let lists = [
@@ -201,7 +187,7 @@ fn easylist_and_easyprivacy_decide_the_real_requests_as_expected() {
 #[test]
 fn real_lists_give_block_for_trackers_and_ad_for_ad_servers() {
     let Some(data) = shared_data() else { return };
-    let p = real_lists_policy(&data);
+    let p = lists::easylist_easyprivacy_policy(&data);
     let page = Some("https://www.example-news.com/article");
     let cases = [
         ("https://www.google-analytics.com/analytics.js", "script", Verdict::Block, "easyprivacy"),

@@ -344,7 +344,7 @@ def report(results, mem, targets, scenarios):
     lines = []
     machine = f"{os.cpu_count()} CPUs, {os.uname().release}, oha -c {CONNS} -z {DURATION}"
     lines.append(f"Machine: {machine}\n")
-    lines.append("### Requests per second (ratio of nostalk to each; absolute figures in parentheses)\n")
+    lines.append("### Requests per second, and nostalk's ratio to each\n")
     head = "| load | " + " | ".join(targets) + " | nostalk / direct | nostalk / hudsucker | nostalk / privoxy | nostalk / mitmproxy |"
     lines.append(head)
     lines.append("|" + "---|" * (len(targets) + 5))

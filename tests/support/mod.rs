@@ -2,6 +2,8 @@
 //! h1 and h2) that record what they receive, named through `[upstream] resolve`.
 #![allow(dead_code)]
 
+pub mod lists;
+
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};

@@ -1,0 +1,20 @@
+//! The policy of EasyPrivacy (`block`) and EasyList (`ad`) from `../shared/data/lists` and
+//! nothing else: the judge and the load the tests and benches measure nostalk against. Shared by
+//! tests (through `support`) and benches (by path).
+
+use nostalk::policy::Policy;
+use std::path::Path;
+
+pub fn easylist_easyprivacy_policy(data: &Path) -> Policy {
+    let mut cfg = nostalk::Config::default();
+    cfg.policy.embedded_lists = false;
+    let list = |name: &str, verdict: &str| nostalk::config::ListConfig {
+        name: name.into(),
+        url: None,
+        path: Some(data.join("lists").join(format!("{name}.txt"))),
+        verdict: verdict.into(),
+        refresh: "24h".into(),
+    };
+    cfg.lists = vec![list("easyprivacy", "block"), list("easylist", "ad")];
+    Policy::build(&cfg, &[]).expect("the list snapshots in ../shared parse")
+}
