@@ -127,8 +127,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             init_logs(&cfg.server.log_format);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async {
+                // Signal handlers first: a SIGTERM at any point after start drains and exits 0.
+                let stop = nostalk::ops::signals::shutdown();
                 let server = nostalk::Server::bind(cfg).await?;
-                server.run(nostalk::ops::signals::shutdown()).await;
+                server.run(stop).await;
                 Ok::<_, anyhow::Error>(())
             })?;
             Ok(0)
