@@ -91,6 +91,37 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The cost of a page's set-up: a 1 KB page (the load harness's), where setting up the
+    // rewriter, not parsing, is most of the work.
+    let small = small_page();
+    let mut g = c.benchmark_group("rewrite 1 KB page");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("lol_html, no handlers (baseline)", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            let mut rw = lol_html::HtmlRewriter::new(lol_html::Settings::new(), |c: &[u8]| n += black_box(c).len());
+            let _ = rw.write(&small);
+            let _ = rw.end();
+            black_box(n)
+        })
+    });
+    g.bench_function("nostalk rewriter, all handlers", |b| {
+        b.iter(|| {
+            let mut headers = HeaderMap::new();
+            black_box(nostalk::rewrite::rewrite_bytes(&small, policy.clone(), "news.example", &mut headers))
+        })
+    });
+    g.finish();
+}
+
+/// The 1 KB HTML page that benches/load serves.
+fn small_page() -> Vec<u8> {
+    let mut p = b"<!doctype html><html><head><title>Small</title></head><body><h1>Hello</h1><p>".to_vec();
+    p.extend(std::iter::repeat_n(b'x', 850));
+    p.extend_from_slice(b"</p></body></html>\n");
+    p.truncate(1024);
+    p
 }
 
 criterion_group!(benches, bench);

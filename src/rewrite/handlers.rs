@@ -8,8 +8,10 @@ use crate::hygiene::request::strip_query_params;
 use crate::policy::{Policy, RequestType};
 use crate::respond::surrogates;
 use lol_html::html_content::{ContentType, Element, TextChunk};
-use lol_html::{element, text};
-use std::sync::{Arc, Mutex};
+use lol_html::send::SendHandlerTypes;
+use lol_html::{element, ElementContentHandlers, Selector};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// An inline script longer than this is an application, not a tracker's loader snippet.
 pub const MAX_SNIPPET: usize = 16 * 1024;
@@ -113,6 +115,55 @@ fn is_js_type(el: &Element<'_, '_, lol_html::send::SendHandlerTypes>) -> bool {
     }
 }
 
+/// The selectors, parsed once for the life of the process: a page's set-up then only
+/// compiles them into lol_html's matcher.
+struct Selectors {
+    script_src: Selector,
+    img_src: Selector,
+    iframe_src: Selector,
+    link_hint: Selector,
+    ping: Selector,
+    decorated_link: Selector,
+    inline_script: Selector,
+    noscript: Selector,
+    head: Selector,
+}
+
+fn selectors() -> &'static Selectors {
+    static SELECTORS: OnceLock<Selectors> = OnceLock::new();
+    SELECTORS.get_or_init(|| {
+        // These are constant selectors that lol_html supports; a typo fails every rewrite test.
+        let p = |s: &str| s.parse::<Selector>().expect("constant selector parses");
+        Selectors {
+            script_src: p("script[src]"),
+            img_src: p("img[src]"),
+            iframe_src: p("iframe[src]"),
+            link_hint: p("link[rel][href]"),
+            ping: p("a[ping], area[ping]"),
+            decorated_link: p("a[href*='?'], area[href*='?']"),
+            inline_script: p("script:not([src])"),
+            noscript: p("noscript"),
+            head: p("head"),
+        }
+    })
+}
+
+type SendHandlers = ElementContentHandlers<'static, SendHandlerTypes>;
+
+fn on_element(
+    sel: &'static Selector,
+    f: impl FnMut(&mut Element<'_, '_, SendHandlerTypes>) -> lol_html::HandlerResult + Send + 'static,
+) -> (Cow<'static, Selector>, SendHandlers) {
+    (Cow::Borrowed(sel), ElementContentHandlers::default().element(f))
+}
+
+fn on_text(
+    sel: &'static Selector,
+    f: impl FnMut(&mut TextChunk<'_>) -> lol_html::HandlerResult + Send + 'static,
+) -> (Cow<'static, Selector>, SendHandlers) {
+    (Cow::Borrowed(sel), ElementContentHandlers::default().text(f))
+}
+
 /// The settings for one page.
 pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::send::Settings<'static, 'static> {
     type El<'a, 'b> = Element<'a, 'b, lol_html::send::SendHandlerTypes>;
@@ -127,11 +178,12 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
     let (c9, r9) = (ctx.clone(), removals.clone());
     let r10 = removals.clone();
     let (c11, r11) = (ctx.clone(), removals.clone());
+    let sel = selectors();
 
     lol_html::send::Settings::new_send()
         // Tracker scripts. One with a surrogate stays: the proxy answers it with the surrogate,
         // so page code calling the tracker's API keeps working.
-        .append_element_content_handler(element!("script[src]", move |el: &mut El| {
+        .append_element_content_handler(on_element(&sel.script_src, move |el: &mut El| {
             if let Some(src) = el.get_attribute("src") {
                 if let Some((abs, rule)) = c1.blocked(&src, RequestType::Script) {
                     if surrogates::for_url(&abs).is_none() {
@@ -143,7 +195,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             Ok(())
         }))
         // Tracking pixels, in pages and in <noscript> blocks alike.
-        .append_element_content_handler(element!("img[src]", move |el: &mut El| {
+        .append_element_content_handler(on_element(&sel.img_src, move |el: &mut El| {
             if let Some(src) = el.get_attribute("src") {
                 if let Some((abs, rule)) = c2.blocked(&src, RequestType::Image) {
                     el.remove();
@@ -152,7 +204,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             }
             Ok(())
         }))
-        .append_element_content_handler(element!("iframe[src]", move |el: &mut El| {
+        .append_element_content_handler(on_element(&sel.iframe_src, move |el: &mut El| {
             if let Some(src) = el.get_attribute("src") {
                 if let Some((abs, rule)) = c3.blocked(&src, RequestType::SubFrame) {
                     el.remove();
@@ -162,7 +214,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             Ok(())
         }))
         // Preconnects and preloads to tracker hosts.
-        .append_element_content_handler(element!("link[rel][href]", move |el: &mut El| {
+        .append_element_content_handler(on_element(&sel.link_hint, move |el: &mut El| {
             let rel = el.get_attribute("rel").unwrap_or_default().to_ascii_lowercase();
             let hints = ["preconnect", "dns-prefetch", "preload", "prefetch", "modulepreload"];
             if !rel.split_ascii_whitespace().any(|r| hints.contains(&r)) {
@@ -202,7 +254,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             Ok(())
         }))
         // Hyperlink auditing.
-        .append_element_content_handler(element!("a[ping], area[ping]", move |el: &mut El| {
+        .append_element_content_handler(on_element(&sel.ping, move |el: &mut El| {
             if let Some(p) = el.get_attribute("ping") {
                 el.remove_attribute("ping");
                 lock(&r5).push(Kind::Ping, &p, None);
@@ -210,7 +262,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             Ok(())
         }))
         // Link decoration: tracking parameters in links.
-        .append_element_content_handler(element!("a[href*='?'], area[href*='?']", move |el: &mut El| {
+        .append_element_content_handler(on_element(&sel.decorated_link, move |el: &mut El| {
             if let Some(href) = el.get_attribute("href") {
                 if let Some(clean) = strip_query_params(&href, &c6.policy.params, false, c6.shopping) {
                     if el.set_attribute("href", &clean).is_ok() {
@@ -221,7 +273,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             Ok(())
         }))
         // Inline snippets, part one: is this inline script JavaScript?
-        .append_element_content_handler(element!("script:not([src])", move |el: &mut El| {
+        .append_element_content_handler(on_element(&sel.inline_script, move |el: &mut El| {
             let mut r = lock(&r7);
             r.script_is_js = is_js_type(el);
             r.script_buf.clear();
@@ -230,7 +282,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
         }))
         // Inline snippets, part two: hold the script's text (up to MAX_SNIPPET) until its end,
         // then put it back, or the no-op stub if a tracker's signature is in it.
-        .append_element_content_handler(text!("script:not([src])", move |chunk: &mut TextChunk| {
+        .append_element_content_handler(on_text(&sel.inline_script, move |chunk: &mut TextChunk| {
             let mut r = lock(&r8);
             if !r.script_is_js || r.script_passthrough {
                 return Ok(());
@@ -269,13 +321,13 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
         }))
         // <noscript> is raw text to a parser that runs scripts, as lol_html does: hold it (up
         // to MAX_SNIPPET) and take the tracking pixels out of it with a small rewrite of its own.
-        .append_element_content_handler(element!("noscript", move |_el: &mut El| {
+        .append_element_content_handler(on_element(&sel.noscript, move |_el: &mut El| {
             let mut r = lock(&r10);
             r.noscript_buf.clear();
             r.noscript_passthrough = false;
             Ok(())
         }))
-        .append_element_content_handler(text!("noscript", move |chunk: &mut TextChunk| {
+        .append_element_content_handler(on_text(&sel.noscript, move |chunk: &mut TextChunk| {
             let mut r = lock(&r11);
             if r.noscript_passthrough {
                 return Ok(());
@@ -304,7 +356,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             Ok(())
         }))
         // Global Privacy Control, first thing in <head>, where the page's CSP allows it.
-        .append_element_content_handler(element!("head", move |el: &mut El| {
+        .append_element_content_handler(on_element(&sel.head, move |el: &mut El| {
             if let GpcPlan::Inject { nonce } = &c9.gpc {
                 let tag = match nonce {
                     Some(n) => format!("<script nonce=\"{}\">{GPC_SCRIPT}</script>", crate::respond::html_escape(n)),

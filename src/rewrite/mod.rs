@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{response::Parts, Method, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use std::io::Write;
 use std::pin::Pin;
@@ -158,6 +159,22 @@ type Rewriter = lol_html::send::HtmlRewriter<'static, Sink>;
 /// The body after decoding, as an AsyncRead.
 type Decoded = Pin<Box<dyn AsyncRead + Send>>;
 
+/// Where the page's bytes come from: the body's own frames when it is not encoded (no copy,
+/// no read buffer), or a decoder reading them.
+enum Input {
+    Frames(Body),
+    Decoded { reader: Decoded, buf: Vec<u8> },
+}
+
+impl Input {
+    fn new(body: Body, coding: Coding) -> Input {
+        match coding {
+            Coding::Identity => Input::Frames(body),
+            _ => Input::Decoded { reader: decode(body, coding), buf: vec![0; READ_CHUNK] },
+        }
+    }
+}
+
 fn decode(body: Body, coding: Coding) -> Decoded {
     use async_compression::tokio::bufread as dec;
     use futures_util::TryStreamExt;
@@ -211,10 +228,9 @@ impl AsyncRead for DeflateAny {
 }
 
 struct RewriteStream {
-    input: Decoded,
+    input: Input,
     rewriter: Option<Rewriter>,
     out: Arc<Mutex<BytesMut>>,
-    buf: Vec<u8>,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
     /// The rewriter gave up (memory or parse trouble): the rest passes as it is.
     raw: bool,
@@ -245,10 +261,9 @@ impl RewriteStream {
         }
         let rewriter = lol_html::send::HtmlRewriter::new(settings, Sink(out.clone()));
         RewriteStream {
-            input: decode(body, coding),
+            input: Input::new(body, coding),
             rewriter: Some(rewriter),
             out,
-            buf: vec![0; READ_CHUNK],
             gzip: gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
             raw: false,
             done: false,
@@ -279,16 +294,18 @@ impl RewriteStream {
         }
     }
 
-    fn feed(&mut self, data: &[u8]) {
-        if self.raw {
-            self.out.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(data);
+    /// Feed bytes to the rewriter (or straight out once it has given up). Takes the fields it
+    /// needs, so the input's buffer can be fed without a copy.
+    fn feed(rewriter: &mut Option<Rewriter>, raw: &mut bool, out: &Mutex<BytesMut>, data: &[u8]) {
+        if *raw {
+            out.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(data);
             return;
         }
-        if let Some(rw) = self.rewriter.as_mut() {
+        if let Some(rw) = rewriter.as_mut() {
             if let Err(e) = rw.write(data) {
                 tracing::warn!(error = %e, "HTML rewriter gave up; the rest of the page passes unchanged");
-                self.rewriter = None;
-                self.raw = true;
+                *rewriter = None;
+                *raw = true;
             }
         }
     }
@@ -318,22 +335,40 @@ impl Stream for RewriteStream {
             if this.done {
                 return Poll::Ready(None);
             }
-            let mut rb = ReadBuf::new(&mut this.buf);
-            match this.input.as_mut().poll_read(cx, &mut rb) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => {
+            let read = match &mut this.input {
+                Input::Frames(body) => match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => Ok(0),
+                    Poll::Ready(Some(Err(e))) => Err(std::io::Error::other(e)),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            Self::feed(&mut this.rewriter, &mut this.raw, &this.out, &data);
+                        }
+                        continue;
+                    }
+                },
+                Input::Decoded { reader, buf } => {
+                    let mut rb = ReadBuf::new(buf);
+                    match reader.as_mut().poll_read(cx, &mut rb) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => Err(e),
+                        Poll::Ready(Ok(())) => {
+                            let n = rb.filled().len();
+                            if n > 0 {
+                                Self::feed(&mut this.rewriter, &mut this.raw, &this.out, &buf[..n]);
+                            }
+                            Ok(n)
+                        }
+                    }
+                }
+            };
+            match read {
+                Err(e) => {
                     this.finish();
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
-                Poll::Ready(Ok(())) => {
-                    let n = rb.filled().len();
-                    if n == 0 {
-                        this.finish();
-                    } else {
-                        let data = this.buf[..n].to_vec();
-                        this.feed(&data);
-                    }
-                }
+                Ok(0) => this.finish(),
+                Ok(_) => {}
             }
         }
     }
