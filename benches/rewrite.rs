@@ -1,6 +1,7 @@
 //! Throughput of the HTML rewriter on the real pages in ../shared/data/pages that are
 //! real-sized (100 KB to 1 MB): nostalk's rewriter with all handlers and the embedded lists,
-//! against lol_html with no handlers and against a plain copy, in the same run. The pages are
+//! against lol_html with no handlers, lol_html with nostalk's selectors and no-op handlers (the
+//! floor the selector set sets), and a plain copy, in the same run. The pages are
 //! fed in 16 KB chunks, as the proxy feeds them.
 //!
 //! Run: `cargo bench --bench rewrite` (skips with a message when ../shared is absent).
@@ -74,6 +75,21 @@ fn bench(c: &mut Criterion) {
                 let settings = lol_html::Settings::new()
                     .append_element_content_handler(lol_html::element!("img[src]", |_el| Ok(())));
                 let mut rw = lol_html::HtmlRewriter::new(settings, |c: &[u8]| n += black_box(c).len());
+                for chunk in page.chunks(CHUNK) {
+                    let _ = rw.write(chunk);
+                }
+                let _ = rw.end();
+                black_box(n);
+            }
+        })
+    });
+    // The floor under nostalk's rewriter: lol_html with the same selectors, handlers doing nothing.
+    g.bench_function("lol_html, nostalk's selectors with no-op handlers (floor)", |b| {
+        b.iter(|| {
+            for (_, page) in &pages {
+                let mut n = 0usize;
+                let settings = nostalk::rewrite::handlers::noop_settings();
+                let mut rw = lol_html::send::HtmlRewriter::new(settings, |c: &[u8]| n += black_box(c).len());
                 for chunk in page.chunks(CHUNK) {
                     let _ = rw.write(chunk);
                 }

@@ -369,6 +369,32 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
         }))
 }
 
+/// lol_html with nostalk's selectors and handlers that do nothing: what the selector set
+/// itself costs lol_html (every tag lexed, the text of scripts and `<noscript>` decoded),
+/// the floor under [`settings`]. For the rewrite bench.
+#[doc(hidden)]
+pub fn noop_settings() -> lol_html::send::Settings<'static, 'static> {
+    let sel = selectors();
+    let mut s = lol_html::send::Settings::new_send();
+    for el in [
+        &sel.script_src,
+        &sel.img_src,
+        &sel.iframe_src,
+        &sel.link_hint,
+        &sel.ping,
+        &sel.decorated_link,
+        &sel.inline_script,
+        &sel.noscript,
+        &sel.head,
+    ] {
+        s = s.append_element_content_handler(on_element(el, |_| Ok(())));
+    }
+    for t in [&sel.inline_script, &sel.noscript] {
+        s = s.append_element_content_handler(on_text(t, |_| Ok(())));
+    }
+    s
+}
+
 /// The content of a `<noscript>` without its tracking pixels and frames.
 /// Whether `needle` (ASCII, lower case) is in `hay`, in any case.
 fn memchr_ci(hay: &str, needle: &str) -> bool {
