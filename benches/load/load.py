@@ -48,11 +48,13 @@ def wait_port(port, timeout=20.0):
 
 
 def proc_stat(pid):
-    """(cpu seconds, VmRSS KiB, VmHWM KiB) of a process and its children's threads."""
+    """(cpu seconds, VmRSS KiB, VmHWM KiB, user seconds, system seconds) of a process (all its
+    threads)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             parts = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(parts[11]) + int(parts[12])) / CLK_TCK
+        user, system = int(parts[11]) / CLK_TCK, int(parts[12]) / CLK_TCK
+        cpu = user + system
         rss = hwm = 0
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -60,9 +62,9 @@ def proc_stat(pid):
                     rss = int(line.split()[1])
                 if line.startswith("VmHWM:"):
                     hwm = int(line.split()[1])
-        return cpu, rss, hwm
+        return cpu, rss, hwm, user, system
     except (OSError, IndexError, ValueError):
-        return 0.0, 0, 0
+        return 0.0, 0, 0, 0.0, 0.0
 
 
 def make_certs(work):
@@ -246,12 +248,16 @@ def run_load(work, targets, scenarios):
             port = HTTP_PORT if scheme == "http" else HTTPS_PORT
             url = f"{scheme}://{HOST}:{port}/{path}"
             oha(url, proxy, duration="1s")  # warm-up: connections, leaf certificates
-            cpu0 = proc_stat(p.pid)[0] if p else 0
+            cpu0, _, _, user0, sys0 = proc_stat(p.pid) if p else (0, 0, 0, 0, 0)
             r = oha(url, proxy)
             if r is None:
                 continue
-            cpu1, _, hwm = proc_stat(p.pid) if p else (0, 0, 0)
-            r["cpu_per_10k"] = (cpu1 - cpu0) / max(r["requests"], 1) * 10_000 if p else None
+            cpu1, _, hwm, user1, sys1 = proc_stat(p.pid) if p else (0, 0, 0, 0, 0)
+            per10k = lambda a, b: (b - a) / max(r["requests"], 1) * 10_000 if p else None
+            r["cpu_per_10k"] = per10k(cpu0, cpu1)
+            # User (the proxy's own code) and system (the kernel: mostly the loopback sends and
+            # receives, which every proxy pays for twice per request) apart.
+            r["user_per_10k"], r["sys_per_10k"] = per10k(user0, user1), per10k(sys0, sys1)
             r["hwm_kib"] = hwm if p else None
             results[(target, scheme, path)] = r
             log(f"{target:10} {scheme:5} {path:10} {r['rps']:10.0f} req/s  p99 {1000 * (r['p99'] or 0):7.2f} ms  "
@@ -359,16 +365,17 @@ def report(results, mem, targets, scenarios):
             row.append(ratio(n, get(t)))
         lines.append("| " + " | ".join(row) + " |")
     lines.append("\n### Latency p50 / p99 (ms), CPU seconds per 10k requests, peak RSS (MiB)\n")
-    lines.append("| load | target | p50 | p99 | CPU s / 10k | peak RSS |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("| load | target | p50 | p99 | CPU s / 10k | user / system | peak RSS |")
+    lines.append("|---|---|---|---|---|---|---|")
     for scheme, path in scenarios:
         for t in targets:
             r = results.get((t, scheme, path))
             if not r:
                 continue
             cpu = f"{r['cpu_per_10k']:.2f}" if r.get("cpu_per_10k") is not None else "-"
+            split = f"{r['user_per_10k']:.2f} / {r['sys_per_10k']:.2f}" if r.get("user_per_10k") is not None else "-"
             hwm = f"{r['hwm_kib'] / 1024:.1f}" if r.get("hwm_kib") else "-"
-            lines.append(f"| {scheme} {path} | {t} | {1000 * (r['p50'] or 0):.2f} | {1000 * (r['p99'] or 0):.2f} | {cpu} | {hwm} |")
+            lines.append(f"| {scheme} {path} | {t} | {1000 * (r['p50'] or 0):.2f} | {1000 * (r['p99'] or 0):.2f} | {cpu} | {split} | {hwm} |")
     if mem:
         lines.append("\n### Memory (VmRSS, MiB) and start-up\n")
         lines.append("| | idle | 1,000 keep-alive connections | ready after |")
@@ -404,6 +411,9 @@ def latency_at_half(work, results):
 def main():
     targets = os.environ.get("LOAD_TARGETS", "direct,nostalk,hudsucker,privoxy,mitmproxy").split(",")
     scenarios = [(s, p) for s in ("http", "https") for p in ("1k.bin", "1k.html", "100k.bin", "100k.html")]
+    if os.environ.get("LOAD_SCENARIOS"):  # e.g. "http 1k.bin,https 1k.bin"
+        wanted = {tuple(w.split()) for w in os.environ["LOAD_SCENARIOS"].split(",")}
+        scenarios = [sp for sp in scenarios if sp in wanted]
     work = tempfile.mkdtemp(prefix="nostalk-load-")
     os.chmod(work, 0o755)  # nginx's workers (another user) read the content from here
     log("work dir:", work)
