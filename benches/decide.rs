@@ -13,6 +13,10 @@ use std::hint::black_box;
 mod lists;
 use std::path::PathBuf;
 
+// The allocator the nostalk binary ships with (src/main.rs), for the baseline and nostalk alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Req {
     url: String,
     host: String,

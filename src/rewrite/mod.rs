@@ -383,14 +383,16 @@ impl Drop for RewriteStream {
     }
 }
 
-/// Rewrite a whole page in memory: for tests, benchmarks and `explain`-like tools, not the
-/// proxy's path.
-pub fn rewrite_bytes(
+/// Rewrite a whole page held in memory, in `READ_CHUNK` pieces as the proxy feeds them, handing
+/// each piece of output to `out` as it comes (as the proxy hands it to the browser). Returns
+/// what was removed and whether the GPC script went in. For tests, benches and tools.
+pub fn rewrite_with(
     html: &[u8],
     policy: Arc<Policy>,
     page_host: &str,
     headers: &mut HeaderMap,
-) -> (Vec<u8>, Vec<Removal>, bool) {
+    mut out: impl FnMut(&[u8]),
+) -> (Vec<Removal>, bool) {
     let gpc = csp::plan(headers);
     let ctx = Arc::new(handlers::PageCtx {
         policy,
@@ -400,18 +402,36 @@ pub fn rewrite_bytes(
         gpc,
     });
     let removals = Arc::new(Mutex::new(Removals::default()));
-    let out = Arc::new(Mutex::new(BytesMut::new()));
+    let buf = Arc::new(Mutex::new(BytesMut::new()));
     let settings = handlers::settings(ctx, removals.clone()).with_strict(false);
-    let mut rw = lol_html::send::HtmlRewriter::new(settings, Sink(out.clone()));
+    let mut rw = lol_html::send::HtmlRewriter::new(settings, Sink(buf.clone()));
+    let mut drain = || {
+        let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
+        out(&b);
+        b.clear();
+    };
     for chunk in html.chunks(READ_CHUNK) {
         if rw.write(chunk).is_err() {
             break;
         }
+        drain();
     }
     let _ = rw.end();
-    let bytes = out.lock().unwrap_or_else(|p| p.into_inner()).to_vec();
+    drain();
     let r = removals.lock().unwrap_or_else(|p| p.into_inner());
-    (bytes, r.list.clone(), r.gpc_injected)
+    (r.list.clone(), r.gpc_injected)
+}
+
+/// [`rewrite_with`], collecting the output: (page, removals, GPC injected).
+pub fn rewrite_bytes(
+    html: &[u8],
+    policy: Arc<Policy>,
+    page_host: &str,
+    headers: &mut HeaderMap,
+) -> (Vec<u8>, Vec<Removal>, bool) {
+    let mut page = Vec::with_capacity(html.len() + 1024);
+    let (removals, gpc) = rewrite_with(html, policy, page_host, headers, |c| page.extend_from_slice(c));
+    (page, removals, gpc)
 }
 
 #[cfg(test)]
