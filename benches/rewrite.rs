@@ -61,13 +61,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("lol_html, no handlers (baseline)", |b| {
         b.iter(|| {
             for (_, page) in &pages {
-                let mut n = 0usize;
-                let mut rw = lol_html::HtmlRewriter::new(lol_html::Settings::new(), |c: &[u8]| n += black_box(c).len());
-                for chunk in page.chunks(CHUNK) {
-                    let _ = rw.write(chunk);
-                }
-                let _ = rw.end();
-                black_box(n);
+                black_box(lol_html_pass(page, lol_html::Settings::new()));
             }
         })
     });
@@ -75,15 +69,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("lol_html, one no-op img[src] handler (reference)", |b| {
         b.iter(|| {
             for (_, page) in &pages {
-                let mut n = 0usize;
                 let settings = lol_html::Settings::new()
                     .append_element_content_handler(lol_html::element!("img[src]", |_el| Ok(())));
-                let mut rw = lol_html::HtmlRewriter::new(settings, |c: &[u8]| n += black_box(c).len());
-                for chunk in page.chunks(CHUNK) {
-                    let _ = rw.write(chunk);
-                }
-                let _ = rw.end();
-                black_box(n);
+                black_box(lol_html_pass(page, settings));
             }
         })
     });
@@ -91,14 +79,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("lol_html, nostalk's selectors with no-op handlers (floor)", |b| {
         b.iter(|| {
             for (_, page) in &pages {
-                let mut n = 0usize;
-                let settings = nostalk::rewrite::handlers::noop_settings();
-                let mut rw = lol_html::send::HtmlRewriter::new(settings, |c: &[u8]| n += black_box(c).len());
-                for chunk in page.chunks(CHUNK) {
-                    let _ = rw.write(chunk);
-                }
-                let _ = rw.end();
-                black_box(n);
+                black_box(lol_html_pass(page, nostalk::rewrite::handlers::noop_settings()));
             }
         })
     });
@@ -123,13 +104,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("rewrite 1 KB page");
     g.throughput(Throughput::Elements(1));
     g.bench_function("lol_html, no handlers (baseline)", |b| {
-        b.iter(|| {
-            let mut n = 0usize;
-            let mut rw = lol_html::HtmlRewriter::new(lol_html::Settings::new(), |c: &[u8]| n += black_box(c).len());
-            let _ = rw.write(&small);
-            let _ = rw.end();
-            black_box(n)
-        })
+        b.iter(|| black_box(lol_html_pass(&small, lol_html::Settings::new())))
     });
     g.bench_function("nostalk rewriter, all handlers", |b| {
         b.iter(|| {
@@ -142,6 +117,17 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// One page through lol_html with `settings`, in CHUNK pieces; the output's length.
+fn lol_html_pass<H: lol_html::HandlerTypes>(page: &[u8], settings: lol_html::Settings<'_, '_, H>) -> usize {
+    let mut n = 0usize;
+    let mut rw = lol_html::HtmlRewriter::new(settings, |c: &[u8]| n += black_box(c).len());
+    for chunk in page.chunks(CHUNK) {
+        let _ = rw.write(chunk);
+    }
+    let _ = rw.end();
+    n
 }
 
 /// The 1 KB HTML page that benches/load serves.

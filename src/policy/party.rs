@@ -31,13 +31,7 @@ pub fn page_host(headers: &HeaderMap, host: &str, request_type: RequestType) -> 
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.insert(*k, v.parse().unwrap());
-        }
-        m
-    }
+    use crate::policy::tests::headers as h;
 
     #[test]
     fn the_page_comes_from_fetch_metadata_then_referer() {

@@ -140,13 +140,7 @@ impl RequestType {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.insert(*k, v.parse().unwrap());
-        }
-        m
-    }
+    use crate::policy::tests::headers as h;
 
     #[test]
     fn sec_fetch_dest_then_accept_then_extension() {

@@ -3,6 +3,16 @@
 use super::*;
 use crate::config::Config;
 
+/// Request headers from (name, value) pairs, for the unit tests of the policy's modules.
+pub(super) fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+    let mut m = http::HeaderMap::new();
+    for (k, v) in pairs {
+        // Constant test header values, all visible ASCII.
+        m.insert(*k, v.parse().unwrap());
+    }
+    m
+}
+
 fn policy_with(edit: impl FnOnce(&mut Config)) -> Policy {
     let mut cfg = Config::default();
     edit(&mut cfg);

@@ -86,6 +86,12 @@ impl PageCtx {
         if raw.is_empty() || raw.starts_with("data:") || raw.starts_with("javascript:") || raw.starts_with('#') {
             return None;
         }
+        // Most tracker URLs in pages are absolute: take them as they are (the decision parses
+        // the URL itself, and only on a cache miss) rather than parse them twice.
+        if (raw.starts_with("https://") || raw.starts_with("http://")) && !raw.bytes().any(|b| b <= b' ' || b == b'\\')
+        {
+            return Some(raw.to_string());
+        }
         match &self.base {
             Some(b) => b.join(raw).ok().map(String::from),
             None => url::Url::parse(raw).ok().map(String::from),
