@@ -42,17 +42,21 @@ pub async fn forward(
     };
     let decision = policy.decide(&info);
     span.record("verdict", decision.verdict.as_str());
-    let explanation = Explanation::new(&info, &decision);
-    info!(
-        url = %url,
-        decision = decision.verdict.as_str(),
-        rule = explanation.rule.as_deref().unwrap_or(""),
-        list = explanation.list.as_deref().unwrap_or(""),
-        site = %explanation.site,
-        party = explanation.party,
-        r#type = request_type.as_str(),
-        "decision"
-    );
+    // The decision's log line; its fields (site by the PSL, copies of rule and list) are
+    // only worked out when someone reads them.
+    if tracing::enabled!(tracing::Level::INFO) {
+        let explanation = Explanation::new(&info, &decision);
+        info!(
+            url = %url,
+            decision = decision.verdict.as_str(),
+            rule = explanation.rule.as_deref().unwrap_or(""),
+            list = explanation.list.as_deref().unwrap_or(""),
+            site = %explanation.site,
+            party = explanation.party,
+            r#type = request_type.as_str(),
+            "decision"
+        );
+    }
     let page_site = site::site_of(&page_host);
     shared.receipt.record(Some(&page_site), &host, &decision, request_type);
 
