@@ -103,8 +103,8 @@ fn init_logs(format: &str) {
 }
 
 // mimalloc: per-thread free lists make the many small allocations of a request (headers,
-// frames, TLS records) cheaper than glibc's malloc under a multi-threaded runtime (17% more
-// intercepted HTTPS requests per second in benches/load).
+// frames, TLS records) cheaper than glibc's malloc under a multi-threaded runtime (intercepted
+// HTTPS 1.16x -> 1.30x the no-op hudsucker proxy in benches/load; see BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
