@@ -45,6 +45,18 @@ fn pixels_frames_and_noscript_pixels_go() {
 }
 
 #[test]
+fn pixels_are_found_however_their_url_is_written() {
+    // Absolute (taken as written), protocol-relative, upper-case scheme and padded with spaces
+    // (resolved against the page): each is the same tracker and goes; the page's own stays.
+    let html = r#"<img src="https://www.facebook.com/tr?id=1"><img src="//www.facebook.com/tr?id=2"><img src="HTTPS://www.facebook.com/tr?id=3"><img src="  https://www.facebook.com/tr?id=4 "><img src="/tr?id=5">"#;
+    let (out, r, _) = run(html);
+    assert!(!out.contains("facebook.com"), "{out}");
+    assert!(out.contains(r#"src="/tr?id=5""#), "{out}");
+    assert_eq!(r.len(), 4, "{r:?}");
+    assert!(r.iter().all(|x| x.kind == Kind::Pixel && x.what.starts_with("https://www.facebook.com/tr?id=")));
+}
+
+#[test]
 fn ping_attributes_and_link_decoration_go() {
     let (out, r, _) =
         run(r#"<a href="https://shop.example/item?id=7&utm_source=news&fbclid=abc" ping="https://t.example/p">x</a>"#);
