@@ -108,17 +108,18 @@ fn init_logs(format: &str) {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_e` (libmimalloc-sys names no
-/// constant for it). Eagerly committed arenas are not purged, which left 30 MB more resident
-/// with 1,000 open connections than glibc did; off, memory is what it was with glibc.
-const MI_OPTION_ARENA_EAGER_COMMIT: std::os::raw::c_int = 4;
-
-/// Runs from `.init_array`, before Rust's runtime makes its first allocation (and so before
-/// mimalloc makes its first arena): an option set in `main` would come too late for that arena.
+/// Switches mimalloc's arena eager commit off. Eagerly committed arenas are not purged, which
+/// left 30 MB more resident with 1,000 open connections than glibc did; off, memory is what it
+/// was with glibc. Runs from `.init_array`, before Rust's runtime makes its first allocation
+/// (and so before mimalloc makes its first arena): an option set in `main` would come too late
+/// for that arena.
 #[cfg(target_os = "linux")]
 #[used]
 #[link_section = ".init_array"]
 static ALLOCATOR_OPTIONS: extern "C" fn() = {
+    /// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_e` (libmimalloc-sys names no
+    /// constant for it).
+    const MI_OPTION_ARENA_EAGER_COMMIT: std::os::raw::c_int = 4;
     extern "C" fn set() {
         // SAFETY: setting an option is a store into mimalloc's option table; it has no
         // preconditions and may come before mimalloc is initialised.

@@ -335,16 +335,17 @@ impl Stream for RewriteStream {
             if this.done {
                 return Poll::Ready(None);
             }
-            let read = match &mut this.input {
+            // Feed what the input has; Ok(true) once it has ended.
+            let ended = match &mut this.input {
                 Input::Frames(body) => match Pin::new(body).poll_frame(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(None) => Ok(0),
+                    Poll::Ready(None) => Ok(true),
                     Poll::Ready(Some(Err(e))) => Err(std::io::Error::other(e)),
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data() {
                             Self::feed(&mut this.rewriter, &mut this.raw, &this.out, &data);
                         }
-                        continue;
+                        Ok(false)
                     }
                 },
                 Input::Decoded { reader, buf } => {
@@ -357,18 +358,18 @@ impl Stream for RewriteStream {
                             if n > 0 {
                                 Self::feed(&mut this.rewriter, &mut this.raw, &this.out, &buf[..n]);
                             }
-                            Ok(n)
+                            Ok(n == 0)
                         }
                     }
                 }
             };
-            match read {
+            match ended {
                 Err(e) => {
                     this.finish();
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
-                Ok(0) => this.finish(),
-                Ok(_) => {}
+                Ok(true) => this.finish(),
+                Ok(false) => {}
             }
         }
     }
