@@ -376,4 +376,4 @@ pub fn explain(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,6 +5,8 @@
 use super::RequestType;
 use http::HeaderMap;
 
+const SEC_FETCH_SITE: http::header::HeaderName = http::header::HeaderName::from_static("sec-fetch-site");
+
 /// Stands for a page that is known to be of another site but whose host was not sent.
 pub const UNKNOWN_CROSS_SITE_PAGE: &str = "unknown-page.invalid";
 
@@ -17,7 +19,7 @@ pub fn page_host(headers: &HeaderMap, host: &str, request_type: RequestType) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(super::site::host_of_url)
         .map(str::to_ascii_lowercase);
-    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+    match headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok()) {
         Some("same-origin") | Some("none") => host.to_string(),
         Some("same-site") => referer_host.unwrap_or_else(|| host.to_string()),
         Some("cross-site") => referer_host

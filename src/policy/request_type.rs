@@ -1,7 +1,13 @@
 //! The request type (ABP/uBO's `script`, `image`, ...) of a request, read from what the browser
 //! says: `Sec-Fetch-Dest` first, then `Accept`, then the path's extension.
 
+use http::header::HeaderName;
 use http::HeaderMap;
+
+// Named once: a lookup by `&str` parses and hashes the name again on every request.
+const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+const PING_TO: HeaderName = HeaderName::from_static("ping-to");
+const PING_FROM: HeaderName = HeaderName::from_static("ping-from");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestType {
@@ -77,7 +83,7 @@ impl RequestType {
         if headers.contains_key(http::header::UPGRADE) {
             return RequestType::Websocket;
         }
-        if let Some(dest) = headers.get("sec-fetch-dest").and_then(|v| v.to_str().ok()) {
+        if let Some(dest) = headers.get(SEC_FETCH_DEST).and_then(|v| v.to_str().ok()) {
             let t = match dest {
                 "document" => Some(RequestType::Document),
                 "iframe" | "frame" | "fencedframe" => Some(RequestType::SubFrame),
@@ -91,7 +97,7 @@ impl RequestType {
                 "report" => Some(RequestType::Ping),
                 "websocket" => Some(RequestType::Websocket),
                 // "empty" is fetch/XHR, and also beacons; the ping header tells those apart.
-                "empty" => Some(if headers.contains_key("ping-to") || headers.contains_key("ping-from") {
+                "empty" => Some(if headers.contains_key(PING_TO) || headers.contains_key(PING_FROM) {
                     RequestType::Ping
                 } else {
                     RequestType::XmlHttpRequest
@@ -102,7 +108,7 @@ impl RequestType {
                 return t;
             }
         }
-        if headers.contains_key("ping-to") {
+        if headers.contains_key(PING_TO) {
             return RequestType::Ping;
         }
         if let Some(accept) = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) {
@@ -122,15 +128,20 @@ impl RequestType {
     pub fn from_extension(path: &str) -> Option<RequestType> {
         let path = path.split(['?', '#']).next().unwrap_or(path);
         let last = path.rsplit('/').next().unwrap_or("");
-        let ext = last.rsplit_once('.')?.1.to_ascii_lowercase();
-        Some(match ext.as_str() {
-            "js" | "mjs" => RequestType::Script,
-            "css" => RequestType::Stylesheet,
-            "png" | "gif" | "jpg" | "jpeg" | "webp" | "avif" | "svg" | "ico" | "bmp" => RequestType::Image,
-            "woff" | "woff2" | "ttf" | "otf" | "eot" => RequestType::Font,
-            "mp4" | "webm" | "mp3" | "m4a" | "ogg" | "m3u8" | "mpd" | "ts" => RequestType::Media,
-            "html" | "htm" => RequestType::Document,
-            "json" => RequestType::XmlHttpRequest,
+        let ext = last.rsplit_once('.')?.1;
+        // Extensions are short; one on the stack, lower-cased, spares a String per request.
+        let mut buf = [0u8; 8];
+        let lower = buf.get_mut(..ext.len())?;
+        lower.copy_from_slice(ext.as_bytes());
+        lower.make_ascii_lowercase();
+        Some(match &*lower {
+            b"js" | b"mjs" => RequestType::Script,
+            b"css" => RequestType::Stylesheet,
+            b"png" | b"gif" | b"jpg" | b"jpeg" | b"webp" | b"avif" | b"svg" | b"ico" | b"bmp" => RequestType::Image,
+            b"woff" | b"woff2" | b"ttf" | b"otf" | b"eot" => RequestType::Font,
+            b"mp4" | b"webm" | b"mp3" | b"m4a" | b"ogg" | b"m3u8" | b"mpd" | b"ts" => RequestType::Media,
+            b"html" | b"htm" => RequestType::Document,
+            b"json" => RequestType::XmlHttpRequest,
             _ => return None,
         })
     }
@@ -149,6 +160,16 @@ mod tests {
         assert_eq!(RequestType::classify(&h(&[]), "/a/b/analytics.js?v=1"), RequestType::Script);
         assert_eq!(RequestType::classify(&h(&[]), "/collect"), RequestType::Other);
         assert_eq!(RequestType::classify(&h(&[("sec-fetch-dest", "empty"), ("ping-to", "x")]), "/"), RequestType::Ping);
+    }
+
+    #[test]
+    fn extensions_are_read_in_any_case_and_long_ones_are_no_type() {
+        assert_eq!(RequestType::from_extension("/PHOTO.JPEG"), Some(RequestType::Image));
+        assert_eq!(RequestType::from_extension("/a.Js?x=1.css#y.png"), Some(RequestType::Script));
+        assert_eq!(RequestType::from_extension("/font.woff2"), Some(RequestType::Font));
+        assert_eq!(RequestType::from_extension("/archive.javascript"), None);
+        assert_eq!(RequestType::from_extension("/dir.css/file"), None);
+        assert_eq!(RequestType::from_extension("/no-extension"), None);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use super::*;
 use crate::config::Config;
 
-/// Request headers from (name, value) pairs, for the unit tests of the policy's modules.
-pub(super) fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+/// Request or response headers from (name, value) pairs, for unit tests.
+pub(crate) fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
     let mut m = http::HeaderMap::new();
     for (k, v) in pairs {
         // Constant test header values, all visible ASCII.

@@ -142,7 +142,7 @@ where
     };
     if first[0] != 0x16 {
         // Not a TLS handshake: plain HTTP inside the tunnel.
-        let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel { host, port, tls: false })));
+        let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel::new(&host, port, false))));
         builder.serve_connection_with_upgrades(TokioIo::new(io), svc).await?;
         return Ok(());
     }
@@ -153,7 +153,7 @@ where
     let name = start.client_hello().server_name().map(str::to_ascii_lowercase).unwrap_or_else(|| host.clone());
     let config = ca.server_config(&name)?;
     let tls = start.into_stream(config).await?;
-    let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel { host: name, port, tls: true })));
+    let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel::new(&name, port, true))));
     builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await?;
     Ok(())
 }

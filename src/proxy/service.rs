@@ -6,6 +6,7 @@
 use crate::proxy::{connect, forward};
 use crate::respond::{self, pages};
 use crate::{Body, Shared};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -17,12 +18,31 @@ use tracing::Instrument;
 
 pub const LOCAL_HOST: &str = "nostalk.localhost";
 
-/// The host an intercepted (or plain-HTTP-in-CONNECT) tunnel was opened to.
+/// The host an intercepted (or plain-HTTP-in-CONNECT) tunnel was opened to: the scheme and
+/// authority every request inside it is sent to, parsed once for the tunnel's life.
 #[derive(Debug, Clone)]
 pub struct Tunnel {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
+    scheme: Scheme,
+    /// None when host:port is not a valid authority; each request then gets a 400.
+    authority: Option<Authority>,
+}
+
+impl Tunnel {
+    pub fn new(host: &str, port: u16, tls: bool) -> Tunnel {
+        let (scheme, default_port) = if tls { (Scheme::HTTPS, 443) } else { (Scheme::HTTP, 80) };
+        let authority = if port == default_port { host.parse() } else { format!("{host}:{port}").parse() };
+        Tunnel { scheme, authority: authority.ok() }
+    }
+
+    /// The absolute URL of a request made inside the tunnel.
+    fn uri(&self, req: &Uri) -> Result<Uri, String> {
+        let authority = self.authority.clone().ok_or("the tunnel's host is not a valid authority")?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(req.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        Uri::from_parts(parts).map_err(|e| format!("cannot make a URL of this request: {e}"))
+    }
 }
 
 #[derive(Clone)]
@@ -82,13 +102,9 @@ impl ProxyService {
             };
         }
         if let Some(t) = &self.tunnel {
-            let scheme = if t.tls { "https" } else { "http" };
-            let default_port = if t.tls { 443 } else { 80 };
-            let authority = if t.port == default_port { t.host.clone() } else { format!("{}:{}", t.host, t.port) };
-            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            return match format!("{scheme}://{authority}{pq}").parse() {
+            return match t.uri(req.uri()) {
                 Ok(uri) => Route::Upstream(uri),
-                Err(e) => Route::Bad(format!("cannot make a URL of this request: {e}")),
+                Err(why) => Route::Bad(why),
             };
         }
         let uri = req.uri();

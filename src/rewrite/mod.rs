@@ -48,8 +48,8 @@ pub fn is_html(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|ct| {
-            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            mime == "text/html" || mime == "application/xhtml+xml"
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            mime.eq_ignore_ascii_case("text/html") || mime.eq_ignore_ascii_case("application/xhtml+xml")
         })
         .unwrap_or(false)
 }
@@ -76,14 +76,20 @@ fn decoder_for(headers: &HeaderMap) -> Option<Coding> {
     let Some(ce) = headers.get(header::CONTENT_ENCODING) else {
         return Some(Coding::Identity);
     };
-    let ce = ce.to_str().ok()?.trim().to_ascii_lowercase();
-    Some(match ce.as_str() {
-        "" | "identity" => Coding::Identity,
-        "gzip" | "x-gzip" => Coding::Gzip,
-        "deflate" => Coding::Deflate,
-        "br" => Coding::Brotli,
-        "zstd" => Coding::Zstd,
-        _ => return None,
+    let ce = ce.to_str().ok()?.trim();
+    let is = |name: &str| ce.eq_ignore_ascii_case(name);
+    Some(if ce.is_empty() || is("identity") {
+        Coding::Identity
+    } else if is("gzip") || is("x-gzip") {
+        Coding::Gzip
+    } else if is("deflate") {
+        Coding::Deflate
+    } else if is("br") {
+        Coding::Brotli
+    } else if is("zstd") {
+        Coding::Zstd
+    } else {
+        return None;
     })
 }
 

@@ -112,3 +112,17 @@ fn gpc_goes_first_in_head_as_the_csp_allows() {
     assert!(!gpc);
     assert_eq!(out, "<head></head>");
 }
+
+#[test]
+fn html_is_known_by_its_type_in_any_case_and_only_known_codings_are_rewritten() {
+    use crate::policy::tests::headers as h;
+    let ok = |headers: &HeaderMap| is_rewritable(&Method::GET, StatusCode::OK, headers);
+    assert!(ok(&h(&[("content-type", "Text/HTML; charset=utf-8")])));
+    assert!(ok(&h(&[("content-type", " application/XHTML+xml")])));
+    assert!(!ok(&h(&[("content-type", "text/htmlx")])));
+    assert!(!ok(&h(&[("content-type", "application/json")])));
+    assert!(ok(&h(&[("content-type", "text/html"), ("content-encoding", "GZIP")])));
+    assert!(ok(&h(&[("content-type", "text/html"), ("content-encoding", " br ")])));
+    assert!(!ok(&h(&[("content-type", "text/html"), ("content-encoding", "compress")])));
+    assert!(!is_rewritable(&Method::HEAD, StatusCode::OK, &h(&[("content-type", "text/html")])));
+}
