@@ -44,7 +44,7 @@ pub struct Shared {
     pub policy: ArcSwap<Policy>,
     pub ca: Option<Arc<tls::CertificateAuthority>>,
     pub dialer: proxy::upstream::Dialer,
-    pub upstream: proxy::upstream::UpstreamClient,
+    pub upstream: proxy::upstream::Upstream,
     pub listen: SocketAddr,
     pub access: ops::access::Access,
     pub metrics: ops::metrics::Metrics,

@@ -175,6 +175,124 @@ async fn http2_to_the_client_and_to_the_upstream() {
 }
 
 #[tokio::test]
+async fn requests_to_an_h2_origin_share_one_connection_even_when_they_arrive_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let o = origin(Some(ca.server_config(&["news.test"])), echo_handler()).await;
+    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    // Separate clients, so the requests come on separate client connections, all at once,
+    // before any upstream connection exists.
+    let clients: Vec<_> = (0..16).map(|_| p.client(&[])).collect();
+    let answers = futures_util::future::join_all(
+        clients.iter().enumerate().map(|(i, c)| async move { c.get(format!("https://news.test/{i}")).send().await }),
+    )
+    .await;
+    for (i, r) in answers.into_iter().enumerate() {
+        let text = r.unwrap().text().await.unwrap();
+        assert!(text.starts_with(&format!("GET /{i} 0 ")), "{text}");
+    }
+    let seen = o.seen();
+    assert_eq!(seen.len(), 16);
+    assert!(seen.iter().all(|s| s.version == http::Version::HTTP_2));
+    assert_eq!(
+        o.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one h2 connection upstream for 16 requests"
+    );
+    assert_eq!(p.shared.upstream.h2_connections(), 1);
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_is_let_go_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let o = origin(Some(ca.server_config(&["news.test"])), echo_handler()).await;
+    let extra = format!("[upstream]\nidle_timeout = \"1s\"\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    let c = p.client(&[]);
+    assert_eq!(c.get("https://news.test/a").send().await.unwrap().status(), 200);
+    assert_eq!(p.shared.upstream.h2_connections(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.shared.upstream.h2_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(p.shared.upstream.h2_connections(), 0, "the idle connection was dropped");
+    assert_eq!(c.get("https://news.test/b").send().await.unwrap().status(), 200);
+    assert_eq!(o.connections.load(std::sync::atomic::Ordering::SeqCst), 2, "a new connection after the idle one went");
+}
+
+#[tokio::test]
+async fn an_https_origin_without_h2_is_reached_over_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let mut cfg = (*ca.server_config(&["news.test"])).clone();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let o = origin(Some(std::sync::Arc::new(cfg)), echo_handler()).await;
+    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    let c = p.client(&[]);
+    for i in 0..3 {
+        let r = c.get(format!("https://news.test/h1/{i}")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().starts_with(&format!("GET /h1/{i} 0 ")));
+    }
+    assert!(o.seen().iter().all(|s| s.version == http::Version::HTTP_11));
+    assert_eq!(p.shared.upstream.h2_connections(), 0);
+}
+
+#[tokio::test]
+async fn an_h2_origin_that_closes_its_connection_is_dialled_again() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let tls = tokio_rustls::TlsAcceptor::from(ca.server_config(&["news.test"]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let conns = connections.clone();
+    // Each connection answers one request, then says GOAWAY and closes.
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let n = conns.fetch_add(1, Ordering::SeqCst) + 1;
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(stream).await else { return };
+                let served = std::sync::Arc::new(tokio::sync::Notify::new());
+                let s2 = served.clone();
+                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    s2.notify_one();
+                    let text = format!("connection {n} {}", req.uri().path());
+                    async move { Ok::<_, std::convert::Infallible>(Response::new(body(text))) }
+                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = served.notified() => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            });
+        }
+    });
+    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[format!("news.test:443:{addr}")], &extra).await;
+    let c = p.client(&[]);
+    for i in 1..=3 {
+        let r = c.get(format!("https://news.test/{i}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        let text = r.text().await.unwrap();
+        assert!(text.ends_with(&format!(" /{i}")), "{text}");
+        // Let the GOAWAY reach the proxy before the next request.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(connections.load(Ordering::SeqCst) >= 3, "a new connection after each GOAWAY");
+}
+
+#[tokio::test]
 async fn websocket_echo_through_connect() {
     use futures_util::SinkExt;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -254,7 +254,7 @@ async fn fetch(shared: &Shared, url: &str, etag: Option<&str>, last_modified: Op
     let resp = tokio::time::timeout(Duration::from_secs(60), shared.upstream.request(req))
         .await
         .map_err(|_| "timed out".to_string())?
-        .map_err(|e| crate::proxy::upstream::classify_error(&e).1)?;
+        .map_err(|e| crate::proxy::upstream::classify_error(&*e).1)?;
     let status = resp.status();
     if status == http::StatusCode::NOT_MODIFIED {
         return Ok(Fetched::NotModified);

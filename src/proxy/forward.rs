@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::{debug, info};
 
 pub async fn forward(
@@ -116,11 +115,11 @@ pub async fn forward(
     let body: Body = if upgrade { empty() } else { body.map_err(Into::into).boxed_unsync() };
     let up_req = Request::from_parts(parts, body);
 
-    let timeout = shared.config.duration(&shared.config.upstream.response_timeout, Duration::from_secs(60));
+    let timeout = shared.upstream.response_timeout;
     let mut resp = match tokio::time::timeout(timeout, shared.upstream.request(up_req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            let (status, reason) = upstream::classify_error(&e);
+            let (status, reason) = upstream::classify_error(&*e);
             info!(error = %reason, status = status.as_u16(), "upstream failed");
             shared.metrics.inc(&shared.metrics.upstream_errors);
             return respond::error_page(

@@ -56,7 +56,7 @@ impl Server {
         };
         let client_tls = tls::upstream_client_config(&config.upstream.extra_roots).map_err(StartError::Roots)?;
         let dialer = upstream::Dialer::new(&config, client_tls);
-        let upstream_client = upstream::client(&config, dialer.clone());
+        let upstream_client = upstream::Upstream::new(&config, dialer.clone());
         let lists = Arc::new(Subscriptions::new(&config));
         let policy = Policy::build(&config, &lists.loaded())?;
         ops::return_free_memory();

@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod forward;
+pub mod h2pool;
 pub mod headers;
 pub mod listener;
 pub mod service;

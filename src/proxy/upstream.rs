@@ -1,12 +1,17 @@
-//! The one upstream client: pooled, HTTP/1.1 and HTTP/2 chosen by ALPN, rustls verifying
-//! against webpki roots plus `[upstream] extra_roots`, host names resolved through
-//! `[upstream] resolve` first, then the system resolver, with a connect timeout.
+//! The one upstream client: pooled, HTTP/1.1 and HTTP/2 chosen by ALPN (HTTPS origins that
+//! speak h2 share one connection each, `h2pool`), rustls verifying against webpki roots plus
+//! `[upstream] extra_roots`, host names resolved through `[upstream] resolve` first, then the
+//! system resolver, with a connect timeout.
 //!
 //! The connector is written here (not hyper-rustls's) because resolve overrides map
 //! host *and port* to an address and port, which hyper-util's resolver interface cannot express.
 
 use crate::config::{Config, ResolveEntry};
-use crate::Body;
+use crate::proxy::h2pool::{self, H2Pool};
+use crate::{Body, BoxError};
+use http::header::UPGRADE;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -77,7 +82,7 @@ impl Dialer {
         }
     }
 
-    async fn connect(self, uri: http::Uri) -> io::Result<TokioIo<MaybeTls>> {
+    pub async fn connect(self, uri: http::Uri) -> io::Result<TokioIo<MaybeTls>> {
         let https = uri.scheme_str() == Some("https") || uri.scheme_str() == Some("wss");
         let host = uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host in URI"))?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
@@ -113,6 +118,12 @@ impl tower_service::Service<http::Uri> for Dialer {
 pub enum MaybeTls {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl MaybeTls {
+    pub fn is_h2(&self) -> bool {
+        matches!(self, MaybeTls::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"))
+    }
 }
 
 impl Connection for MaybeTls {
@@ -178,16 +189,54 @@ impl AsyncWrite for MaybeTls {
     }
 }
 
-pub type UpstreamClient = Client<Dialer, Body>;
+/// Where requests go upstream: HTTPS origins that speak h2 on one shared connection each
+/// (`h2pool`), everything else through hyper-util's pooled client; and how long to wait for an
+/// upstream's response head. Timeouts are read from config once, at start-up.
+pub struct Upstream {
+    client: Client<Dialer, Body>,
+    h2: Arc<H2Pool>,
+    pub response_timeout: Duration,
+}
 
-pub fn client(cfg: &Config, dialer: Dialer) -> UpstreamClient {
-    let idle = cfg.duration(&cfg.upstream.idle_timeout, Duration::from_secs(90));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(idle)
-        .pool_max_idle_per_host(64)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(dialer)
+impl Upstream {
+    pub fn new(cfg: &Config, dialer: Dialer) -> Upstream {
+        let idle = cfg.duration(&cfg.upstream.idle_timeout, Duration::from_secs(90));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(idle)
+            .pool_max_idle_per_host(64)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(dialer.clone());
+        Upstream {
+            client,
+            h2: Arc::new(H2Pool::new(dialer, idle)),
+            response_timeout: cfg.duration(&cfg.upstream.response_timeout, Duration::from_secs(60)),
+        }
+    }
+
+    /// Send a request (absolute URI) upstream.
+    pub async fn request(&self, req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
+        let fast = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) && !req.headers().contains_key(UPGRADE);
+        if let (true, Some(authority)) = (fast, req.uri().authority()) {
+            if let h2pool::Route::H2(mut send) = self.h2.route(authority).await {
+                match send.try_send_request(req).await {
+                    Ok(resp) => return Ok(resp),
+                    // Refused unsent (the connection was closing): the pool sends it, and the
+                    // next request dials a new h2 connection.
+                    Err(mut e) => match e.take_message() {
+                        Some(req) => return Ok(self.client.request(req).await?),
+                        None => return Err(e.into_error().into()),
+                    },
+                }
+            }
+        }
+        Ok(self.client.request(req).await?)
+    }
+
+    /// How many HTTPS origins have a live shared h2 connection.
+    pub fn h2_connections(&self) -> usize {
+        self.h2.connections()
+    }
 }
 
 /// Why an upstream request failed, in words for the error page, and which status to answer.

@@ -1,0 +1,181 @@
+//! HTTP/2 connections to HTTPS origins: one per authority, shared by every request to it, each
+//! request sent straight on the connection's `SendRequest`. This is the upstream's fast path;
+//! everything else (plain HTTP, origins that do not offer h2, upgrades, a failed dial) goes
+//! through hyper-util's pooled client, which stays the one source of truth for errors.
+//!
+//! Written here because hyper-util's pool, made for both protocols, costs a checkout future, a
+//! clone of the whole client, and a pool lock with a keyed search on every request; on an h2
+//! connection none of that buys anything (benches/load, BENCHMARKS.md). The first request to an
+//! authority waits for the dial; requests after it find the connection ready. Entries unused
+//! for `[upstream] idle_timeout` are dropped (closing the connection once its streams end),
+//! so the map stays as small as the set of origins in use.
+
+use crate::proxy::upstream::Dialer;
+use crate::Body;
+use http::uri::Authority;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What to do with a request to one authority.
+pub enum Route {
+    /// Send it on this HTTP/2 connection.
+    H2(SendRequest<Body>),
+    /// Send it through the general pool.
+    Pool,
+}
+
+enum State {
+    /// A dial is under way; its sender is dropped when it ends.
+    Connecting(watch::Receiver<()>),
+    Ready(SendRequest<Body>),
+    /// The origin did not offer h2, or the dial failed: the general pool serves it until
+    /// then, when a dial looks again (an origin may turn h2 on, or come back up).
+    Pool(Instant),
+}
+
+/// How long an origin that answered without h2 is left to the general pool before asking again.
+const NOT_H2_RECHECK: Duration = Duration::from_secs(600);
+/// How long after a failed dial the general pool alone serves an origin.
+const FAILED_RECHECK: Duration = Duration::from_secs(10);
+
+struct Entry {
+    state: State,
+    last_used: Instant,
+}
+
+struct Map {
+    entries: HashMap<Authority, Entry>,
+    /// A task drops idle entries while there are any.
+    reaper: bool,
+}
+
+pub struct H2Pool {
+    map: Mutex<Map>,
+    dialer: Dialer,
+    idle: Duration,
+}
+
+impl H2Pool {
+    pub fn new(dialer: Dialer, idle: Duration) -> H2Pool {
+        H2Pool { map: Mutex::new(Map { entries: HashMap::new(), reaper: false }), dialer, idle }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Map> {
+        // The map is left consistent at every await-free step; a panic elsewhere while it
+        // was held does not make its contents wrong, so a poisoned lock is taken as is.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where a request to `https://{authority}` goes; dials (once per authority) when it is
+    /// not known yet.
+    pub async fn route(self: &Arc<Self>, authority: &Authority) -> Route {
+        loop {
+            let mut wait = {
+                let mut map = self.lock();
+                let now = Instant::now();
+                match map.entries.get_mut(authority) {
+                    Some(e) => {
+                        e.last_used = now;
+                        match &e.state {
+                            State::Ready(s) if !s.is_closed() => return Route::H2(s.clone()),
+                            State::Ready(_) => {
+                                // The origin closed it (GOAWAY, idle, error): dial again.
+                                self.dial(&mut map, authority, now)
+                            }
+                            State::Pool(until) if now < *until => return Route::Pool,
+                            State::Pool(_) => self.dial(&mut map, authority, now),
+                            State::Connecting(rx) => rx.clone(),
+                        }
+                    }
+                    None => self.dial(&mut map, authority, now),
+                }
+            };
+            // Err: the dial ended (its sender dropped); look again.
+            let _ = wait.changed().await;
+        }
+    }
+
+    /// Start a dial in its own task (so a cancelled request cannot leave it half done) and
+    /// mark the authority as connecting.
+    fn dial(self: &Arc<Self>, map: &mut Map, authority: &Authority, now: Instant) -> watch::Receiver<()> {
+        let (tx, rx) = watch::channel(());
+        map.entries.insert(authority.clone(), Entry { state: State::Connecting(rx.clone()), last_used: now });
+        if !map.reaper {
+            map.reaper = true;
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+        let this = self.clone();
+        let authority = authority.clone();
+        tokio::spawn(async move {
+            let state = this.connect(&authority).await;
+            if let Some(e) = this.lock().entries.get_mut(&authority) {
+                e.state = state;
+            }
+            drop(tx);
+        });
+        rx
+    }
+
+    async fn connect(&self, authority: &Authority) -> State {
+        let failed = || State::Pool(Instant::now() + FAILED_RECHECK);
+        let Ok(uri) = http::Uri::builder().scheme("https").authority(authority.clone()).path_and_query("/").build()
+        else {
+            return failed();
+        };
+        let io = match self.dialer.clone().connect(uri).await {
+            Ok(io) if io.inner().is_h2() => io,
+            Ok(_) => return State::Pool(Instant::now() + NOT_H2_RECHECK),
+            // No connection: the pool dials again and reports its own error.
+            Err(_) => return failed(),
+        };
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        match builder.handshake(io).await {
+            Ok((send, conn)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "upstream h2 connection ended");
+                    }
+                });
+                State::Ready(send)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "upstream h2 handshake failed");
+                failed()
+            }
+        }
+    }
+
+    /// Drop entries unused for the idle time and connections the origin closed; false when
+    /// none are left.
+    fn sweep(&self) -> bool {
+        let mut map = self.lock();
+        let now = Instant::now();
+        map.entries.retain(|_, e| {
+            now.duration_since(e.last_used) < self.idle && !matches!(&e.state, State::Ready(s) if s.is_closed())
+        });
+        map.reaper = !map.entries.is_empty();
+        map.reaper
+    }
+
+    /// How many authorities have a live h2 connection (for tests).
+    pub fn connections(&self) -> usize {
+        self.lock().entries.values().filter(|e| matches!(&e.state, State::Ready(s) if !s.is_closed())).count()
+    }
+}
+
+/// Sweep every half idle time while the pool has entries (and exists).
+async fn reap(pool: std::sync::Weak<H2Pool>) {
+    loop {
+        let Some(period) = pool.upgrade().map(|p| p.idle / 2) else { return };
+        tokio::time::sleep(period.max(Duration::from_millis(100))).await;
+        match pool.upgrade() {
+            Some(p) if p.sweep() => {}
+            _ => return,
+        }
+    }
+}
