@@ -93,39 +93,45 @@ async fn intercepted_https_get_and_post_with_upstream_verified_by_extra_roots() 
     assert!(String::from_utf8(out).unwrap().starts_with("GET /curl 0"));
 }
 
+/// An origin that takes a POST's body whole and answers its length and SHA-256, and streams
+/// `download` to a GET in 64 KB chunks.
+fn upload_download_handler(download: Bytes) -> Handler {
+    handler(move |req| {
+        let dl = download.clone();
+        async move {
+            if req.method() == http::Method::POST {
+                let data = req.into_body().collect().await.unwrap().to_bytes();
+                return Response::new(body(format!("{} {}", data.len(), sha256_hex(&data))));
+            }
+            let chunks: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> =
+                dl.chunks(64 * 1024).map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c)))).collect();
+            Response::builder()
+                .header("content-type", "application/octet-stream")
+                .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks))))
+                .unwrap()
+        }
+    })
+}
+
+const BIG: usize = 20 * 1024 * 1024;
+
+fn big_body() -> (Bytes, String) {
+    let big: Bytes = (0..BIG).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let sha = sha256_hex(&big);
+    (big, sha)
+}
+
 #[tokio::test]
 async fn twenty_megabytes_each_way_keep_their_sha256() {
-    const SIZE: usize = 20 * 1024 * 1024;
-    let big: Bytes = (0..SIZE).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
-    let big_sha = sha256_hex(&big);
-    let dl = big.clone();
-    let o = origin(
-        None,
-        handler(move |req| {
-            let dl = dl.clone();
-            async move {
-                if req.method() == http::Method::POST {
-                    let data = req.into_body().collect().await.unwrap().to_bytes();
-                    return Response::new(body(format!("{} {}", data.len(), sha256_hex(&data))));
-                }
-                // Streamed in 64 KB chunks.
-                let chunks: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> =
-                    dl.chunks(64 * 1024).map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c)))).collect();
-                Response::builder()
-                    .header("content-type", "application/octet-stream")
-                    .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks))))
-                    .unwrap()
-            }
-        }),
-    )
-    .await;
+    let (big, big_sha) = big_body();
+    let o = origin(None, upload_download_handler(big.clone())).await;
     let p = Proxy::start(&[resolve("files.test", 80, &o)], "").await;
     let c = p.client(&[]);
     let r = c.post("http://files.test/up").body(big.clone()).send().await.unwrap();
-    assert_eq!(r.text().await.unwrap(), format!("{SIZE} {big_sha}"));
+    assert_eq!(r.text().await.unwrap(), format!("{BIG} {big_sha}"));
     let r = c.get("http://files.test/down").send().await.unwrap();
     let got = r.bytes().await.unwrap();
-    assert_eq!(got.len(), SIZE);
+    assert_eq!(got.len(), BIG);
     assert_eq!(sha256_hex(&got), big_sha);
     // A chunked upload from curl, with Expect: 100-continue.
     let path = p.dir.path().join("big.bin");
@@ -143,7 +149,32 @@ async fn twenty_megabytes_each_way_keep_their_sha256() {
     ])
     .await;
     assert!(ok, "{err}");
-    assert_eq!(String::from_utf8(out).unwrap(), format!("{SIZE} {big_sha}"));
+    assert_eq!(String::from_utf8(out).unwrap(), format!("{BIG} {big_sha}"));
+}
+
+#[tokio::test]
+async fn twenty_megabytes_each_way_over_intercepted_https_to_an_h2_origin() {
+    let (big, big_sha) = big_body();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let o = origin(Some(ca.server_config(&["files.test"])), upload_download_handler(big.clone())).await;
+    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[resolve("files.test", 443, &o)], &extra).await;
+    // Two at once each way, so the streams share the connection's flow-control window.
+    let c = p.client(&[]);
+    let up = |path: &'static str| c.post(format!("https://files.test/{path}")).body(big.clone()).send();
+    let down = |path: &'static str| c.get(format!("https://files.test/{path}")).send();
+    let (u1, u2, d1, d2) = tokio::join!(up("up1"), up("up2"), down("down1"), down("down2"));
+    for u in [u1, u2] {
+        assert_eq!(u.unwrap().text().await.unwrap(), format!("{BIG} {big_sha}"));
+    }
+    for d in [d1, d2] {
+        let got = d.unwrap().bytes().await.unwrap();
+        assert_eq!(got.len(), BIG);
+        assert_eq!(sha256_hex(&got), big_sha);
+    }
+    assert!(o.seen().iter().all(|s| s.version == http::Version::HTTP_2));
+    assert_eq!(o.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
