@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 DURATION = os.environ.get("LOAD_DURATION", "5s")
 CONNS = int(os.environ.get("LOAD_CONNECTIONS", "50"))
+ROUNDS = int(os.environ.get("LOAD_ROUNDS", "3"))
 HOST = "localhost"
 HTTP_PORT, HTTPS_PORT = 18080, 18443
 PORTS = {"nostalk": 18877, "hudsucker": 18878, "privoxy": 18118, "mitmproxy": 18879}
@@ -235,34 +236,44 @@ def oha(url, proxy=None, rate=None, conns=CONNS, duration=DURATION):
     return r
 
 
-def run_load(work, targets, scenarios):
+def run_load(work, targets, scenarios, rounds=ROUNDS):
+    """Each target under each load, `rounds` times, the targets taking turns within a round so
+    that a slow spell of this shared machine falls on all of them alike. The figure kept for a
+    (target, load) is its median-rps round; `rounds_rps` keeps every round's rate."""
+    runs = {}
+    for rnd in range(rounds):
+        for target in targets:
+            p = None
+            if target != "direct":
+                p, _ = start_proxy(target, work)
+                if p is None:
+                    continue
+            proxy = None if target == "direct" else f"http://127.0.0.1:{PORTS[target]}"
+            for scheme, path in scenarios:
+                port = HTTP_PORT if scheme == "http" else HTTPS_PORT
+                url = f"{scheme}://{HOST}:{port}/{path}"
+                oha(url, proxy, duration="1s")  # warm-up: connections, leaf certificates
+                cpu0, _, _, user0, sys0 = proc_stat(p.pid) if p else (0, 0, 0, 0, 0)
+                r = oha(url, proxy)
+                if r is None:
+                    continue
+                cpu1, _, hwm, user1, sys1 = proc_stat(p.pid) if p else (0, 0, 0, 0, 0)
+                per10k = lambda a, b: (b - a) / max(r["requests"], 1) * 10_000 if p else None
+                r["cpu_per_10k"] = per10k(cpu0, cpu1)
+                # User (the proxy's own code) and system (the kernel: mostly the loopback sends
+                # and receives, which every proxy pays for twice per request) apart.
+                r["user_per_10k"], r["sys_per_10k"] = per10k(user0, user1), per10k(sys0, sys1)
+                r["hwm_kib"] = hwm if p else None
+                runs.setdefault((target, scheme, path), []).append(r)
+                log(f"round {rnd + 1}/{rounds} {target:10} {scheme:5} {path:10} {r['rps']:10.0f} req/s  "
+                    f"p99 {1000 * (r['p99'] or 0):7.2f} ms  ok {r['ok']}/{r['requests']}  {r['size']} B/response")
+            stop(p)
     results = {}
-    for target in targets:
-        p = None
-        if target != "direct":
-            p, _ = start_proxy(target, work)
-            if p is None:
-                continue
-        proxy = None if target == "direct" else f"http://127.0.0.1:{PORTS[target]}"
-        for scheme, path in scenarios:
-            port = HTTP_PORT if scheme == "http" else HTTPS_PORT
-            url = f"{scheme}://{HOST}:{port}/{path}"
-            oha(url, proxy, duration="1s")  # warm-up: connections, leaf certificates
-            cpu0, _, _, user0, sys0 = proc_stat(p.pid) if p else (0, 0, 0, 0, 0)
-            r = oha(url, proxy)
-            if r is None:
-                continue
-            cpu1, _, hwm, user1, sys1 = proc_stat(p.pid) if p else (0, 0, 0, 0, 0)
-            per10k = lambda a, b: (b - a) / max(r["requests"], 1) * 10_000 if p else None
-            r["cpu_per_10k"] = per10k(cpu0, cpu1)
-            # User (the proxy's own code) and system (the kernel: mostly the loopback sends and
-            # receives, which every proxy pays for twice per request) apart.
-            r["user_per_10k"], r["sys_per_10k"] = per10k(user0, user1), per10k(sys0, sys1)
-            r["hwm_kib"] = hwm if p else None
-            results[(target, scheme, path)] = r
-            log(f"{target:10} {scheme:5} {path:10} {r['rps']:10.0f} req/s  p99 {1000 * (r['p99'] or 0):7.2f} ms  "
-                f"ok {r['ok']}/{r['requests']}  {r['size']} B/response")
-        stop(p)
+    for key, rs in runs.items():
+        ordered = sorted(rs, key=lambda r: r["rps"])
+        median = dict(ordered[(len(ordered) - 1) // 2])
+        median["rounds_rps"] = [r["rps"] for r in rs]
+        results[key] = median
     return results
 
 
@@ -348,9 +359,9 @@ def ratio(a, b):
 
 def report(results, mem, targets, scenarios):
     lines = []
-    machine = f"{os.cpu_count()} CPUs, {os.uname().release}, oha -c {CONNS} -z {DURATION}"
+    machine = f"{os.cpu_count()} CPUs, {os.uname().release}, oha -c {CONNS} -z {DURATION}, {ROUNDS} rounds"
     lines.append(f"Machine: {machine}\n")
-    lines.append("### Requests per second, and nostalk's ratio to each\n")
+    lines.append("### Requests per second (median of the rounds), and nostalk's ratio to each\n")
     head = "| load | " + " | ".join(targets) + " | nostalk / direct | nostalk / hudsucker | nostalk / privoxy | nostalk / mitmproxy |"
     lines.append(head)
     lines.append("|" + "---|" * (len(targets) + 5))
@@ -364,7 +375,16 @@ def report(results, mem, targets, scenarios):
         for t in ("direct", "hudsucker", "privoxy", "mitmproxy"):
             row.append(ratio(n, get(t)))
         lines.append("| " + " | ".join(row) + " |")
-    lines.append("\n### Latency p50 / p99 (ms), CPU seconds per 10k requests, peak RSS (MiB)\n")
+    lines.append("\n### Requests per second in each round\n")
+    lines.append("| load | " + " | ".join(targets) + " |")
+    lines.append("|" + "---|" * (len(targets) + 1))
+    for scheme, path in scenarios:
+        row = [f"{scheme} {path}"]
+        for t in targets:
+            rr = results.get((t, scheme, path), {}).get("rounds_rps")
+            row.append(" / ".join(f"{v:.0f}" for v in rr) if rr else "n/a")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("\n### Latency p50 / p99 (ms), CPU seconds per 10k requests, peak RSS (MiB); the median round\n")
     lines.append("| load | target | p50 | p99 | CPU s / 10k | user / system | peak RSS |")
     lines.append("|---|---|---|---|---|---|---|")
     for scheme, path in scenarios:
