@@ -81,6 +81,12 @@ pub struct PageCtx {
 }
 
 impl PageCtx {
+    /// A page of `page_host`; its relative URLs resolve against the host's root.
+    pub fn new(policy: Arc<Policy>, page_host: String, shopping: bool, gpc: GpcPlan) -> PageCtx {
+        let base = url::Url::parse(&format!("https://{page_host}/")).ok();
+        PageCtx { policy, page_host, base, shopping, gpc }
+    }
+
     fn resolve(&self, raw: &str) -> Option<String> {
         let raw = raw.trim();
         if raw.is_empty() || raw.starts_with("data:") || raw.starts_with("javascript:") || raw.starts_with('#') {

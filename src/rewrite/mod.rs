@@ -107,14 +107,7 @@ pub fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> Response<Bo
     let coding = decoder_for(&parts.headers).unwrap_or(Coding::Identity);
     let gpc = csp::plan(&mut parts.headers);
     let shopping = page.shared.shopping.is_shopping(&page.page_site);
-    let base = format!("https://{}/", page.page_host);
-    let ctx = Arc::new(handlers::PageCtx {
-        policy: page.policy.clone(),
-        page_host: page.page_host.clone(),
-        base: url::Url::parse(&base).ok(),
-        shopping,
-        gpc,
-    });
+    let ctx = Arc::new(handlers::PageCtx::new(page.policy.clone(), page.page_host.clone(), shopping, gpc));
     let out_gzip = match page.shared.config.rewrite.encoding.as_str() {
         "gzip" => true,
         "identity" => false,
@@ -161,6 +154,28 @@ impl lol_html::OutputSink for Sink {
 }
 
 type Rewriter = lol_html::send::HtmlRewriter<'static, Sink>;
+
+/// lol_html set up for one page: nostalk's handlers, a memory ceiling past which the rest of
+/// the page passes unchanged, the page's charset; output goes to `out`. The proxy and
+/// `rewrite_with` (tests, benches) both make theirs here, so both run the same rewriter.
+fn new_rewriter(
+    ctx: Arc<handlers::PageCtx>,
+    removals: Arc<Mutex<Removals>>,
+    encoding: Option<&'static encoding_rs::Encoding>,
+    out: Arc<Mutex<BytesMut>>,
+) -> Rewriter {
+    let memory = lol_html::MemorySettings::new()
+        .with_max_allowed_memory_usage(MAX_REWRITER_MEMORY)
+        .with_graceful_bail_out_on_memory_limit_exceeded(true);
+    let mut settings = handlers::settings(ctx, removals)
+        .with_memory_settings(memory)
+        .with_strict(false)
+        .with_adjust_charset_on_meta_tag(true);
+    if let Some(enc) = encoding.and_then(lol_html::AsciiCompatibleEncoding::new) {
+        settings = settings.with_encoding(enc);
+    }
+    lol_html::send::HtmlRewriter::new(settings, Sink(out))
+}
 
 /// The body after decoding, as an AsyncRead.
 type Decoded = Pin<Box<dyn AsyncRead + Send>>;
@@ -255,17 +270,7 @@ impl RewriteStream {
         on_end: Box<dyn FnOnce() + Send>,
     ) -> Self {
         let out = Arc::new(Mutex::new(BytesMut::with_capacity(READ_CHUNK)));
-        let memory = lol_html::MemorySettings::new()
-            .with_max_allowed_memory_usage(MAX_REWRITER_MEMORY)
-            .with_graceful_bail_out_on_memory_limit_exceeded(true);
-        let mut settings = handlers::settings(ctx, removals)
-            .with_memory_settings(memory)
-            .with_strict(false)
-            .with_adjust_charset_on_meta_tag(true);
-        if let Some(enc) = encoding.and_then(lol_html::AsciiCompatibleEncoding::new) {
-            settings = settings.with_encoding(enc);
-        }
-        let rewriter = lol_html::send::HtmlRewriter::new(settings, Sink(out.clone()));
+        let rewriter = new_rewriter(ctx, removals, encoding, out.clone());
         RewriteStream {
             input: Input::new(body, coding),
             rewriter: Some(rewriter),
@@ -401,17 +406,10 @@ pub fn rewrite_with(
     mut out: impl FnMut(&[u8]),
 ) -> (Vec<Removal>, bool) {
     let gpc = csp::plan(headers);
-    let ctx = Arc::new(handlers::PageCtx {
-        policy,
-        page_host: page_host.to_string(),
-        base: url::Url::parse(&format!("https://{page_host}/")).ok(),
-        shopping: false,
-        gpc,
-    });
+    let ctx = Arc::new(handlers::PageCtx::new(policy, page_host.to_string(), false, gpc));
     let removals = Arc::new(Mutex::new(Removals::default()));
     let buf = Arc::new(Mutex::new(BytesMut::new()));
-    let settings = handlers::settings(ctx, removals.clone()).with_strict(false);
-    let mut rw = lol_html::send::HtmlRewriter::new(settings, Sink(buf.clone()));
+    let mut rw = new_rewriter(ctx, removals.clone(), charset_of(headers), buf.clone());
     let mut drain = || {
         let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
         out(&b);
