@@ -74,13 +74,21 @@ async fn interception_off_tunnels_every_connect() {
     assert!(String::from_utf8(out).unwrap().starts_with("GET /x 0"));
 }
 
-#[tokio::test]
-async fn intercepted_https_get_and_post_with_upstream_verified_by_extra_roots() {
+/// An HTTPS origin for `host` (h2 or http/1.1 by ALPN) with a certificate from a test CA, and
+/// the proxy trusting that CA upstream; `upstream` adds lines to `[upstream]`. The directory
+/// holds the CA and must live as long as the test.
+async fn https_origin_and_proxy(host: &str, h: Handler, upstream: &str) -> (tempfile::TempDir, Origin, Proxy) {
     let dir = tempfile::tempdir().unwrap();
     let ca = OriginCa::new(dir.path());
-    let o = origin(Some(ca.server_config(&["news.test"])), echo_handler()).await;
-    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
-    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    let o = origin(Some(ca.server_config(&[host])), h).await;
+    let extra = format!("[upstream]\n{upstream}extra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[resolve(host, 443, &o)], &extra).await;
+    (dir, o, p)
+}
+
+#[tokio::test]
+async fn intercepted_https_get_and_post_with_upstream_verified_by_extra_roots() {
+    let (_dir, _origin, p) = https_origin_and_proxy("news.test", echo_handler(), "").await;
     // The client trusts only nostalk's CA: it sees nostalk's leaf.
     let c = p.client(&[]);
     let r = c.get("https://news.test/a").send().await.unwrap();
@@ -155,11 +163,7 @@ async fn twenty_megabytes_each_way_keep_their_sha256() {
 #[tokio::test]
 async fn twenty_megabytes_each_way_over_intercepted_https_to_an_h2_origin() {
     let (big, big_sha) = big_body();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = OriginCa::new(dir.path());
-    let o = origin(Some(ca.server_config(&["files.test"])), upload_download_handler(big.clone())).await;
-    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
-    let p = Proxy::start(&[resolve("files.test", 443, &o)], &extra).await;
+    let (_dir, o, p) = https_origin_and_proxy("files.test", upload_download_handler(big.clone()), "").await;
     // Two at once each way, so the streams share the connection's flow-control window.
     let c = p.client(&[]);
     let up = |path: &'static str| c.post(format!("https://files.test/{path}")).body(big.clone()).send();
@@ -193,11 +197,7 @@ async fn keep_alive_reuses_one_upstream_connection() {
 
 #[tokio::test]
 async fn http2_to_the_client_and_to_the_upstream() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = OriginCa::new(dir.path());
-    let o = origin(Some(ca.server_config(&["news.test"])), echo_handler()).await;
-    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
-    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    let (_dir, o, p) = https_origin_and_proxy("news.test", echo_handler(), "").await;
     let c = p.client(&[]);
     let r = c.get("https://news.test/h2").send().await.unwrap();
     assert_eq!(r.version(), http::Version::HTTP_2, "the browser side speaks h2 via ALPN");
@@ -207,11 +207,7 @@ async fn http2_to_the_client_and_to_the_upstream() {
 
 #[tokio::test]
 async fn requests_to_an_h2_origin_share_one_connection_even_when_they_arrive_together() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = OriginCa::new(dir.path());
-    let o = origin(Some(ca.server_config(&["news.test"])), echo_handler()).await;
-    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
-    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    let (_dir, o, p) = https_origin_and_proxy("news.test", echo_handler(), "").await;
     // Separate clients, so the requests come on separate client connections, all at once,
     // before any upstream connection exists.
     let clients: Vec<_> = (0..16).map(|_| p.client(&[])).collect();
@@ -236,11 +232,7 @@ async fn requests_to_an_h2_origin_share_one_connection_even_when_they_arrive_tog
 
 #[tokio::test]
 async fn an_idle_h2_connection_is_let_go_after_the_idle_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = OriginCa::new(dir.path());
-    let o = origin(Some(ca.server_config(&["news.test"])), echo_handler()).await;
-    let extra = format!("[upstream]\nidle_timeout = \"1s\"\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
-    let p = Proxy::start(&[resolve("news.test", 443, &o)], &extra).await;
+    let (_dir, o, p) = https_origin_and_proxy("news.test", echo_handler(), "idle_timeout = \"1s\"\n").await;
     let c = p.client(&[]);
     assert_eq!(c.get("https://news.test/a").send().await.unwrap().status(), 200);
     assert_eq!(p.shared.upstream.h2_connections(), 1);
