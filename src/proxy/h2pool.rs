@@ -3,9 +3,10 @@
 //! everything else (plain HTTP, origins that do not offer h2, upgrades, a failed dial) goes
 //! through hyper-util's pooled client, which stays the one source of truth for errors.
 //!
-//! Written here because hyper-util's pool, made for both protocols, costs a checkout future, a
-//! clone of the whole client, and a pool lock with a keyed search on every request; on an h2
-//! connection none of that buys anything (benches/load, BENCHMARKS.md). The first request to an
+//! Written here because hyper-util's pool, made for both protocols, costs on every request a
+//! clone of the whole client, a checkout future raced against a lazily built connect future,
+//! and a boxed response future; here a request takes the map's lock for one lookup and clones
+//! the sender (measured in BENCHMARKS.md with benches/load/ab.py). The first request to an
 //! authority waits for the dial; requests after it find the connection ready. Entries unused
 //! for `[upstream] idle_timeout` are dropped (closing the connection once its streams end),
 //! so the map stays as small as the set of origins in use.
