@@ -65,7 +65,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        let id = this.shared.metrics.next_request_id();
+        let id = this.shared.metrics.count_request();
         let span = tracing::info_span!("req", id, method = %req.method(), host = tracing::field::Empty, verdict = tracing::field::Empty);
         Box::pin(async move { Ok(this.handle(req, id).await) }.instrument(span))
     }
@@ -81,7 +81,6 @@ enum Route {
 
 impl ProxyService {
     async fn handle(self, req: Request<Incoming>, id: u64) -> Response<Body> {
-        self.shared.metrics.inc(&self.shared.metrics.requests);
         match self.route(&req) {
             Route::Connect => connect::handle(self.shared, req, self.peer).await,
             Route::Local => pages::serve(&self.shared, req).await,
