@@ -265,6 +265,25 @@ async fn an_https_origin_without_h2_is_reached_over_http1() {
 }
 
 #[tokio::test]
+async fn an_https_origin_that_was_down_is_served_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    // A port with nothing on it yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let extra = format!("[upstream]\nextra_roots = [{:?}]\n", ca.pem_path.display().to_string());
+    let p = Proxy::start(&[format!("news.test:443:{addr}")], &extra).await;
+    let c = p.client(&[]);
+    let r = c.get("https://news.test/down").send().await.unwrap();
+    assert_eq!(r.status(), 502, "refused while the origin is down");
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let o = origin_on(listener, Some(ca.server_config(&["news.test"])), echo_handler());
+    let r = c.get("https://news.test/up").send().await.unwrap();
+    assert_eq!(r.status(), 200, "served as soon as it is back");
+    assert!(r.text().await.unwrap().starts_with("GET /up 0 "));
+    assert_eq!(o.count(), 1);
+}
+
+#[tokio::test]
 async fn an_h2_origin_that_closes_its_connection_is_dialled_again() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use std::sync::atomic::{AtomicUsize, Ordering};

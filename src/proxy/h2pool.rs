@@ -30,8 +30,12 @@ pub enum Route {
 }
 
 enum State {
-    /// A dial is under way; its sender is dropped when it ends.
-    Connecting(watch::Receiver<()>),
+    /// A dial is under way; its sender is dropped when it ends. Requests wait for it, unless
+    /// the pool has been serving this origin meanwhile (a re-check): then they stay there.
+    Connecting {
+        done: watch::Receiver<()>,
+        pool_meanwhile: bool,
+    },
     Ready(SendRequest<Body>),
     /// The origin did not offer h2, or the dial failed: the general pool serves it until
     /// then, when a dial looks again (an origin may turn h2 on, or come back up).
@@ -85,14 +89,19 @@ impl H2Pool {
                             State::Ready(s) if !s.is_closed() => return Route::H2(s.clone()),
                             State::Ready(_) => {
                                 // The origin closed it (GOAWAY, idle, error): dial again.
-                                self.dial(&mut map, authority, now)
+                                self.dial(&mut map, authority, now, false)
                             }
                             State::Pool(until) if now < *until => return Route::Pool,
-                            State::Pool(_) => self.dial(&mut map, authority, now),
-                            State::Connecting(rx) => rx.clone(),
+                            State::Pool(_) => {
+                                // Time to look again; the pool keeps serving meanwhile.
+                                self.dial(&mut map, authority, now, true);
+                                return Route::Pool;
+                            }
+                            State::Connecting { pool_meanwhile: true, .. } => return Route::Pool,
+                            State::Connecting { done, .. } => done.clone(),
                         }
                     }
-                    None => self.dial(&mut map, authority, now),
+                    None => self.dial(&mut map, authority, now, false),
                 }
             };
             // Err: the dial ended (its sender dropped); look again.
@@ -102,9 +111,16 @@ impl H2Pool {
 
     /// Start a dial in its own task (so a cancelled request cannot leave it half done) and
     /// mark the authority as connecting.
-    fn dial(self: &Arc<Self>, map: &mut Map, authority: &Authority, now: Instant) -> watch::Receiver<()> {
+    fn dial(
+        self: &Arc<Self>,
+        map: &mut Map,
+        authority: &Authority,
+        now: Instant,
+        pool_meanwhile: bool,
+    ) -> watch::Receiver<()> {
         let (tx, rx) = watch::channel(());
-        map.entries.insert(authority.clone(), Entry { state: State::Connecting(rx.clone()), last_used: now });
+        let state = State::Connecting { done: rx.clone(), pool_meanwhile };
+        map.entries.insert(authority.clone(), Entry { state, last_used: now });
         if !map.reaper {
             map.reaper = true;
             tokio::spawn(reap(Arc::downgrade(self)));

@@ -108,7 +108,11 @@ where
 
 /// Start an origin; with `tls`, it serves HTTPS (h2 or http/1.1 by ALPN).
 pub async fn origin(tls: Option<Arc<rustls::ServerConfig>>, h: Handler) -> Origin {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    origin_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), tls, h)
+}
+
+/// An origin on a listener the test bound (to reuse a port, say).
+pub fn origin_on(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, h: Handler) -> Origin {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
