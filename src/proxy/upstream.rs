@@ -121,6 +121,7 @@ pub enum MaybeTls {
 }
 
 impl MaybeTls {
+    /// Whether ALPN chose HTTP/2 (for the pool and for `h2pool` alike).
     pub fn is_h2(&self) -> bool {
         matches!(self, MaybeTls::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"))
     }
@@ -128,17 +129,10 @@ impl MaybeTls {
 
 impl Connection for MaybeTls {
     fn connected(&self) -> Connected {
-        match self {
-            MaybeTls::Plain(_) => Connected::new(),
-            MaybeTls::Tls(s) => {
-                let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-                let c = Connected::new();
-                if h2 {
-                    c.negotiated_h2()
-                } else {
-                    c
-                }
-            }
+        if self.is_h2() {
+            Connected::new().negotiated_h2()
+        } else {
+            Connected::new()
         }
     }
 }
