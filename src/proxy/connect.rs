@@ -136,9 +136,7 @@ where
     let io = Prefixed { prefix: Some(first[0]), inner: io };
     if first[0] != 0x16 {
         // Not a TLS handshake: plain HTTP inside the tunnel, h1 or h2 as its first bytes say.
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
-        builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+        let builder = crate::proxy::listener::auto_builder();
         let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel::new(&host, port, false))));
         builder.serve_connection_with_upgrades(TokioIo::new(io), svc).await?;
         return Ok(());

@@ -91,10 +91,7 @@ impl Server {
         crate::policy::subscribe::spawn_refresher(shared.clone());
         let grace = shared.config.duration(&shared.config.server.shutdown_grace, Duration::from_secs(10));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(hyper_util::rt::TokioTimer::new()).keep_alive(true);
-        builder.http2().timer(hyper_util::rt::TokioTimer::new()).enable_connect_protocol();
-        let builder = Arc::new(builder);
+        let builder = Arc::new(auto_builder());
         info!(listen = %shared.listen, "nostalk is listening; PAC file at http://{}/proxy.pac", shared.listen);
         tokio::pin!(shutdown);
         let mut conn_id: u64 = 0;
@@ -140,4 +137,14 @@ impl Server {
             _ = tokio::time::sleep(grace) => warn!("grace period over; closing remaining connections"),
         }
     }
+}
+
+/// hyper's server for a connection whose protocol its first bytes tell (the listener, and
+/// plain HTTP inside a tunnel): HTTP/1.1 with keep-alive, HTTP/2 with extended CONNECT, both
+/// with a timer for their header and keep-alive timeouts.
+pub fn auto_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).keep_alive(true);
+    builder.http2().timer(hyper_util::rt::TokioTimer::new()).enable_connect_protocol();
+    builder
 }
