@@ -14,7 +14,6 @@ less than requests/s between rounds. Loopback only; every run bounded by its dur
 """
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +26,8 @@ def start(binary, work):
     if binary == "hudsucker":
         p, _ = load.start_proxy("hudsucker", work)
         return p, load.PORTS["hudsucker"]
-    cfg = load.nostalk_config(work, "embedded")
-    p = subprocess.Popen([binary, "run", "--config", cfg], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="warn"))
-    if not load.wait_port(load.PORTS["nostalk"], 20):
-        p.kill()
+    p, _ = load.start_proxy("nostalk", work, binary=binary)
+    if p is None:
         sys.exit(f"{binary} did not start")
     return p, load.PORTS["nostalk"]
 

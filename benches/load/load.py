@@ -162,11 +162,13 @@ list_cache_dir = "{work}/nostalk-lists"
     return cfg
 
 
-def start_proxy(name, work, lists="embedded"):
+def start_proxy(name, work, lists="embedded", binary=None):
+    """Start a proxy and wait for its port; `binary` runs another nostalk build (ab.py)."""
     port = PORTS[name]
     env = dict(os.environ, RUST_LOG="warn")
     if name == "nostalk":
-        cmd = [os.path.join(ROOT, "target", "release", "nostalk"), "run", "--config", nostalk_config(work, lists)]
+        binary = binary or os.path.join(ROOT, "target", "release", "nostalk")
+        cmd = [binary, "run", "--config", nostalk_config(work, lists)]
     elif name == "hudsucker":
         cmd = [os.path.join(ROOT, "benches", "load", "hudsucker-noop", "target", "release", "hudsucker-noop"),
                str(port), f"{work}/mitm-ca.pem", f"{work}/mitm-ca.key", f"{work}/origin-ca.pem"]
