@@ -347,7 +347,7 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
             // The whole block in one chunk with nothing that loads: leave it as it is.
             if r.noscript_buf.is_empty() && chunk.last_in_text_node() {
                 let t = chunk.as_str();
-                if !memchr_ci(t, "<img") && !memchr_ci(t, "<iframe") {
+                if !has_tag_ci(t, "<img") && !has_tag_ci(t, "<iframe") {
                     return Ok(());
                 }
             }
@@ -399,12 +399,16 @@ pub fn noop_settings() -> lol_html::send::Settings<'static, 'static> {
     s
 }
 
-/// The content of a `<noscript>` without its tracking pixels and frames.
-/// Whether `needle` (ASCII, lower case) is in `hay`, in any case.
-fn memchr_ci(hay: &str, needle: &str) -> bool {
-    hay.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+/// Whether the tag opening `needle` (`<` then ASCII) is in `hay`, in any case: a look at each
+/// `<` (found with memchr) rather than at every byte.
+fn has_tag_ci(hay: &str, needle: &str) -> bool {
+    // `match_indices` of one char searches with memchr.
+    hay.match_indices('<').any(|(i, _)| {
+        hay.as_bytes().get(i..i + needle.len()).is_some_and(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    })
 }
 
+/// The content of a `<noscript>` without its tracking pixels and frames.
 fn clean_noscript(ctx: &PageCtx, html: &str, removals: &mut Removals) -> String {
     let found = std::cell::RefCell::new(Vec::new());
     let check = |el: &mut Element<'_, '_>, t: RequestType| {

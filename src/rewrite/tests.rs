@@ -45,6 +45,24 @@ fn pixels_frames_and_noscript_pixels_go() {
 }
 
 #[test]
+fn noscript_pixels_in_upper_case_go_and_other_noscript_stays() {
+    let html = r#"<noscript><IMG SRC="https://www.facebook.com/tr?id=1&ev=PageView" HEIGHT=1></noscript><noscript><p>Turn on JavaScript &lt;img&gt;</p></noscript>"#;
+    let (out, r, _) = run(html);
+    assert!(!out.contains("facebook.com/tr"), "{out}");
+    assert!(out.contains("<noscript><p>Turn on JavaScript &lt;img&gt;</p></noscript>"), "{out}");
+    assert_eq!(r.iter().map(|x| x.kind).collect::<Vec<_>>(), vec![Kind::Pixel]);
+}
+
+#[test]
+fn the_leftmost_of_several_signatures_in_a_script_names_it() {
+    // Two trackers' signatures in one snippet: it goes, named once, by the one written first.
+    let (out, r, _) = run("<script>var _paq = []; _paq.push(['trackPageView']); fbq('init', '1');</script>");
+    assert!(!out.contains("_paq.push(") && !out.contains("fbq("), "{out}");
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].what.starts_with("matomo:"), "{:?}", r[0]);
+}
+
+#[test]
 fn pixels_are_found_however_their_url_is_written() {
     // Absolute (taken as written), protocol-relative, upper-case scheme and padded with spaces
     // (resolved against the page): each is the same tracker and goes; the page's own stays.
