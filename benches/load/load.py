@@ -131,6 +131,8 @@ http {{
     listen 127.0.0.1:{HTTPS_PORT} ssl http2;
     ssl_certificate {work}/origin.pem;
     ssl_certificate_key {work}/origin.key;
+    # Debian 12's nginx (1.22) offers TLS 1.0-1.2 unless told; origins today speak 1.3.
+    ssl_protocols TLSv1.2 TLSv1.3;
     root {www};
   }}
 }}
