@@ -96,11 +96,14 @@ fn inline_snippets_become_the_stub_and_other_inline_scripts_stay() {
     let snippet = "<script>!function(f,b,e,v,n,t,s){n=f.fbq=function(){};t=b.createElement(e);t.src=v}(window,document,'script','https://connect.facebook.net/en_US/fbevents.js');fbq('init', '123');</script>";
     let app = "<script>window.app = { start: function(){ return 42; } };</script>";
     let json = r#"<script type="application/ld+json">{"gtag('config'": 1}</script>"#;
-    let (out, r, _) = run(&format!("{snippet}{app}{json}"));
-    assert!(!out.contains("fbq('init'"), "{out}");
+    // A script with a src is its file, not its text (which browsers ignore): it stays.
+    let with_src = r#"<script src="/app.js">fbq('init', '1');</script>"#;
+    let (out, r, _) = run(&format!("{snippet}{app}{json}{with_src}"));
+    assert!(!out.contains("fbq('init', '123')"), "{out}");
     assert!(out.contains("a tracker snippet stood here"));
     assert!(out.contains(app), "{out}");
     assert!(out.contains(json), "{out}");
+    assert!(out.contains(with_src), "{out}");
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].kind, Kind::InlineSnippet);
 }
