@@ -1,7 +1,8 @@
-//! The lol_html handlers, listed in one place, one selector and one purpose each: tracker
-//! scripts, tracking pixels and frames, tracker preconnects, `ping` attributes, link decoration,
-//! inline surveillance snippets, and the GPC script first in `<head>`. Every removal is written
-//! to the page's [`Removals`] for the receipt.
+//! The lol_html handlers, listed in one place, one selector per element name: tracker scripts
+//! and inline surveillance snippets (`script`), tracking pixels and frames, tracker
+//! preconnects, `ping` attributes and link decoration (hyperlinks), pixels inside `<noscript>`,
+//! and the GPC script first in `<head>`. Every removal is written to the page's [`Removals`]
+//! for the receipt.
 
 use super::csp::{GpcPlan, GPC_SCRIPT};
 use crate::hygiene::request::strip_query_params;
