@@ -97,17 +97,53 @@ async fn compressed_pages_in_every_encoding_are_decoded_rewritten_and_sent_on() 
         assert_eq!(r.headers().get("content-encoding"), None, "{coding}: identity to loopback");
         let body = r.bytes().await.unwrap();
         assert_cleaned(std::str::from_utf8(&body).unwrap());
-        // Re-encoded with gzip when configured so (the default for clients on other machines).
+        // Re-encoded with gzip when configured so (the default for clients on other machines),
+        // to a client that accepts gzip.
         let p = Proxy::start(&[resolve("news.test", 80, &o)], "[rewrite]\nencoding = \"gzip\"\n").await;
-        let r = p.client(&[]).get("http://news.test/story").header("sec-fetch-dest", "document").send().await.unwrap();
+        let story = || p.client(&[]).get("http://news.test/story").header("sec-fetch-dest", "document");
+        let r = story().header("accept-encoding", "gzip, br").send().await.unwrap();
         assert_eq!(r.headers()["content-encoding"], "gzip", "{coding}");
         assert_eq!(r.headers().get("content-length"), None, "{coding}: no stale length");
         assert_cleaned(&gunzip(&r.bytes().await.unwrap()));
+        // A client that accepts no coding gets the page as it is, whatever the config prefers.
+        let r = story().send().await.unwrap();
+        assert_eq!(r.headers().get("content-encoding"), None, "{coding}");
+        assert_cleaned(std::str::from_utf8(&r.bytes().await.unwrap()).unwrap());
         // curl decodes it as a browser would.
         let (ok, out, err) = curl(&["-x", &p.url(), "--compressed", "http://news.test/story"]).await;
         assert!(ok, "{err}");
         assert_cleaned(std::str::from_utf8(&out).unwrap());
     }
+}
+
+/// curl without `--compressed` through the proxy, to an origin that compresses whatever the
+/// client allows (as CDNs do): a JSON answer, which is not rewritten, must still come in a
+/// coding curl asked for, that is none; with `--compressed` it comes compressed and decoded.
+#[tokio::test]
+async fn what_passes_unrewritten_comes_in_a_coding_the_client_asked_for() {
+    const JSON: &str = r#"{"items":[1,2,3],"next":null}"#;
+    let o = origin(
+        None,
+        handler(|req| async move {
+            let ae = req.headers().get("accept-encoding").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let r = Response::builder().header("content-type", "application/json");
+            if ae.contains("br") {
+                r.header("content-encoding", "br").body(body(Bytes::from(encode("br", JSON.as_bytes()).await))).unwrap()
+            } else {
+                r.body(body(Bytes::from_static(JSON.as_bytes()))).unwrap()
+            }
+        }),
+    )
+    .await;
+    let p = Proxy::start(&[resolve("api.test", 80, &o)], "").await;
+    let (ok, out, err) = curl(&["-x", &p.url(), "http://api.test/items"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(std::str::from_utf8(&out).unwrap_or("(not text)"), JSON);
+    let (ok, out, err) = curl(&["-x", &p.url(), "--compressed", "-D", "-", "http://api.test/items"]).await;
+    assert!(ok, "{err}");
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.to_ascii_lowercase().contains("content-encoding: br"), "{out}");
+    assert!(out.ends_with(JSON), "{out}");
 }
 
 #[tokio::test]

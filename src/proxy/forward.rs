@@ -106,9 +106,7 @@ pub async fn forward(
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::EXPECT);
     let rewrite_on = shared.config.rewrite.enabled && client_wants_html;
-    if rewrite_on {
-        rewrite::limit_accept_encoding(&mut parts.headers);
-    }
+    let client_gzip = rewrite_on && rewrite::limit_accept_encoding(&mut parts.headers);
     parts.uri = clean_uri.unwrap_or(uri);
     parts.version = Version::HTTP_11;
     let method = parts.method.clone();
@@ -168,6 +166,7 @@ pub async fn forward(
             page_site,
             shared: shared.clone(),
             client_loopback: peer.ip().is_loopback(),
+            client_gzip,
             request_id: id,
         };
         return rewrite::rewrite_response(parts, body, page);

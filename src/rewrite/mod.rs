@@ -35,12 +35,57 @@ pub struct Page {
     pub page_site: String,
     pub shared: Arc<Shared>,
     pub client_loopback: bool,
+    /// Whether the client's Accept-Encoding takes gzip: a rewritten page is re-encoded only then.
+    pub client_gzip: bool,
     pub request_id: u64,
 }
 
-/// Ask upstream only for encodings we can decode.
-pub fn limit_accept_encoding(headers: &mut HeaderMap) {
-    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br, zstd"));
+/// The codings the rewriter can decode.
+const DECODABLE: [&str; 4] = ["gzip", "deflate", "br", "zstd"];
+
+/// Ask upstream only for encodings the rewriter can decode, and among them only those the
+/// client accepts: a response that turns out not to be HTML passes to the client as it came,
+/// so it must be in a coding the client asked for (a client that names none gets identity).
+/// Returns whether the client accepts gzip. Runs on every document request, so it does not
+/// allocate for a client that names none or all four (every browser).
+pub fn limit_accept_encoding(headers: &mut HeaderMap) -> bool {
+    // Bit i: DECODABLE[i] is accepted.
+    let mut accepted = 0u8;
+    for v in headers.get_all(header::ACCEPT_ENCODING) {
+        for item in v.to_str().unwrap_or("").split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            // `q=0` means "not this one"; anything else (or no q) means it is acceptable.
+            let refused = parts
+                .filter_map(|p| p.split_once('='))
+                .any(|(k, q)| k.trim().eq_ignore_ascii_case("q") && q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0));
+            if refused {
+                continue;
+            }
+            accepted |= match coding {
+                "*" => 0b1111,
+                c if c.eq_ignore_ascii_case("x-gzip") => 0b0001,
+                c => DECODABLE.iter().position(|d| d.eq_ignore_ascii_case(c)).map_or(0, |i| 1 << i),
+            };
+        }
+    }
+    match accepted {
+        0 => {
+            headers.remove(header::ACCEPT_ENCODING);
+        }
+        0b1111 => {
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br, zstd"));
+        }
+        _ => {
+            let names: Vec<&str> =
+                DECODABLE.iter().enumerate().filter(|(i, _)| accepted & (1 << i) != 0).map(|(_, d)| *d).collect();
+            // Always Ok: the names joined are DECODABLE's, plain ASCII.
+            if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
+                headers.insert(header::ACCEPT_ENCODING, v);
+            }
+        }
+    }
+    accepted & 1 != 0
 }
 
 pub fn is_html(headers: &HeaderMap) -> bool {
@@ -108,11 +153,13 @@ pub fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> Response<Bo
     let gpc = csp::plan(&mut parts.headers);
     let shopping = page.shared.shopping.is_shopping(&page.page_site);
     let ctx = Arc::new(handlers::PageCtx::new(page.policy.clone(), page.page_host.clone(), shopping, gpc));
-    let out_gzip = match page.shared.config.rewrite.encoding.as_str() {
-        "gzip" => true,
-        "identity" => false,
-        _ => !page.client_loopback,
-    };
+    // Never an encoding the client did not ask for, whatever the config prefers.
+    let out_gzip = page.client_gzip
+        && match page.shared.config.rewrite.encoding.as_str() {
+            "gzip" => true,
+            "identity" => false,
+            _ => !page.client_loopback,
+        };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);
     // The body changes, so validators and ranges of the original no longer describe it.

@@ -147,3 +147,23 @@ fn html_is_known_by_its_type_in_any_case_and_only_known_codings_are_rewritten() 
     assert!(!ok(&h(&[("content-type", "text/html"), ("content-encoding", "compress")])));
     assert!(!is_rewritable(&Method::HEAD, StatusCode::OK, &h(&[("content-type", "text/html")])));
 }
+
+#[test]
+fn upstream_is_asked_only_for_codings_both_the_client_and_the_rewriter_take() {
+    let ask = |client: Option<&str>| {
+        let mut h = HeaderMap::new();
+        if let Some(c) = client {
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(c).unwrap());
+        }
+        let gzip = limit_accept_encoding(&mut h);
+        (h.get(header::ACCEPT_ENCODING).map(|v| v.to_str().unwrap().to_string()), gzip)
+    };
+    // A browser: the shared-dictionary codings the rewriter cannot decode are left out.
+    assert_eq!(ask(Some("gzip, deflate, br, zstd, dcb, dcz")), (Some("gzip, deflate, br, zstd".into()), true));
+    assert_eq!(ask(Some("br;q=1.0, gzip;q=0, deflate; q=0.5")), (Some("deflate, br".into()), false));
+    assert_eq!(ask(Some("X-GZIP")), (Some("gzip".into()), true));
+    assert_eq!(ask(Some("*")), (Some("gzip, deflate, br, zstd".into()), true));
+    // curl without --compressed, wget: nothing, or identity alone: the origin sends identity.
+    assert_eq!(ask(None), (None, false));
+    assert_eq!(ask(Some("identity")), (None, false));
+}
