@@ -47,7 +47,7 @@ const DECODABLE: [&str; 4] = ["gzip", "deflate", "br", "zstd"];
 /// client accepts: a response that turns out not to be HTML passes to the client as it came,
 /// so it must be in a coding the client asked for (a client that names none gets identity).
 /// Returns whether the client accepts gzip. Runs on every document request, so it does not
-/// allocate for a client that names none or all four (every browser).
+/// allocate for a client that names none or all four (Chrome and Firefox do).
 pub fn limit_accept_encoding(headers: &mut HeaderMap) -> bool {
     // Bit i: DECODABLE[i] is accepted.
     let mut accepted = 0u8;
