@@ -40,16 +40,13 @@ pub struct Page {
     pub request_id: u64,
 }
 
-/// The codings the rewriter can decode.
-const DECODABLE: [&str; 4] = ["gzip", "deflate", "br", "zstd"];
-
 /// Ask upstream only for encodings the rewriter can decode, and among them only those the
 /// client accepts: a response that turns out not to be HTML passes to the client as it came,
 /// so it must be in a coding the client asked for (a client that names none gets identity).
 /// Returns whether the client accepts gzip. Runs on every document request, so it does not
 /// allocate for a client that names none or all four (Chrome and Firefox do).
 pub fn limit_accept_encoding(headers: &mut HeaderMap) -> bool {
-    // Bit i: DECODABLE[i] is accepted.
+    // Coding::bit of each accepted coding the rewriter decodes.
     let mut accepted = 0u8;
     for v in headers.get_all(header::ACCEPT_ENCODING) {
         for item in v.to_str().unwrap_or("").split(',') {
@@ -62,30 +59,27 @@ pub fn limit_accept_encoding(headers: &mut HeaderMap) -> bool {
             if refused {
                 continue;
             }
-            accepted |= match coding {
-                "*" => 0b1111,
-                c if c.eq_ignore_ascii_case("x-gzip") => 0b0001,
-                c => DECODABLE.iter().position(|d| d.eq_ignore_ascii_case(c)).map_or(0, |i| 1 << i),
-            };
+            accepted |=
+                if coding == "*" { Coding::ALL_DECODED } else { Coding::from_name(coding).map_or(0, Coding::bit) };
         }
     }
     match accepted {
         0 => {
             headers.remove(header::ACCEPT_ENCODING);
         }
-        0b1111 => {
+        Coding::ALL_DECODED => {
             headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br, zstd"));
         }
         _ => {
             let names: Vec<&str> =
-                DECODABLE.iter().enumerate().filter(|(i, _)| accepted & (1 << i) != 0).map(|(_, d)| *d).collect();
-            // Always Ok: the names joined are DECODABLE's, plain ASCII.
+                Coding::DECODED.iter().filter(|c| accepted & c.bit() != 0).map(|c| c.name()).collect();
+            // Always Ok: the names joined are the codings' own, plain ASCII.
             if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
                 headers.insert(header::ACCEPT_ENCODING, v);
             }
         }
     }
-    accepted & 1 != 0
+    accepted & Coding::Gzip.bit() != 0
 }
 
 pub fn is_html(headers: &HeaderMap) -> bool {
@@ -117,25 +111,52 @@ enum Coding {
     Zstd,
 }
 
+impl Coding {
+    /// The codings the rewriter decodes, in the order upstream is offered them.
+    const DECODED: [Coding; 4] = [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd];
+    /// Every bit of `DECODED`.
+    const ALL_DECODED: u8 = 0b1111;
+
+    /// A content-coding by its name in Content-Encoding or Accept-Encoding (any case); None
+    /// for one the rewriter cannot decode.
+    fn from_name(name: &str) -> Option<Coding> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        Some(if name.is_empty() || is("identity") {
+            Coding::Identity
+        } else if is("gzip") || is("x-gzip") {
+            Coding::Gzip
+        } else if is("deflate") {
+            Coding::Deflate
+        } else if is("br") {
+            Coding::Brotli
+        } else if is("zstd") {
+            Coding::Zstd
+        } else {
+            return None;
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Coding::Identity => "identity",
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+            Coding::Brotli => "br",
+            Coding::Zstd => "zstd",
+        }
+    }
+
+    /// Its bit in a set of decoded codings (none for identity, which needs no decoding).
+    fn bit(self) -> u8 {
+        Coding::DECODED.iter().position(|c| *c == self).map_or(0, |i| 1 << i)
+    }
+}
+
 fn decoder_for(headers: &HeaderMap) -> Option<Coding> {
     let Some(ce) = headers.get(header::CONTENT_ENCODING) else {
         return Some(Coding::Identity);
     };
-    let ce = ce.to_str().ok()?.trim();
-    let is = |name: &str| ce.eq_ignore_ascii_case(name);
-    Some(if ce.is_empty() || is("identity") {
-        Coding::Identity
-    } else if is("gzip") || is("x-gzip") {
-        Coding::Gzip
-    } else if is("deflate") {
-        Coding::Deflate
-    } else if is("br") {
-        Coding::Brotli
-    } else if is("zstd") {
-        Coding::Zstd
-    } else {
-        return None;
-    })
+    Coding::from_name(ce.to_str().ok()?.trim())
 }
 
 fn charset_of(headers: &HeaderMap) -> Option<&'static encoding_rs::Encoding> {
