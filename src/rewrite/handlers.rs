@@ -194,15 +194,15 @@ pub fn settings(ctx: Arc<PageCtx>, removals: Arc<Mutex<Removals>>) -> lol_html::
         // proxy answers it with the surrogate, so page code calling the tracker's API keeps
         // working. An inline one is looked at with its text (below): is it JavaScript?
         .append_element_content_handler(on_element(&sel.script, move |el: &mut El| {
-            let Some(src) = el.get_attribute("src") else {
+            let src = el.get_attribute("src");
+            {
                 let mut r = lock(&r1);
-                r.script_is_js = is_js_type(el);
+                // The text of a script with a src (normally none) is not run, so not a snippet.
+                r.script_is_js = src.is_none() && is_js_type(el);
                 r.script_buf.clear();
                 r.script_passthrough = false;
-                return Ok(());
-            };
-            // Its text (normally none) is not an inline snippet.
-            lock(&r1).script_is_js = false;
+            }
+            let Some(src) = src else { return Ok(()) };
             if let Some((abs, rule)) = c1.blocked(&src, RequestType::Script) {
                 if surrogates::for_url(&abs).is_none() {
                     el.remove();
