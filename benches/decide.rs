@@ -96,7 +96,6 @@ fn bench(c: &mut Criterion) {
     nostalk::ops::return_free_memory();
     let ours_kib = rss_kib().saturating_sub(before);
     eprintln!("engines, EasyList + EasyPrivacy: adblock bare {bare_kib} KiB built in {bare_ms} ms; nostalk policy {ours_kib} KiB built in {ours_ms} ms");
-    nostalk::ops::return_free_memory();
     let embedded_before = rss_kib();
     let embedded = Policy::build(&nostalk::Config::default(), &[]).unwrap();
     nostalk::ops::return_free_memory();
