@@ -51,5 +51,13 @@ pub struct Shared {
     pub receipt: receipt::Receipt,
     pub shopping: hygiene::shopping::Shopping,
     pub lists: Arc<policy::subscribe::Subscriptions>,
+    /// Every open client connection, for the connection limit.
+    pub conns: Arc<proxy::limits::ConnTable>,
+    /// The secret the proxy's own pages put in their forms; a control without it is refused.
+    pub page_token: String,
+    /// Set to true when the server begins to shut down; connections close gracefully.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The connection tasks, waited for when draining.
+    pub tasks: tokio_util::task::TaskTracker,
     pub ready: std::sync::atomic::AtomicBool,
 }

@@ -92,14 +92,25 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     }
 }
 
-fn init_logs(format: &str) {
+/// Logs go to stderr through a writer thread that batches lines into few writes, so a busy
+/// proxy's request threads never wait on the terminal or the journal; no line is dropped
+/// (a full queue makes the logger wait). Colours only when stderr is a terminal. The guard
+/// flushes what is queued when it is dropped, at exit.
+fn init_logs(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "nostalk=info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("nostalk-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 // mimalloc: per-thread free lists make the many small allocations of a request (headers,
@@ -150,7 +161,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 cfg.server.listen = l;
             }
-            init_logs(&cfg.server.log_format);
+            let _logs = init_logs(&cfg.server.log_format);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async {
                 // Signal handlers first: a SIGTERM at any point after start drains and exits 0.
@@ -287,22 +298,38 @@ fn human_age(d: std::time::Duration) -> String {
     }
 }
 
-async fn shop(proxy: &str, site: &str, minutes: u64) -> Result<()> {
+/// One HTTP/1.1 exchange with the proxy's own pages; returns the status line and the body.
+async fn ask_proxy(proxy: &str, method: &str, path: &str, body: &str) -> Result<(String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body =
-        format!("site={}&minutes={minutes}", url::form_urlencoded::byte_serialize(site.as_bytes()).collect::<String>());
     let mut s = tokio::net::TcpStream::connect(proxy).await.with_context(|| format!("no proxy at {proxy}"))?;
+    let token = std::env::var("NOSTALK_ADMIN_TOKEN").map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(
-        "POST /shopping HTTP/1.1\r\nhost: {proxy}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {proxy}\r\n{token}content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).await?;
-    let status = resp.lines().next().unwrap_or("");
+    let status = resp.lines().next().unwrap_or("").to_string();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+async fn shop(proxy: &str, site: &str, minutes: u64) -> Result<()> {
+    // The controls take the token of the proxy's own page, as a browser on that page would.
+    let (status, page) = ask_proxy(proxy, "GET", "/", "").await?;
+    let marker = "name=\"token\" value=\"";
+    let Some(token) = page.split_once(marker).and_then(|(_, rest)| rest.split('"').next()) else {
+        bail!("the proxy did not offer its controls ({status}); is this machine in [admin] allow (and NOSTALK_ADMIN_TOKEN set, when [admin] token is)?");
+    };
+    let body = format!(
+        "site={}&minutes={minutes}&token={token}",
+        url::form_urlencoded::byte_serialize(site.as_bytes()).collect::<String>()
+    );
+    let (status, resp) = ask_proxy(proxy, "POST", "/shopping", &body).await?;
     if !status.contains(" 303 ") {
         bail!("the proxy answered: {status}");
     }
-    println!("{}", resp.split("\r\n\r\n").nth(1).unwrap_or("").trim());
+    println!("{}", resp.trim());
     Ok(())
 }

@@ -23,6 +23,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub rewrite: RewriteConfig,
     pub access: AccessConfig,
+    pub admin: AdminConfig,
+    pub receipt: ReceiptConfig,
     pub lists: Vec<ListConfig>,
 }
 
@@ -32,6 +34,17 @@ pub struct ServerConfig {
     pub listen: String,
     pub log_format: String,
     pub shutdown_grace: String,
+    /// A client connection with no bytes either way for this long is closed (gracefully:
+    /// requests in flight finish first).
+    pub idle_timeout: String,
+    /// How long a client may take to finish a TLS handshake, or to send its first bytes
+    /// after CONNECT.
+    pub handshake_timeout: String,
+    /// A tunnel (CONNECT passed through untouched) with no bytes either way for this long is
+    /// closed.
+    pub tunnel_idle_timeout: String,
+    /// At most this many client connections; past it the least recently active is shed.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -45,6 +58,8 @@ pub struct CaConfig {
 pub struct InterceptConfig {
     pub enabled: bool,
     pub passthrough: Vec<String>,
+    /// CONNECT is accepted only to these ports.
+    pub connect_ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +70,11 @@ pub struct UpstreamConfig {
     pub connect_timeout: String,
     pub response_timeout: String,
     pub idle_timeout: String,
+    /// Destinations never reached (besides the defaults: loopback, link-local, unspecified,
+    /// multicast, and private ranges when the proxy serves other machines).
+    pub deny: Vec<String>,
+    /// Destinations reached even when a default or `deny` would refuse them.
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +87,8 @@ pub struct PolicyConfig {
     pub dnt: bool,
     pub decision_cache: usize,
     pub list_cache_dir: Option<PathBuf>,
+    /// The largest list file taken, downloaded or read from a path, in megabytes.
+    pub max_list_mb: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +102,29 @@ pub struct RewriteConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     pub allow: Vec<String>,
+}
+
+/// Who operates the proxy: `/metrics` and the controls answer only these clients.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Loopback alone when empty.
+    pub allow: Vec<String>,
+    /// When set, `/metrics` and the controls also need `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptConfig {
+    /// Keep and log what each client browsed (one person's proxy); false on a shared gateway.
+    pub per_person: bool,
+}
+
+impl Default for ReceiptConfig {
+    fn default() -> Self {
+        ReceiptConfig { per_person: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,12 +148,20 @@ fn default_refresh() -> String {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8877".into(), log_format: "pretty".into(), shutdown_grace: "10s".into() }
+        ServerConfig {
+            listen: "127.0.0.1:8877".into(),
+            log_format: "pretty".into(),
+            shutdown_grace: "10s".into(),
+            idle_timeout: "120s".into(),
+            handshake_timeout: "10s".into(),
+            tunnel_idle_timeout: "10m".into(),
+            max_connections: 4096,
+        }
     }
 }
 impl Default for InterceptConfig {
     fn default() -> Self {
-        InterceptConfig { enabled: true, passthrough: Vec::new() }
+        InterceptConfig { enabled: true, passthrough: Vec::new(), connect_ports: vec![443, 80] }
     }
 }
 impl Default for UpstreamConfig {
@@ -119,6 +172,8 @@ impl Default for UpstreamConfig {
             connect_timeout: "10s".into(),
             response_timeout: "60s".into(),
             idle_timeout: "90s".into(),
+            deny: Vec::new(),
+            allow: Vec::new(),
         }
     }
 }
@@ -132,6 +187,7 @@ impl Default for PolicyConfig {
             dnt: false,
             decision_cache: 20_000,
             list_cache_dir: None,
+            max_list_mb: 32,
         }
     }
 }
@@ -200,6 +256,11 @@ impl ResolveEntry {
     }
 }
 
+/// The largest decision cache a config may ask for (each entry is a few hundred bytes).
+pub const MAX_DECISION_CACHE: usize = 1_000_000;
+/// The largest `max_list_mb`: EasyList and EasyPrivacy together are about 3 MB.
+pub const MAX_LIST_MB: usize = 256;
+
 /// Parse "10s", "24h", "500ms".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like \"10s\" or \"24h\": {e}"))
@@ -221,25 +282,33 @@ impl Config {
     }
 
     /// Parse and validate TOML text.
+    /// Every problem is reported in one pass: a key serde refuses (unknown, or of the wrong
+    /// type) is noted and blanked out of a working copy of the text (its lines kept, so later
+    /// line numbers stay true), and parsing goes on, so one mistake does not hide the next.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = match toml::from_str(text) {
-            Ok(cfg) => cfg,
-            Err(e) => {
-                let line = e.span().map(|span| line_of(text, span.start));
-                let key = key_at(text, e.span().map(|s| s.start)).unwrap_or_else(|| "(file)".into());
-                return Err(ConfigError::Invalid(vec![ConfigIssue {
-                    key,
-                    line,
-                    message: e.message().trim().to_string(),
-                }]));
+        let mut issues = Vec::new();
+        let mut work = text.to_string();
+        // Each round blanks at least one key, so this ends; the cap is for safety only.
+        for _ in 0..64 {
+            match toml::from_str::<Config>(&work) {
+                Ok(cfg) => {
+                    issues.extend(cfg.validate(text));
+                    return if issues.is_empty() { Ok(cfg) } else { Err(ConfigError::Invalid(issues)) };
+                }
+                Err(e) => {
+                    let start = e.span().map(|s| s.start);
+                    let line = start.map(|s| line_of(&work, s));
+                    let key = key_at(&work, start).unwrap_or_else(|| "(file)".into());
+                    issues.push(ConfigIssue { key, line, message: e.message().trim().to_string() });
+                    match start.and_then(|s| blank_item_at(&work, s)) {
+                        Some(next) if next != work => work = next,
+                        // A syntax error, or nothing left to blank: nothing more can be read.
+                        _ => break,
+                    }
+                }
             }
-        };
-        let issues = cfg.validate(text);
-        if issues.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError::Invalid(issues))
         }
+        Err(ConfigError::Invalid(issues))
     }
 
     fn resolve_relative_paths(&mut self, base: &Path) {
@@ -290,6 +359,9 @@ impl Config {
         }
         for (path, value) in [
             (["server", "shutdown_grace"], &self.server.shutdown_grace),
+            (["server", "idle_timeout"], &self.server.idle_timeout),
+            (["server", "handshake_timeout"], &self.server.handshake_timeout),
+            (["server", "tunnel_idle_timeout"], &self.server.tunnel_idle_timeout),
             (["upstream", "connect_timeout"], &self.upstream.connect_timeout),
             (["upstream", "response_timeout"], &self.upstream.response_timeout),
             (["upstream", "idle_timeout"], &self.upstream.idle_timeout),
@@ -303,10 +375,32 @@ impl Config {
                 push(&["upstream", "resolve"], Some(i), e);
             }
         }
-        for (i, c) in self.access.allow.iter().enumerate() {
-            if parse_cidr(c).is_none() {
-                push(&["access", "allow"], Some(i), format!("`{c}` is not an address or CIDR like 192.168.1.0/24"));
+        for (path, list) in [
+            (["access", "allow"], &self.access.allow),
+            (["admin", "allow"], &self.admin.allow),
+            (["upstream", "allow"], &self.upstream.allow),
+            (["upstream", "deny"], &self.upstream.deny),
+        ] {
+            for (i, c) in list.iter().enumerate() {
+                if parse_cidr(c).is_none() {
+                    push(&path, Some(i), format!("`{c}` is not an address or CIDR like 192.168.1.0/24"));
+                }
             }
+        }
+        if self.admin.token.as_deref().is_some_and(|t| t.len() < 16) {
+            push(&["admin", "token"], None, "the token must be at least 16 characters".into());
+        }
+        if self.server.max_connections == 0 {
+            push(&["server", "max_connections"], None, "must be at least 1".into());
+        }
+        if self.intercept.connect_ports.contains(&0) {
+            push(&["intercept", "connect_ports"], None, "0 is not a port".into());
+        }
+        if self.policy.decision_cache > MAX_DECISION_CACHE {
+            push(&["policy", "decision_cache"], None, format!("at most {MAX_DECISION_CACHE} decisions can be cached"));
+        }
+        if !(1..=MAX_LIST_MB).contains(&self.policy.max_list_mb) {
+            push(&["policy", "max_list_mb"], None, format!("must be between 1 and {MAX_LIST_MB}"));
         }
         if !matches!(self.policy.ads.as_str(), "ad" | "block" | "allow") {
             push(&["policy", "ads"], None, format!("`{}` must be \"ad\", \"block\" or \"allow\"", self.policy.ads));
@@ -357,6 +451,18 @@ impl Config {
         self.upstream.resolve.iter().filter_map(|r| ResolveEntry::parse(r).ok()).collect()
     }
 
+    /// A duration key's value (validated by `parse`; the default's own value otherwise).
+    pub fn server_duration(&self, which: fn(&ServerConfig) -> &String) -> Duration {
+        let fallback = which(&ServerConfig::default()).clone();
+        parse_duration(which(&self.server))
+            .or_else(|_| parse_duration(&fallback))
+            .unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn max_list_bytes(&self) -> usize {
+        self.policy.max_list_mb.clamp(1, MAX_LIST_MB) * 1024 * 1024
+    }
+
     pub fn ca_dir(&self) -> PathBuf {
         self.ca.dir.clone().unwrap_or_else(default_ca_dir)
     }
@@ -376,6 +482,59 @@ pub fn default_ca_dir() -> PathBuf {
 /// An address or a CIDR; a bare address is a /32 or /128.
 pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// `text` with the table or key-value that holds byte `offset` replaced by spaces (newlines
+/// kept), or None when the text does not parse as TOML at all.
+fn blank_item_at(text: &str, offset: usize) -> Option<String> {
+    let doc = text.parse::<toml_edit::ImDocument<String>>().ok()?;
+    let range = innermost_span(doc.as_table(), offset)?;
+    let mut out = text.as_bytes().to_vec();
+    for b in &mut out[range] {
+        if *b != b'\n' {
+            *b = b' ';
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The span (from key to end of value, or a whole `[table]`) of the innermost item that holds
+/// `offset`.
+fn innermost_span(table: &dyn toml_edit::TableLike, offset: usize) -> Option<std::ops::Range<usize>> {
+    for (key, item) in table.iter() {
+        let Some((k, _)) = table.get_key_value(key) else { continue };
+        let key_span = k.span();
+        let (item_span, inner): (Option<std::ops::Range<usize>>, Option<&dyn toml_edit::TableLike>) = match item {
+            toml_edit::Item::Table(t) => (t.span(), Some(t as &dyn toml_edit::TableLike)),
+            toml_edit::Item::Value(v) => (v.span(), v.as_inline_table().map(|t| t as &dyn toml_edit::TableLike)),
+            toml_edit::Item::ArrayOfTables(a) => {
+                for t in a.iter() {
+                    if t.span().is_some_and(|s| s.contains(&offset)) {
+                        return innermost_span(t, offset).or(t.span());
+                    }
+                }
+                (a.span(), None)
+            }
+            toml_edit::Item::None => (None, None),
+        };
+        let whole = match (key_span.clone(), item_span.clone()) {
+            (Some(k), Some(v)) if matches!(item, toml_edit::Item::Value(_)) => Some(k.start.min(v.start)..k.end.max(v.end)),
+            (_, Some(v)) => Some(v),
+            (Some(k), None) => Some(k),
+            _ => None,
+        };
+        if let Some(w) = whole {
+            if w.contains(&offset) || key_span.as_ref().is_some_and(|k| k.contains(&offset)) {
+                if let Some(t) = inner {
+                    if let Some(r) = innermost_span(t, offset) {
+                        return Some(r);
+                    }
+                }
+                return Some(w);
+            }
+        }
+    }
+    None
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -309,3 +309,32 @@ impl InlineSignatures {
         self.entries.iter().map(|(f, _)| &**f).collect()
     }
 }
+
+/// A list file's text, refused unread when it is larger than `max` bytes (`[policy]
+/// max_list_mb`): a list is parsed whole, and a file of hundreds of megabytes would take
+/// gigabytes to parse.
+pub fn read_capped(path: &std::path::Path, max: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let too_big = |len: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is {} MB, larger than [policy] max_list_mb = {} (raise it if this list is meant)",
+                len.div_ceil(1024 * 1024),
+                max / (1024 * 1024)
+            ),
+        )
+    };
+    if len > max as u64 {
+        return Err(too_big(len));
+    }
+    let mut text = String::with_capacity(len as usize);
+    // A file that grows while it is read is still stopped at the cap.
+    f.take(max as u64 + 1).read_to_string(&mut text)?;
+    if text.len() > max {
+        return Err(too_big(text.len() as u64));
+    }
+    Ok(text)
+}

@@ -165,7 +165,7 @@ impl Policy {
         }
         for l in &cfg.lists {
             if let Some(path) = &l.path {
-                let text = std::fs::read_to_string(path).map_err(|e| PolicyError::List {
+                let text = lists::read_capped(path, cfg.max_list_bytes()).map_err(|e| PolicyError::List {
                     name: l.name.clone(),
                     message: format!("cannot read {}: {e}", path.display()),
                 })?;

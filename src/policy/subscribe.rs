@@ -14,8 +14,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// A list body larger than this is refused (EasyList is about 2 MB).
-pub const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Meta {
@@ -87,7 +85,7 @@ impl Subscriptions {
                 let kind = ListKind::from_verdict(&l.verdict);
                 let meta: Meta =
                     std::fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-                let source = std::fs::read_to_string(&text_path)
+                let source = super::lists::read_capped(&text_path, cfg.max_list_bytes())
                     .ok()
                     .map(|t| ListSource::new(&l.name, kind, t, Origin::Url(l.url.clone().unwrap_or_default())));
                 let status =
@@ -265,7 +263,7 @@ async fn fetch(shared: &Shared, url: &str, etag: Option<&str>, last_modified: Op
     let header = |n: http::header::HeaderName| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let etag = header(http::header::ETAG);
     let last_modified = header(http::header::LAST_MODIFIED);
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_LIST_BYTES)
+    let body = http_body_util::Limited::new(resp.into_body(), shared.config.max_list_bytes())
         .collect()
         .await
         .map_err(|e| format!("reading the body: {e}"))?

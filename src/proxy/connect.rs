@@ -1,8 +1,12 @@
-//! CONNECT: a blocked host is refused at once (403); a host on the passthrough list, a trusted
+//! CONNECT: only to `[intercept] connect_ports`, to a host name or an address destination
+//! filtering allows (else 403); a blocked host is refused at once (403); a host on the passthrough list, a trusted
 //! site, or every host when interception is off, is tunnelled byte for byte; all others are
 //! intercepted: the client's TLS is terminated with a leaf minted for the host (ALPN h2 and
 //! http/1.1), and the requests inside are served by the same service as plain ones. A client
 //! that speaks plain HTTP inside the tunnel (ws:// through CONNECT) is served without TLS.
+//! Every wait is bounded: the client's first bytes and TLS handshake by
+//! `[server] handshake_timeout`, an intercepted connection by the idle timeout, a tunnel by
+//! `[server] tunnel_idle_timeout`.
 
 use crate::policy::{RequestInfo, RequestType, Verdict};
 use crate::proxy::service::{ProxyService, Tunnel};
@@ -17,15 +21,42 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use crate::proxy::limits::{self, Activity, Tracked};
+use crate::proxy::listener::drive;
+use std::time::Duration;
+use tokio::time::timeout;
 use tracing::{debug, info, Instrument};
 
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Response<Body> {
     let Some(authority) = req.uri().authority().cloned() else {
         return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "CONNECT needs host:port");
     };
+    if let Err(why) = crate::proxy::service::valid_port(Some(&authority)) {
+        return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", &why);
+    }
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    if !crate::tls::is_mintable_name(&host) && host.parse::<std::net::IpAddr>().is_err() {
+        return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "CONNECT needs a host name or address");
+    }
     let port = authority.port_u16().unwrap_or(443);
     tracing::Span::current().record("host", host.as_str());
+    if !shared.config.intercept.connect_ports.contains(&port) {
+        info!(port, "refused CONNECT to a port not in [intercept] connect_ports");
+        return respond::error_page(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!("nostalk opens tunnels only to the ports in [intercept] connect_ports, not to {port}."),
+        );
+    }
+    if let Err(refused) = shared.dialer.check_literal(&host) {
+        info!(reason = refused.why, "refused CONNECT to a destination that is not forwarded to");
+        return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &refused.to_string());
+    }
     let policy = shared.policy.load();
 
     // Host-level decision: only rules that match the bare host can refuse a tunnel.
@@ -64,6 +95,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAdd
                 } else {
                     StatusCode::BAD_GATEWAY
                 };
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    info!(error = %e, "refused CONNECT to a destination that is not forwarded to");
+                    return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &e.to_string());
+                }
                 info!(error = %e, "tunnel upstream unreachable");
                 return respond::error_page(
                     status,
@@ -73,13 +108,14 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAdd
             }
         };
         let span = tracing::info_span!("tunnel", host = %host, port);
-        tokio::spawn(
+        let idle = shared.config.server_duration(|s| &s.tunnel_idle_timeout);
+        shared.tasks.spawn(
             async move {
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
                         let mut client = TokioIo::new(upgraded);
-                        let mut upstream = upstream;
-                        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                        let mut upstream = Tracked::untabled(upstream);
+                        match limits::tunnel(&mut client, &mut upstream, idle).await {
                             Ok((up, down)) => debug!(up, down, "tunnel closed"),
                             Err(e) => debug!(error = %e, "tunnel ended"),
                         }
@@ -93,13 +129,15 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAdd
     }
 
     let span = tracing::info_span!("intercept", host = %host, port);
-    tokio::spawn(
+    let tasks = shared.tasks.clone();
+    tasks.spawn(
         async move {
             let upgraded = match hyper::upgrade::on(req).await {
                 Ok(u) => u,
                 Err(e) => return debug!(error = %e, "upgrade failed"),
             };
-            if let Err(e) = serve_intercepted(shared, TokioIo::new(upgraded), host, port, peer).await {
+            let at = Addrs { peer, local };
+            if let Err(e) = serve_intercepted(shared, TokioIo::new(upgraded), host, port, at).await {
                 debug!(error = %e, "intercepted connection ended");
             }
         }
@@ -118,18 +156,28 @@ fn is_passthrough(list: &[String], host: &str) -> bool {
     })
 }
 
+/// The client's address and the proxy's address it reached.
+struct Addrs {
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
 async fn serve_intercepted<S>(
     shared: Arc<Shared>,
     mut io: S,
     host: String,
     port: u16,
-    peer: SocketAddr,
+    at: Addrs,
 ) -> Result<(), crate::BoxError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let handshake = shared.config.server_duration(|s| &s.handshake_timeout);
+    let idle = shared.config.server_duration(|s| &s.idle_timeout);
+    let mut stop = shared.shutdown.subscribe();
+    let activity = Arc::new(Activity::default());
     let mut first = [0u8; 1];
-    let n = io.read(&mut first).await?;
+    let n = timeout(handshake, io.read(&mut first)).await.map_err(|_| "no bytes after CONNECT")??;
     if n == 0 {
         return Ok(());
     }
@@ -137,32 +185,49 @@ where
     if first[0] != 0x16 {
         // Not a TLS handshake: plain HTTP inside the tunnel, h1 or h2 as its first bytes say.
         let builder = crate::proxy::listener::auto_builder();
-        let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel::new(&host, port, false))));
-        builder.serve_connection_with_upgrades(TokioIo::new(io), svc).await?;
+        let tunnel = Some(Arc::new(Tunnel::new(&host, port, false)));
+        let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
         return Ok(());
     }
     let ca = shared.ca.clone().ok_or("interception without a CA")?;
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-    let start = acceptor.await?;
-    // The leaf is for the name the client asks for (SNI), else the CONNECT host.
-    let name = start.client_hello().server_name().map(str::to_ascii_lowercase).unwrap_or_else(|| host.clone());
-    let config = ca.server_config(&name)?;
-    let tls = start.into_stream(config).await?;
-    let svc = ProxyService::new(shared, peer, Some(Arc::new(Tunnel::new(&name, port, true))));
+    let tls = timeout(handshake, async {
+        let start = acceptor.await?;
+        // The leaf is for the name the client asks for (SNI), else the CONNECT host; never a
+        // wildcard or an empty name.
+        let name = start.client_hello().server_name().map(str::to_ascii_lowercase).unwrap_or_else(|| host.clone());
+        if !crate::tls::is_mintable_name(&name) {
+            return Err(format!("no certificate is made for the name `{name}`").into());
+        }
+        let config = ca.server_config(&name)?;
+        Ok::<_, crate::BoxError>((start.into_stream(config).await?, name))
+    })
+    .await
+    .map_err(|_| "TLS handshake timed out")?;
+    let (tls, name) = tls?;
+    let tunnel = Some(Arc::new(Tunnel::new(&name, port, true)));
+    let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone());
     // ALPN has said which protocol the client speaks; serving it directly spares every read
     // the auto builder's look at the first bytes.
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
             .timer(TokioTimer::new())
             .enable_connect_protocol()
-            .serve_connection(TokioIo::new(tls), svc)
-            .await?;
+            .max_header_list_size(64 * 1024)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let conn = builder.serve_connection(TokioIo::new(tls), svc);
+        drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
     } else {
-        hyper::server::conn::http1::Builder::new()
+        let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
+            .max_headers(crate::proxy::listener::MAX_HEADERS)
             .serve_connection(TokioIo::new(tls), svc)
-            .with_upgrades()
-            .await?;
+            .with_upgrades();
+        drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
     }
     Ok(())
 }

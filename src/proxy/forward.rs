@@ -41,21 +41,7 @@ pub async fn forward(
     };
     let decision = policy.decide(&info);
     span.record("verdict", decision.verdict.as_str());
-    // The decision's log line; its fields (site by the PSL, copies of rule and list) are
-    // only worked out when someone reads them.
-    if tracing::enabled!(tracing::Level::INFO) {
-        let explanation = Explanation::new(&info, &decision);
-        info!(
-            url = %url,
-            decision = decision.verdict.as_str(),
-            rule = explanation.rule.as_deref().unwrap_or(""),
-            list = explanation.list.as_deref().unwrap_or(""),
-            site = %explanation.site,
-            party = explanation.party,
-            r#type = request_type.as_str(),
-            "decision"
-        );
-    }
+    log_decision(&info, &decision);
     let page_site = site::site_of(&page_host);
     shared.receipt.record(Some(&page_site), &host, &decision, request_type);
 
@@ -169,7 +155,39 @@ pub async fn forward(
             client_gzip,
             request_id: id,
         };
-        return rewrite::rewrite_response(parts, body, page);
+        return rewrite::rewrite_response(parts, body, page).await;
     }
     Response::from_parts(parts, body)
+}
+
+/// The decision's log line. At INFO, what nostalk did (a block, an ad de-identified): the
+/// decision, rule, list, site and host, never the path, query or credentials, which are a
+/// person's browsing in detail; at DEBUG, every request with its full URL. Its fields (site by
+/// the PSL, copies of rule and list) are only worked out when someone reads them.
+fn log_decision(info: &RequestInfo<'_>, decision: &crate::policy::Decision) {
+    let level_on = if decision.verdict == Verdict::Allow {
+        tracing::enabled!(tracing::Level::DEBUG)
+    } else {
+        tracing::enabled!(tracing::Level::INFO)
+    };
+    if !level_on {
+        return;
+    }
+    let explanation = Explanation::new(info, decision);
+    let rule = explanation.rule.as_deref().unwrap_or("");
+    let list = explanation.list.as_deref().unwrap_or("");
+    if decision.verdict == Verdict::Allow {
+        debug!(url = %info.url, decision = "allow", rule, list, site = %explanation.site, party = explanation.party, r#type = info.request_type.as_str(), "decision");
+    } else {
+        info!(
+            decision = decision.verdict.as_str(),
+            rule,
+            list,
+            site = %explanation.site,
+            party = explanation.party,
+            r#type = info.request_type.as_str(),
+            "decision"
+        );
+        debug!(url = %info.url, "decided URL");
+    }
 }

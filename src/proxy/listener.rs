@@ -1,16 +1,18 @@
 //! The listener: binds the address, builds the shared state once, accepts connections (checking
-//! access first), serves each with hyper's auto HTTP/1.1 + HTTP/2 builder, and shuts down
-//! gracefully: on the shutdown signal it stops accepting, lets in-flight connections finish up
-//! to the grace deadline, and returns.
+//! access first, registering each in the connection table), serves each with hyper's auto
+//! HTTP/1.1 + HTTP/2 builder until it ends or no request has used it for the idle timeout, and
+//! shuts down gracefully: on the shutdown signal `/readyz` turns 503, it stops accepting, lets
+//! in-flight connections finish up to the grace deadline, and returns.
 
 use crate::config::Config;
 use crate::policy::{subscribe::Subscriptions, Policy};
-use crate::proxy::{service, upstream};
+use crate::proxy::{limits, service, upstream};
 use crate::{ops, receipt, tls, Shared};
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::future::Future;
+use std::pin::Pin;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,7 @@ impl Server {
         let lists = Arc::new(Subscriptions::new(&config));
         let policy = Policy::build(&config, &lists.loaded())?;
         ops::return_free_memory();
+        limits::raise_fd_limit();
         let shared = Arc::new(Shared {
             access: ops::access::Access::new(&config),
             policy: ArcSwap::from_pointee(policy),
@@ -71,6 +74,10 @@ impl Server {
             receipt: receipt::Receipt::new(),
             shopping: Default::default(),
             lists,
+            conns: limits::ConnTable::new(config.server.max_connections),
+            page_token: crate::respond::pages::new_token(),
+            shutdown: tokio::sync::watch::channel(false).0,
+            tasks: tokio_util::task::TaskTracker::new(),
             config,
             ready: std::sync::atomic::AtomicBool::new(true),
         });
@@ -89,8 +96,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server { listener, shared } = self;
         crate::policy::subscribe::spawn_refresher(shared.clone());
-        let grace = shared.config.duration(&shared.config.server.shutdown_grace, Duration::from_secs(10));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let grace = shared.config.server_duration(|s| &s.shutdown_grace);
+        let idle = shared.config.server_duration(|s| &s.idle_timeout);
         let builder = Arc::new(auto_builder());
         info!(listen = %shared.listen, "nostalk is listening; PAC file at http://{}/proxy.pac", shared.listen);
         tokio::pin!(shutdown);
@@ -111,32 +118,65 @@ impl Server {
             conn_id += 1;
             if !shared.access.allows(peer.ip()) {
                 shared.metrics.inc(&shared.metrics.denied);
-                tokio::spawn(service::deny(stream, peer));
+                shared.tasks.spawn(service::deny(stream, peer));
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(shared.listen);
             shared.metrics.inc(&shared.metrics.connections);
-            let svc = service::ProxyService::new(shared.clone(), peer, None);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            let conn = graceful.watch(conn.into_owned());
-            let span = tracing::info_span!("conn", id = conn_id, peer = %peer);
-            tokio::spawn(
+            let activity = Arc::new(limits::Activity::default());
+            let svc = service::ProxyService::new(shared.clone(), peer, local, None, activity.clone());
+            let io = TokioIo::new(shared.conns.admit(stream));
+            let builder = builder.clone();
+            let mut stop = shared.shutdown.subscribe();
+            // On a shared gateway the logs name no client next to what it browsed.
+            let span = if shared.config.receipt.per_person {
+                tracing::info_span!("conn", id = conn_id, peer = %peer)
+            } else {
+                tracing::info_span!("conn", id = conn_id)
+            };
+            shared.tasks.spawn(
                 async move {
-                    if let Err(e) = conn.await {
+                    let conn = builder.serve_connection_with_upgrades(io, svc);
+                    if let Err(e) = drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 }
                 .instrument(span),
             );
         }
-        drop(listener);
         shared.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+        drop(listener);
+        let _ = shared.shutdown.send(true);
+        shared.tasks.close();
         info!(grace = ?grace, "shutting down: no new connections, waiting for in-flight requests");
         tokio::select! {
-            _ = graceful.shutdown() => info!("all connections closed"),
+            _ = shared.tasks.wait() => info!("all connections closed"),
             _ = tokio::time::sleep(grace) => warn!("grace period over; closing remaining connections"),
         }
     }
+}
+
+/// Drive one served connection to its end; when no request has used it for `idle`, or the
+/// server is shutting down, it is closed gracefully (requests in flight finish first).
+pub async fn drive<C, E>(
+    conn: C,
+    activity: &limits::Activity,
+    idle: Duration,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    graceful: fn(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = activity.quiet_for(idle) => tracing::debug!(?idle, "closing an idle connection"),
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    graceful(conn.as_mut());
+    conn.await
 }
 
 /// hyper's server for a connection whose protocol its first bytes tell (the listener, and
@@ -144,7 +184,20 @@ impl Server {
 /// with a timer for their header and keep-alive timeouts.
 pub fn auto_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(hyper_util::rt::TokioTimer::new()).enable_connect_protocol();
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).keep_alive(true).max_headers(MAX_HEADERS);
+    h2_limits(builder.http2().timer(hyper_util::rt::TokioTimer::new()).enable_connect_protocol());
     builder
+}
+
+/// Request headers a client may send on HTTP/1.1: a browser with many cookies and client
+/// hints sends 60 or more; past this a request gets 431.
+pub const MAX_HEADERS: usize = 200;
+
+/// HTTP/2 limits for client connections: a header list as large as browsers send (64 KB,
+/// hyper's default is 16 KB), and keep-alive pings that find a peer that went away while
+/// its streams were open.
+pub fn h2_limits<E>(h2: &mut hyper_util::server::conn::auto::Http2Builder<'_, E>) {
+    h2.max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
 }

@@ -2,9 +2,11 @@
 //! (tunnel or intercept), forwarding one request, hop-by-hop headers, and the upstream client.
 
 pub mod connect;
+pub mod destination;
 pub mod forward;
 pub mod h2pool;
 pub mod headers;
+pub mod limits;
 pub mod listener;
 pub mod service;
 pub mod upstream;

@@ -1,8 +1,12 @@
 //! The per-connection service: takes each request a client sends and routes it to one of three
-//! places: CONNECT handling, the proxy's own pages (origin-form requests, or host
-//! `nostalk.localhost`), or forwarding. Inside an intercepted CONNECT the same service runs
-//! with the tunnel's host, so requests there are forwarded to that host over TLS.
+//! places: CONNECT handling, the proxy's own pages, or forwarding. The own pages answer only
+//! requests addressed to the proxy by its own names (`nostalk.internal`, `nostalk.localhost`,
+//! its listen address): an origin-form request whose Host is some other name reached the
+//! proxy because that name resolves to it (DNS rebinding) and is refused, never served.
+//! Inside an intercepted CONNECT the same service runs with the tunnel's host, so requests
+//! there are forwarded to that host over TLS.
 
+use crate::proxy::limits::Activity;
 use crate::proxy::{connect, forward};
 use crate::respond::{self, pages};
 use crate::{Body, Shared};
@@ -16,7 +20,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tracing::Instrument;
 
-pub const LOCAL_HOST: &str = "nostalk.localhost";
+/// The names the proxy answers for itself, whatever they resolve to.
+pub const LOCAL_HOSTS: [&str; 2] = ["nostalk.internal", "nostalk.localhost"];
+pub const LOCAL_HOST: &str = "nostalk.internal";
+
+pub fn is_local_name(host: &str) -> bool {
+    LOCAL_HOSTS.iter().any(|n| host.eq_ignore_ascii_case(n))
+}
 
 /// The host an intercepted (or plain-HTTP-in-CONNECT) tunnel was opened to: the scheme and
 /// authority every request inside it is sent to, parsed once for the tunnel's life.
@@ -49,12 +59,22 @@ impl Tunnel {
 pub struct ProxyService {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// The address the client reached the proxy on (for the PAC file's and pages' links).
+    local: SocketAddr,
     tunnel: Option<Arc<Tunnel>>,
+    /// When a request last came on this connection (for the idle timeout).
+    activity: Arc<Activity>,
 }
 
 impl ProxyService {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, tunnel: Option<Arc<Tunnel>>) -> Self {
-        ProxyService { shared, peer, tunnel }
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tunnel: Option<Arc<Tunnel>>,
+        activity: Arc<Activity>,
+    ) -> Self {
+        ProxyService { shared, peer, local, tunnel, activity }
     }
 }
 
@@ -64,6 +84,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.activity.touch();
         let this = self.clone();
         let id = this.shared.metrics.count_request();
         let span = tracing::info_span!("req", id, method = %req.method(), host = tracing::field::Empty, verdict = tracing::field::Empty);
@@ -77,25 +98,34 @@ enum Route {
     Local,
     Upstream(Uri),
     Bad(String),
+    /// Not for this client: 403 with the reason.
+    Refused(&'static str),
 }
 
 impl ProxyService {
     async fn handle(self, req: Request<Incoming>, id: u64) -> Response<Body> {
         match self.route(&req) {
-            Route::Connect => connect::handle(self.shared, req, self.peer).await,
-            Route::Local => pages::serve(&self.shared, req).await,
+            Route::Connect => connect::handle(self.shared, req, self.peer, self.local).await,
+            Route::Local => pages::serve(&self.shared, req, self.peer, self.local).await,
             Route::Upstream(uri) => forward::forward(&self.shared, req, uri, self.peer, id).await,
             Route::Bad(why) => {
                 tracing::info!(reason = %why, "bad request");
                 respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", &why)
             }
+            Route::Refused(why) => {
+                tracing::info!(reason = why, "refused");
+                respond::error_page(StatusCode::FORBIDDEN, "Forbidden", why)
+            }
         }
     }
 
     fn route(&self, req: &Request<Incoming>) -> Route {
+        let user = self.shared.access.is_user(self.peer.ip());
         if req.method() == Method::CONNECT {
             return if self.tunnel.is_some() {
                 Route::Bad("CONNECT inside a tunnel is not supported".into())
+            } else if !user {
+                Route::Refused("This proxy does not forward for your address.")
             } else {
                 Route::Connect
             };
@@ -109,25 +139,65 @@ impl ProxyService {
         let uri = req.uri();
         match (uri.scheme_str(), uri.host()) {
             (Some("http") | Some("https") | Some("ws") | Some("wss"), Some(host)) => {
+                if let Err(why) = valid_port(uri.authority()) {
+                    return Route::Bad(why);
+                }
                 if self.is_us(host, uri.port_u16()) {
                     Route::Local
+                } else if !user {
+                    Route::Refused("This proxy does not forward for your address.")
                 } else {
                     Route::Upstream(uri.clone())
                 }
             }
             (Some(other), _) => Route::Bad(format!("the scheme `{other}` is not proxied")),
-            (None, _) => Route::Local,
+            (None, _) => match req.headers().get(http::header::HOST).map(|h| h.to_str()) {
+                // HTTP/1.0 without a Host: only the proxy itself can be meant.
+                None => Route::Local,
+                Some(Ok(h)) if self.is_our_host_header(h) => Route::Local,
+                Some(_) => Route::Refused(
+                    "This is nostalk. Its pages answer only to its own names (nostalk.internal, or the address it listens on), not to a name that merely leads here.",
+                ),
+            },
         }
     }
 
+    /// An absolute-form request to the proxy itself: one of its names (any port), or the
+    /// address and port it listens on.
     fn is_us(&self, host: &str, port: Option<u16>) -> bool {
-        if host.eq_ignore_ascii_case(LOCAL_HOST) {
+        if is_local_name(host) {
             return true;
         }
         let listen = self.shared.listen;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = host.parse::<std::net::IpAddr>().ok().map(crate::ops::access::unmap);
         port.unwrap_or(80) == listen.port()
-            && (host.parse::<std::net::IpAddr>().ok() == Some(listen.ip())
+            && (ip.is_some_and(|ip| ip == listen.ip() || (listen.ip().is_unspecified() && ip == self.local.ip()))
                 || (listen.ip().is_loopback() && host.eq_ignore_ascii_case("localhost")))
+    }
+
+    /// The Host of an origin-form request: the proxy's names, an address (a client that
+    /// typed the address meant this machine), or `localhost`; never another name.
+    fn is_our_host_header(&self, value: &str) -> bool {
+        let Ok(authority) = value.parse::<Authority>() else { return false };
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        is_local_name(host) || host.parse::<std::net::IpAddr>().is_ok() || host.eq_ignore_ascii_case("localhost")
+    }
+}
+
+/// A port that is there must be a number from 1 to 65535: `:99999` or `:abc` is a 400, never
+/// quietly the scheme's default.
+pub fn valid_port(authority: Option<&Authority>) -> Result<(), String> {
+    let Some(a) = authority else { return Ok(()) };
+    let host_port = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, hp)| hp);
+    let port = match host_port.rfind(']') {
+        Some(i) => host_port[i + 1..].strip_prefix(':'),
+        None => host_port.split_once(':').map(|(_, p)| p),
+    };
+    match port {
+        None | Some("") => Ok(()),
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n != 0) => Ok(()),
+        Some(p) => Err(format!("`{p}` is not a port (1 to 65535)")),
     }
 }
 
@@ -143,4 +213,21 @@ pub async fn deny(stream: tokio::net::TcpStream, peer: SocketAddr) {
         .keep_alive(false)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), conn).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_port;
+
+    #[test]
+    fn ports_out_of_range_or_not_numbers_are_refused() {
+        let check = |s: &str| valid_port(Some(&s.parse().unwrap()));
+        assert!(check("a.test").is_ok());
+        assert!(check("a.test:8080").is_ok());
+        assert!(check("[::1]:443").is_ok());
+        assert!(check("user:pw@a.test:81").is_ok());
+        assert!(check("a.test:99999").is_err());
+        assert!(check("a.test:0").is_err());
+        assert!(check("[::1]:70000").is_err());
+    }
 }

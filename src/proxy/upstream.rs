@@ -7,6 +7,7 @@
 //! host *and port* to an address and port, which hyper-util's resolver interface cannot express.
 
 use crate::config::{Config, ResolveEntry};
+use crate::proxy::destination::{Destinations, Refused};
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::{Body, BoxError};
 use http::header::UPGRADE;
@@ -31,6 +32,7 @@ use tokio_rustls::TlsConnector;
 #[derive(Clone)]
 pub struct Dialer {
     resolve: Arc<Vec<ResolveEntry>>,
+    destinations: Arc<Destinations>,
     connect_timeout: Duration,
     tls: TlsConnector,
 }
@@ -39,25 +41,36 @@ impl Dialer {
     pub fn new(cfg: &Config, tls: rustls::ClientConfig) -> Dialer {
         Dialer {
             resolve: Arc::new(cfg.resolve_entries()),
+            destinations: Arc::new(Destinations::new(cfg)),
             connect_timeout: cfg.duration(&cfg.upstream.connect_timeout, Duration::from_secs(10)),
             tls: TlsConnector::from(Arc::new(tls)),
         }
     }
 
-    /// The addresses for host:port, overrides first.
+    /// The addresses for host:port, overrides first, and among them only those destination
+    /// filtering lets through (a refusal is an `io::Error` carrying [`Refused`]).
     pub async fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if let Some(e) = self.resolve.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)) {
-            return Ok(vec![e.addr]);
-        }
-        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+        let addrs = if let Some(e) = self.resolve.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)) {
+            vec![e.addr]
+        } else if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            vec![SocketAddr::new(ip, port)]
+        } else {
+            tokio::net::lookup_host((host, port)).await?.collect()
+        };
         if addrs.is_empty() {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}")));
         }
-        Ok(addrs)
+        self.destinations.filter(addrs).map_err(|r| io::Error::new(io::ErrorKind::PermissionDenied, r))
+    }
+
+    /// Whether an address written in the request itself may be reached (checked before a
+    /// tunnel is opened, without a lookup).
+    pub fn check_literal(&self, host: &str) -> Result<(), Refused> {
+        match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            Ok(ip) => self.destinations.check(ip),
+            Err(_) => Ok(()),
+        }
     }
 
     /// A TCP connection to host:port, trying each address, within the connect timeout.
@@ -241,7 +254,13 @@ pub fn classify_error(err: &(dyn std::error::Error + 'static)) -> (http::StatusC
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return (http::StatusCode::BAD_GATEWAY, format!("the server's certificate was not accepted: {tls}"));
         }
+        if let Some(refused) = e.downcast_ref::<Refused>() {
+            return (http::StatusCode::FORBIDDEN, refused.to_string());
+        }
         if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(refused) = io.get_ref().and_then(|i| i.downcast_ref::<Refused>()) {
+                return (http::StatusCode::FORBIDDEN, refused.to_string());
+            }
             if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 return (http::StatusCode::BAD_GATEWAY, format!("the server's certificate was not accepted: {tls}"));
             }

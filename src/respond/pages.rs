@@ -1,6 +1,14 @@
 //! The proxy's own pages, for requests addressed to the proxy itself: `/` (status and the
 //! privacy receipt), `/proxy.pac`, `/ca.pem`, `/metrics`, `/healthz`, `/readyz`, and
 //! `POST /shopping` (the per-site shopping switch).
+//!
+//! Who may see what: the health checks, the PAC file and the CA for every client that may
+//! connect; the receipt for `[access] allow` clients; `/metrics` and the controls for
+//! `[admin] allow` clients (with `[admin] token` when set). A control is a POST that must
+//! carry the token the proxy's own page put in its form, and come same-origin
+//! (`Sec-Fetch-Site`, `Origin`): a page on another site cannot flip a switch through the
+//! proxy, even with a form or a `text/plain` fetch a browser sends without preflight. What
+//! the pages render is capped, so no table makes a page without bound.
 
 use super::{error_page, html_escape};
 use crate::policy::{site, Verdict};
@@ -9,6 +17,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -20,11 +29,33 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<bytes::B
     r
 }
 
-pub async fn serve(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+/// A new secret for the pages' forms: 128 random bits, hex.
+pub fn new_token() -> String {
+    let mut b = [0u8; 16];
+    // The OS's random source does not fail on any system this runs on; if it ever did, the
+    // token would be the process's start time, still unknown to a web page.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b.copy_from_slice(&t.as_nanos().to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, local: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
+    let ip = peer.ip();
+    let user = shared.access.is_user(ip);
+    let admin = shared.access.is_admin(ip, req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()));
+    let forbidden = |what: &str| error_page(StatusCode::FORBIDDEN, "Forbidden", &format!("{what} is for the proxy's operators ([admin] allow)."));
     match (req.method(), path.as_str()) {
-        (&Method::GET | &Method::HEAD, "/") => status_page(shared),
-        (&Method::GET | &Method::HEAD, "/proxy.pac") => pac(shared),
+        (&Method::GET | &Method::HEAD, "/") if user || admin => {
+            let page = req.uri().query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "page").and_then(|(_, v)| v.parse().ok())
+            });
+            status_page(shared, local, admin, page.unwrap_or(1))
+        }
+        (&Method::GET | &Method::HEAD, "/") => error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address."),
+        (&Method::GET | &Method::HEAD, "/proxy.pac") => pac(req.headers(), local),
         (&Method::GET | &Method::HEAD, "/ca.pem") => match &shared.ca {
             Some(ca) => {
                 let mut r = text(StatusCode::OK, "application/x-pem-file", ca.cert_pem.clone());
@@ -38,11 +69,12 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 error_page(StatusCode::NOT_FOUND, "Not Found", "Interception is off, so there is no CA to install.")
             }
         },
-        (&Method::GET, "/metrics") => text(
+        (&Method::GET, "/metrics") if admin => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             shared.metrics.render(shared.receipt.dropped.load(Ordering::Relaxed)),
         ),
+        (&Method::GET, "/metrics") => forbidden("/metrics"),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {
             if shared.ready.load(Ordering::SeqCst) {
@@ -51,7 +83,14 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
             }
         }
-        (&Method::POST, "/shopping") => shopping(shared, req).await,
+        (&Method::POST, "/shopping") if admin => match same_origin(req.headers()) {
+            Ok(()) => shopping(shared, req).await,
+            Err(why) => {
+                tracing::info!(reason = why, "refused a control request");
+                error_page(StatusCode::FORBIDDEN, "Forbidden", why)
+            }
+        },
+        (&Method::POST, "/shopping") => forbidden("The shopping switch"),
         (_, "/" | "/proxy.pac" | "/ca.pem" | "/metrics" | "/healthz" | "/readyz" | "/shopping") => {
             error_page(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "This page does not take that method.")
         }
@@ -63,8 +102,34 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn pac(shared: &Shared) -> Response<Body> {
-    let addr = shared.listen;
+/// A control must come from the proxy's own page: a browser says where a request came from
+/// (`Sec-Fetch-Site`, and `Origin` on a POST), and anything but the same origin, or a request
+/// the person typed or sent from a shell (no such headers, or `none`), is refused.
+fn same_origin(headers: &http::HeaderMap) -> Result<(), &'static str> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !(site == "same-origin" || site == "none") {
+            return Err("A page on another site cannot use the proxy's controls.");
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+        if origin == "null" || !origin_host.eq_ignore_ascii_case(host) {
+            return Err("A page on another origin cannot use the proxy's controls.");
+        }
+    }
+    Ok(())
+}
+
+/// The PAC file names the address this client reached the proxy on (its Host when that is
+/// an address, else the socket's local address), never `0.0.0.0` or `[::]`.
+fn pac(headers: &http::HeaderMap, local: SocketAddr) -> Response<Body> {
+    let from_host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<SocketAddr>().ok())
+        .filter(|a| !a.ip().is_unspecified());
+    let addr = from_host.unwrap_or(local);
     let body = format!(
         "// nostalk proxy auto-configuration\nfunction FindProxyForURL(url, host) {{\n  if (isPlainHostName(host) || host === \"localhost\" || shExpMatch(host, \"127.*\") || host === \"[::1]\") return \"DIRECT\";\n  return \"PROXY {addr}; DIRECT\";\n}}\n"
     );
@@ -80,32 +145,46 @@ async fn shopping(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let form = collected.to_bytes();
     let mut site_name = None;
     let mut minutes = 60u64;
+    let mut token_ok = false;
     for (k, v) in url::form_urlencoded::parse(&form) {
         match &*k {
             "site" => site_name = Some(v.trim().to_ascii_lowercase()),
             "minutes" => minutes = v.trim().parse().unwrap_or(60),
+            "token" => token_ok = v.as_bytes() == shared.page_token.as_bytes(),
             _ => {}
         }
+    }
+    if !token_ok {
+        tracing::info!("refused a control request without the page's token");
+        return error_page(StatusCode::FORBIDDEN, "Forbidden", "This control works only from the proxy's own page (its token is missing or stale).");
     }
     let Some(name) = site_name.filter(|s| !s.is_empty()) else {
         return error_page(StatusCode::BAD_REQUEST, "Bad Request", "Say which site: site=example.com");
     };
     let s = site::site_of(&name);
-    shared.shopping.set(&s, Duration::from_secs(minutes.min(7 * 24 * 60) * 60));
+    if !shared.shopping.set(&s, Duration::from_secs(minutes.min(7 * 24 * 60) * 60)) {
+        return error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too Many Requests",
+            "Too many sites are in shopping mode; switch one off first.",
+        );
+    }
     tracing::info!(site = %s, minutes, "shopping switch set");
     let mut r = text(StatusCode::SEE_OTHER, "text/plain", format!("{s}: shopping for {minutes} minutes\n"));
     r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
     r
 }
 
-fn status_page(shared: &Shared) -> Response<Body> {
+/// Sites shown on one page of the receipt.
+const SITES_PER_PAGE: usize = 50;
+
+fn status_page(shared: &Shared, local: SocketAddr, admin: bool, page: usize) -> Response<Body> {
     let policy = shared.policy.load();
     let mut h = String::with_capacity(8192);
-    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><title>nostalk</title><style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2em .5em;border-bottom:1px solid #eee;vertical-align:top}.b{color:#b00}.a{color:#a60}small{color:#777}</style></head><body>");
+    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>nostalk</title><style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2em .5em;border-bottom:1px solid #eee;vertical-align:top}.b{color:#b00}.a{color:#a60}small{color:#777}</style></head><body>");
     let _ = write!(
         h,
-        "<h1>nostalk</h1><p>Listening on <code>{}</code>. PAC file: <a href=\"/proxy.pac\">/proxy.pac</a>.",
-        shared.listen
+        "<h1>nostalk</h1><p>Listening on <code>{local}</code>. PAC file: <a href=\"/proxy.pac\">/proxy.pac</a>."
     );
     if shared.ca.is_some() {
         h.push_str(" Looking inside HTTPS: install the <a href=\"/ca.pem\">CA certificate</a> in your browser.</p>");
@@ -122,12 +201,21 @@ fn status_page(shared: &Shared) -> Response<Body> {
     for sub in shared.lists.summaries() {
         let _ = write!(h, "<p><small>subscription {}: {}</small></p>", html_escape(&sub.name), html_escape(&sub.state));
     }
-    h.push_str("<h2>Shopping</h2><form method=\"post\" action=\"/shopping\">Let <input name=\"site\" placeholder=\"shop.example\"> keep its shopping cookies for <input name=\"minutes\" value=\"60\" size=\"4\"> minutes <button>Start</button></form><ul>");
+    h.push_str("<h2>Shopping</h2>");
+    if admin {
+        let _ = write!(
+            h,
+            "<form method=\"post\" action=\"/shopping\"><input type=\"hidden\" name=\"token\" value=\"{}\">Let <input name=\"site\" placeholder=\"shop.example\"> keep its shopping cookies for <input name=\"minutes\" value=\"60\" size=\"4\"> minutes <button>Start</button></form>",
+            shared.page_token
+        );
+    }
+    h.push_str("<ul>");
     for (s, left) in shared.shopping.active() {
         let _ = write!(h, "<li>{}: {} min left</li>", html_escape(&s), left.as_secs() / 60 + 1);
     }
     h.push_str("</ul><h2>Receipt</h2><p>What each site tried, and what got through.</p><table><tr><th>site</th><th>blocked</th><th>ads, de-identified</th><th>removed from its pages</th></tr>");
-    for (site_name, r) in shared.receipt.snapshot() {
+    let (sites, total) = shared.receipt.page((page.max(1) - 1) * SITES_PER_PAGE, SITES_PER_PAGE);
+    for (site_name, r) in sites {
         let mut blocked = String::new();
         let mut ads = String::new();
         for ((host, verdict), n) in &r.requests {
@@ -137,6 +225,9 @@ fn status_page(shared: &Shared) -> Response<Body> {
                 _ => ads.push_str(&line),
             }
         }
+        if r.other_hosts > 0 {
+            let _ = write!(blocked, "<small>and {} requests to other hosts</small>", r.other_hosts);
+        }
         let removed: String = r.removed.iter().map(|(k, n)| format!("{k} ×{n}<br>")).collect();
         let _ = write!(
             h,
@@ -144,6 +235,18 @@ fn status_page(shared: &Shared) -> Response<Body> {
             html_escape(&site_name)
         );
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+    let pages = total.div_ceil(SITES_PER_PAGE).max(1);
+    if pages > 1 {
+        let _ = write!(h, "<p>Page {} of {pages}.", page.min(pages));
+        if page > 1 {
+            let _ = write!(h, " <a href=\"/?page={}\">Newer</a>", page - 1);
+        }
+        if page < pages {
+            let _ = write!(h, " <a href=\"/?page={}\">Older</a>", page + 1);
+        }
+        h.push_str("</p>");
+    }
+    h.push_str("</body></html>\n");
     text(StatusCode::OK, "text/html; charset=utf-8", h)
 }

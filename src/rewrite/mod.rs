@@ -169,7 +169,7 @@ fn charset_of(headers: &HeaderMap) -> Option<&'static encoding_rs::Encoding> {
 }
 
 /// Rewrite an HTML response as it streams.
-pub fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> Response<Body> {
+pub async fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> Response<Body> {
     let coding = decoder_for(&parts.headers).unwrap_or(Coding::Identity);
     let gpc = csp::plan(&mut parts.headers);
     let shopping = page.shared.shopping.is_shopping(&page.page_site);
@@ -208,8 +208,25 @@ pub fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> Response<Bo
         shared.receipt.record_removals(&page_site, &r.list);
         shared.metrics.add(&shared.metrics.rewrite_removals, r.list.len() as u64);
     });
-    let stream = RewriteStream::new(body, coding, ctx, removals, encoding, out_gzip, on_end);
-    Response::from_parts(parts, StreamBody::new(stream).boxed_unsync())
+    let mut stream = RewriteStream::new(body, coding, ctx, removals, encoding, out_gzip, on_end);
+    if coding == Coding::Identity {
+        return Response::from_parts(parts, StreamBody::new(stream).boxed_unsync());
+    }
+    // A compressed page is decoded before its head is sent: a body that cannot be decoded is
+    // then a 502 the person can read, and the connection stays fit for the next request,
+    // instead of a reply with nothing in it.
+    use futures_util::StreamExt;
+    match stream.next().await {
+        Some(Err(e)) => crate::respond::error_page(
+            StatusCode::BAD_GATEWAY,
+            "Bad Gateway",
+            &format!("{}: the page's {} body could not be decoded: {e}", page.page_host, coding.name()),
+        ),
+        first => {
+            let body = futures_util::stream::iter(first).chain(stream);
+            Response::from_parts(parts, StreamBody::new(body).boxed_unsync())
+        }
+    }
 }
 
 /// The sink lol_html writes rewritten bytes into; drained after every write.
@@ -321,11 +338,24 @@ struct RewriteStream {
     rewriter: Option<Rewriter>,
     out: Arc<Mutex<BytesMut>>,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
-    /// The rewriter gave up (memory or parse trouble): the rest passes as it is.
-    raw: bool,
+    /// What a fresh rewriter is made of, after one gave up on an oversized token.
+    fresh: Fresh,
     done: bool,
     on_end: Option<Box<dyn FnOnce() + Send>>,
 }
+
+/// What makes a rewriter for the page, kept to start a new one where the last gave up.
+struct Fresh {
+    ctx: Arc<handlers::PageCtx>,
+    removals: Arc<Mutex<Removals>>,
+    encoding: Option<&'static encoding_rs::Encoding>,
+    /// How many times a rewriter gave up on this page.
+    restarts: usize,
+}
+
+/// A page whose tokens overflow the rewriter's memory more often than this is cut off with
+/// an error rather than cleaned in pieces.
+const MAX_RESTARTS: usize = 16;
 
 impl RewriteStream {
     fn new(
@@ -338,13 +368,13 @@ impl RewriteStream {
         on_end: Box<dyn FnOnce() + Send>,
     ) -> Self {
         let out = Arc::new(Mutex::new(BytesMut::with_capacity(READ_CHUNK)));
-        let rewriter = new_rewriter(ctx, removals, encoding, out.clone());
+        let rewriter = new_rewriter(ctx.clone(), removals.clone(), encoding, out.clone());
         RewriteStream {
             input: Input::new(body, coding),
             rewriter: Some(rewriter),
             out,
             gzip: gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
-            raw: false,
+            fresh: Fresh { ctx, removals, encoding, restarts: 0 },
             done: false,
             on_end: Some(on_end),
         }
@@ -373,18 +403,30 @@ impl RewriteStream {
         }
     }
 
-    /// Feed bytes to the rewriter (or straight out once it has given up). Takes the fields it
-    /// needs, so the input's buffer can be fed without a copy.
-    fn feed(rewriter: &mut Option<Rewriter>, raw: &mut bool, out: &Mutex<BytesMut>, data: &[u8]) {
-        if *raw {
-            out.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(data);
-            return;
-        }
-        if let Some(rw) = rewriter.as_mut() {
-            if let Err(e) = rw.write(data) {
-                tracing::warn!(error = %e, "HTML rewriter gave up; the rest of the page passes unchanged");
+    /// Feed bytes to the rewriter. A token too big for its memory (a 3 MB attribute, say)
+    /// makes lol_html give up; it hands on every byte it was given, and a new rewriter takes
+    /// the page from there, so cleaning goes on after the oversized token instead of the rest
+    /// of the page passing uncleaned. Takes the fields it needs, so the input's buffer can be
+    /// fed without a copy.
+    fn feed(
+        rewriter: &mut Option<Rewriter>,
+        fresh: &mut Fresh,
+        out: &Arc<Mutex<BytesMut>>,
+        data: &[u8],
+    ) -> Result<(), std::io::Error> {
+        let Some(rw) = rewriter.as_mut() else { return Ok(()) };
+        match rw.write(data) {
+            Ok(()) => Ok(()),
+            Err(lol_html::errors::RewritingError::MemoryLimitExceeded(_)) if fresh.restarts < MAX_RESTARTS => {
+                fresh.restarts += 1;
+                tracing::debug!(restarts = fresh.restarts, "a token too big for the rewriter passed as it was; cleaning goes on after it");
+                *rewriter = Some(new_rewriter(fresh.ctx.clone(), fresh.removals.clone(), fresh.encoding, out.clone()));
+                Ok(())
+            }
+            Err(e) => {
                 *rewriter = None;
-                *raw = true;
+                tracing::warn!(error = %e, "HTML rewriter failed; the page is cut off here rather than sent on uncleaned");
+                Err(std::io::Error::other(format!("the page could not be cleaned: {e}")))
             }
         }
     }
@@ -420,24 +462,26 @@ impl Stream for RewriteStream {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(None) => Ok(true),
                     Poll::Ready(Some(Err(e))) => Err(std::io::Error::other(e)),
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data() {
-                            Self::feed(&mut this.rewriter, &mut this.raw, &this.out, &data);
-                        }
-                        Ok(false)
-                    }
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => Self::feed(&mut this.rewriter, &mut this.fresh, &this.out, &data).map(|()| false),
+                        Err(_) => Ok(false),
+                    },
                 },
                 Input::Decoded { reader, buf } => {
                     let mut rb = ReadBuf::new(buf);
                     match reader.as_mut().poll_read(cx, &mut rb) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Err(e)) => Err(e),
+                        Poll::Ready(Err(e)) => {
+                            tracing::warn!(error = %e, "the page's body could not be decoded; the response ends with an error");
+                            Err(e)
+                        }
                         Poll::Ready(Ok(())) => {
                             let n = rb.filled().len();
                             if n > 0 {
-                                Self::feed(&mut this.rewriter, &mut this.raw, &this.out, &buf[..n]);
+                                Self::feed(&mut this.rewriter, &mut this.fresh, &this.out, &buf[..n]).map(|()| false)
+                            } else {
+                                Ok(true)
                             }
-                            Ok(n == 0)
                         }
                     }
                 }
@@ -477,19 +521,23 @@ pub fn rewrite_with(
     let ctx = Arc::new(handlers::PageCtx::new(policy, page_host.to_string(), false, gpc));
     let removals = Arc::new(Mutex::new(Removals::default()));
     let buf = Arc::new(Mutex::new(BytesMut::new()));
-    let mut rw = new_rewriter(ctx, removals.clone(), charset_of(headers), buf.clone());
+    let encoding = charset_of(headers);
+    let mut rw = Some(new_rewriter(ctx.clone(), removals.clone(), encoding, buf.clone()));
+    let mut fresh = Fresh { ctx, removals: removals.clone(), encoding, restarts: 0 };
     let mut drain = || {
         let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
         out(&b);
         b.clear();
     };
     for chunk in html.chunks(READ_CHUNK) {
-        if rw.write(chunk).is_err() {
+        if RewriteStream::feed(&mut rw, &mut fresh, &buf, chunk).is_err() {
             break;
         }
         drain();
     }
-    let _ = rw.end();
+    if let Some(rw) = rw {
+        let _ = rw.end();
+    }
     drain();
     let r = removals.lock().unwrap_or_else(|p| p.into_inner());
     (r.list.clone(), r.gpc_injected)

@@ -30,6 +30,39 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("{path}: no usable PEM certificate in it")]
     BadPem { path: PathBuf },
+    #[error("{path} can be read by other users (mode {mode:o}); the CA key must be yours alone. Fix it with: chmod 600 {path}")]
+    KeyExposed { path: PathBuf, mode: u32 },
+    #[error("no certificate is made for `{0}`: not a host name")]
+    BadName(String),
+}
+
+/// Whether a leaf may be minted for `name`: an address, or a DNS name of letters, digits,
+/// hyphens and dots; never a wildcard, an empty name or one with an empty label.
+pub fn is_mintable_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+        })
+}
+
+/// Create `dir` (and its parents) readable by this user alone.
+fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(io_err(dir))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -66,7 +99,7 @@ pub struct CertificateAuthority {
 impl CertificateAuthority {
     /// Create a CA in `dir` (key file mode 0600). Fails if one exists already.
     pub fn init(dir: &Path) -> Result<PathBuf, TlsError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        create_private_dir(dir)?;
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         if cert_path.exists() && key_path.exists() {
@@ -78,7 +111,7 @@ impl CertificateAuthority {
         params.not_after = rcgen::date_time_ymd(2049, 12, 31);
         let cert = params.self_signed(&key)?;
         write_private(&key_path, key.serialize_pem().as_bytes())?;
-        std::fs::write(&cert_path, cert.pem()).map_err(io_err(&cert_path))?;
+        write_private(&cert_path, cert.pem().as_bytes())?;
         Ok(cert_path)
     }
 
@@ -95,6 +128,14 @@ impl CertificateAuthority {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_path).map_err(io_err(&key_path))?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(TlsError::KeyExposed { path: key_path, mode });
+            }
+        }
         let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|_| TlsError::BadPem { path: cert_path.clone() })?;
@@ -115,6 +156,9 @@ impl CertificateAuthority {
 
     /// A server config for `host`, minted on first use and cached.
     pub fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        if !is_mintable_name(host) {
+            return Err(TlsError::BadName(host.to_string()));
+        }
         let host = host.to_ascii_lowercase();
         if let Some(cfg) = self.cache.get(&host) {
             return Ok(cfg);
@@ -221,5 +265,29 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b), "leaf configs are cached per host");
         let (_, created_again) = CertificateAuthority::load_or_create(dir.path()).unwrap();
         assert!(!created_again);
+        assert!(ca.server_config("*.test").is_err(), "no wildcard leaves");
+        assert!(ca.server_config("").is_err(), "no empty names");
+        assert!(ca.server_config("a..test").is_err());
+        assert!(ca.server_config("127.0.0.1").is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_ca_directory_is_private_whatever_the_umask_and_an_exposed_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = dir.path().join("deep").join("ca");
+        // SAFETY: umask only sets this process's file-creation mask; restored below.
+        let old = unsafe { libc::umask(0) };
+        let made = CertificateAuthority::init(&ca_dir);
+        unsafe { libc::umask(old) };
+        made.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ca_dir), 0o700);
+        assert_eq!(mode(&ca_dir.join(CA_KEY_FILE)), 0o600);
+        assert_eq!(mode(&ca_dir.join(CA_CERT_FILE)), 0o600);
+        std::fs::set_permissions(ca_dir.join(CA_KEY_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let Err(e) = CertificateAuthority::load(&ca_dir) else { panic!("an exposed key must be refused") };
+        assert!(e.to_string().contains("chmod 600"), "{e}");
     }
 }

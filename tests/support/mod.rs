@@ -184,7 +184,21 @@ impl Proxy {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, resolve: &[String], extra_toml: &str) -> Proxy {
+        Self::start_with(dir, resolve, extra_toml, true).await
+    }
+
+    /// Start with the default destination filtering: the test's own origins on loopback are
+    /// not reachable (the other starts let `[upstream]` reach 127.0.0.0/8, where they run).
+    pub async fn start_strict(resolve: &[String], extra_toml: &str) -> Proxy {
+        Self::start_with(tempfile::tempdir().unwrap(), resolve, extra_toml, false).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir, resolve: &[String], extra_toml: &str, reach_loopback: bool) -> Proxy {
         let resolve_toml: Vec<String> = resolve.iter().map(|r| format!("{r:?}")).collect();
+        let mut upstream_lines = format!("resolve = [{}]", resolve_toml.join(", "));
+        if reach_loopback {
+            upstream_lines.push_str("\nallow = [\"127.0.0.0/8\", \"::1/128\"]");
+        }
         let mut toml = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n[ca]\ndir = {:?}\n",
             dir.path().join("ca").display().to_string(),
@@ -198,9 +212,9 @@ impl Proxy {
         }
         // `[upstream]` may come from the caller; resolve goes in it either way.
         if toml.contains("[upstream]") {
-            toml = toml.replacen("[upstream]", &format!("[upstream]\nresolve = [{}]", resolve_toml.join(", ")), 1);
+            toml = toml.replacen("[upstream]", &format!("[upstream]\n{upstream_lines}"), 1);
         } else {
-            toml.push_str(&format!("\n[upstream]\nresolve = [{}]\n", resolve_toml.join(", ")));
+            toml.push_str(&format!("\n[upstream]\n{upstream_lines}\n"));
         }
         let path = dir.path().join("nostalk.toml");
         std::fs::write(&path, &toml).unwrap();
