@@ -302,7 +302,8 @@ fn human_age(d: std::time::Duration) -> String {
 async fn ask_proxy(proxy: &str, method: &str, path: &str, body: &str) -> Result<(String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(proxy).await.with_context(|| format!("no proxy at {proxy}"))?;
-    let token = std::env::var("NOSTALK_ADMIN_TOKEN").map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let token =
+        std::env::var("NOSTALK_ADMIN_TOKEN").map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {proxy}\r\n{token}content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()

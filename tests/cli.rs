@@ -33,6 +33,24 @@ fn check_accepts_a_valid_file_and_names_key_and_line_of_errors() {
 }
 
 #[test]
+fn check_reports_every_error_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"127.0.0.1:8877\"\nlistn = 3\n\n[sevrer]\nx = 1\n\n[policy]\nads = \"sometimes\"\n\n[access]\nallow = [\"not-a-cidr\"]\n",
+    )
+    .unwrap();
+    let out = nostalk().args(["check", "--config", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("listn"), "an unknown key: {err}");
+    assert!(err.contains("line 5") && err.contains("sevrer"), "an unknown section: {err}");
+    assert!(err.contains("line 9") && err.contains("policy.ads"), "a bad value: {err}");
+    assert!(err.contains("line 12") && err.contains("access.allow[0]"), "a bad CIDR: {err}");
+}
+
+#[test]
 fn explain_prints_decision_rule_list_site_and_party_as_json() {
     let out = nostalk()
         .args(["explain", "https://www.google-analytics.com/analytics.js", "--page", "https://news.example/", "--json"])
@@ -149,15 +167,16 @@ fn the_example_configs_are_valid_and_subscribe_to_easylist_and_easyprivacy() {
     }
 }
 
-#[test]
-fn a_block_is_logged_as_json_with_decision_rule_list_site_and_host_and_never_the_path_or_query() {
+/// Run the binary with `extra` config, send it one blocked tracker request, stop it; returns
+/// the decision line and every line it logged.
+fn log_of_one_block(extra: &str) -> (serde_json::Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[ca]\ndir = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"json\"\n[ca]\ndir = {:?}\n{extra}",
             dir.path().join("ca").display().to_string()
         ),
     )
@@ -195,7 +214,12 @@ fn a_block_is_logged_as_json_with_decision_rule_list_site_and_host_and_never_the
         }
     }
     let _ = child.wait();
-    let d = decision.expect("a decision line was logged");
+    (decision.expect("a decision line was logged"), all)
+}
+
+#[test]
+fn a_block_is_logged_as_json_with_decision_rule_list_site_and_host_and_never_the_path_or_query() {
+    let (d, all) = log_of_one_block("");
     let f = &d["fields"];
     assert_eq!(f["decision"], "block", "{d}");
     assert!(f.get("url").is_none(), "no URL at INFO: {d}");
@@ -205,4 +229,46 @@ fn a_block_is_logged_as_json_with_decision_rule_list_site_and_host_and_never_the
     assert_eq!(f["list"], "nostalk-surveillance");
     assert_eq!(f["site"], "google-analytics.com");
     assert_eq!(f["party"], "third");
+}
+
+#[test]
+fn a_shared_gateway_logs_no_client_address_next_to_what_was_browsed() {
+    let (d, _) = log_of_one_block("");
+    assert!(d.to_string().contains("\"peer\":\"127.0.0.1:"), "one person's proxy names its client: {d}");
+    let (d, all_shared) = log_of_one_block("[receipt]\nper_person = false\n");
+    assert_eq!(d["fields"]["decision"], "block");
+    assert!(!all_shared.contains("\"peer\""), "no client address at all: {all_shared}");
+}
+
+#[test]
+fn nostalk_shop_switches_a_site_through_the_running_proxys_own_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[ca]\ndir = {:?}\n",
+            dir.path().join("ca").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = nostalk().args(["run", "--config", cfg.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the proxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let proxy = format!("127.0.0.1:{port}");
+    let out = nostalk().args(["shop", "shop.test", "--minutes", "5", "--proxy", &proxy]).output().unwrap();
+    let mut page = String::new();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {proxy}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    s.read_to_string(&mut page).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shop.test: shopping for 5 minutes"));
+    assert!(page.contains("<li>shop.test: 5 min left</li>"), "{page}");
 }

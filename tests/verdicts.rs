@@ -300,11 +300,14 @@ async fn the_shopping_switch_lets_a_site_keep_its_shopping_cookies_until_it_expi
     let s = &w.news.seen()[0];
     assert_eq!((s.uri.as_str(), s.header("cookie").as_deref()), ("/cart", Some("session=abc")));
 
-    // Switch shopping on for the site from the proxy's own page (the form posts here).
+    // Switch shopping on for the site from the proxy's own page (the form posts here, with
+    // the page's token).
+    let page = reqwest::get(format!("{}/", w.proxy.url())).await.unwrap().text().await.unwrap();
+    let token = page.split_once("name=\"token\" value=\"").unwrap().1.split('"').next().unwrap().to_string();
     let r = no_redirects(&w.proxy)
         .post(format!("{}/shopping", w.proxy.url()))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("site=news.test&minutes=30")
+        .body(format!("site=news.test&minutes=30&token={token}"))
         .send()
         .await
         .unwrap();
@@ -321,7 +324,7 @@ async fn the_shopping_switch_lets_a_site_keep_its_shopping_cookies_until_it_expi
     // Switched off (minutes=0: expired at once): back to not shopping.
     no_redirects(&w.proxy)
         .post(format!("{}/shopping", w.proxy.url()))
-        .body("site=news.test&minutes=0")
+        .body(format!("site=news.test&minutes=0&token={token}"))
         .send()
         .await
         .unwrap();

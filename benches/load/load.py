@@ -29,7 +29,10 @@ CONNS = int(os.environ.get("LOAD_CONNECTIONS", "50"))
 ROUNDS = int(os.environ.get("LOAD_ROUNDS", "3"))
 HOST = "localhost"
 HTTP_PORT, HTTPS_PORT = 18080, 18443
-PORTS = {"nostalk": 18877, "hudsucker": 18878, "privoxy": 18118, "mitmproxy": 18879}
+# "nostalk" runs as people run it: the default config and logging (INFO, to a file here as to
+# the journal under systemd); "nostalk-quiet" is the same build with RUST_LOG=warn. They take
+# turns on one port.
+PORTS = {"nostalk": 18877, "nostalk-quiet": 18877, "hudsucker": 18878, "privoxy": 18118, "mitmproxy": 18879}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -158,6 +161,8 @@ listen = "127.0.0.1:{PORTS['nostalk']}"
 dir = "{work}/nostalk-ca"
 [upstream]
 extra_roots = ["{work}/origin-ca.pem"]
+# The origins run on this machine's loopback, which destination filtering closes by default.
+allow = ["127.0.0.0/8"]
 [policy]
 list_cache_dir = "{work}/nostalk-lists"
 {extra}""")
@@ -167,8 +172,11 @@ list_cache_dir = "{work}/nostalk-lists"
 def start_proxy(name, work, lists="embedded", binary=None):
     """Start a proxy and wait for its port; `binary` runs another nostalk build (ab.py)."""
     port = PORTS[name]
-    env = dict(os.environ, RUST_LOG="warn")
-    if name == "nostalk":
+    env = dict(os.environ)
+    env.pop("RUST_LOG", None)
+    if name != "nostalk":
+        env["RUST_LOG"] = "warn"
+    if name in ("nostalk", "nostalk-quiet"):
         binary = binary or os.path.join(ROOT, "target", "release", "nostalk")
         cmd = [binary, "run", "--config", nostalk_config(work, lists)]
     elif name == "hudsucker":
@@ -366,9 +374,9 @@ def report(results, mem, targets, scenarios):
     machine = f"{os.cpu_count()} CPUs, {os.uname().release}, oha -c {CONNS} -z {DURATION}, {ROUNDS} rounds"
     lines.append(f"Machine: {machine}\n")
     lines.append("### Requests per second (median of the rounds), and nostalk's ratio to each\n")
-    head = "| load | " + " | ".join(targets) + " | nostalk / direct | nostalk / hudsucker | nostalk / privoxy | nostalk / mitmproxy |"
+    head = "| load | " + " | ".join(targets) + " | nostalk / direct | nostalk / hudsucker | nostalk / privoxy | nostalk / mitmproxy | quiet / hudsucker |"
     lines.append(head)
-    lines.append("|" + "---|" * (len(targets) + 5))
+    lines.append("|" + "---|" * (len(targets) + 6))
     for scheme, path in scenarios:
         row = [f"{scheme} {path}"]
         get = lambda t: results.get((t, scheme, path), {}).get("rps")
@@ -378,6 +386,7 @@ def report(results, mem, targets, scenarios):
         n = get("nostalk")
         for t in ("direct", "hudsucker", "privoxy", "mitmproxy"):
             row.append(ratio(n, get(t)))
+        row.append(ratio(get("nostalk-quiet"), get("hudsucker")))
         lines.append("| " + " | ".join(row) + " |")
     lines.append("\n### Requests per second in each round\n")
     lines.append("| load | " + " | ".join(targets) + " |")
@@ -433,7 +442,7 @@ def latency_at_half(work, results):
 
 
 def main():
-    targets = os.environ.get("LOAD_TARGETS", "direct,nostalk,hudsucker,privoxy,mitmproxy").split(",")
+    targets = os.environ.get("LOAD_TARGETS", "direct,nostalk,nostalk-quiet,hudsucker,privoxy,mitmproxy").split(",")
     scenarios = [(s, p) for s in ("http", "https") for p in ("1k.bin", "1k.html", "100k.bin", "100k.html")]
     if os.environ.get("LOAD_SCENARIOS"):  # e.g. "http 1k.bin,https 1k.bin"
         wanted = {tuple(w.split()) for w in os.environ["LOAD_SCENARIOS"].split(",")}

@@ -454,9 +454,7 @@ impl Config {
     /// A duration key's value (validated by `parse`; the default's own value otherwise).
     pub fn server_duration(&self, which: fn(&ServerConfig) -> &String) -> Duration {
         let fallback = which(&ServerConfig::default()).clone();
-        parse_duration(which(&self.server))
-            .or_else(|_| parse_duration(&fallback))
-            .unwrap_or(Duration::from_secs(10))
+        parse_duration(which(&self.server)).or_else(|_| parse_duration(&fallback)).unwrap_or(Duration::from_secs(10))
     }
 
     pub fn max_list_bytes(&self) -> usize {
@@ -518,7 +516,9 @@ fn innermost_span(table: &dyn toml_edit::TableLike, offset: usize) -> Option<std
             toml_edit::Item::None => (None, None),
         };
         let whole = match (key_span.clone(), item_span.clone()) {
-            (Some(k), Some(v)) if matches!(item, toml_edit::Item::Value(_)) => Some(k.start.min(v.start)..k.end.max(v.end)),
+            (Some(k), Some(v)) if matches!(item, toml_edit::Item::Value(_)) => {
+                Some(k.start.min(v.start)..k.end.max(v.end))
+            }
             (_, Some(v)) => Some(v),
             (Some(k), None) => Some(k),
             _ => None,

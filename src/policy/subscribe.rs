@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Meta {
     etag: Option<String>,

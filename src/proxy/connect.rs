@@ -9,6 +9,8 @@
 //! `[server] tunnel_idle_timeout`.
 
 use crate::policy::{RequestInfo, RequestType, Verdict};
+use crate::proxy::limits::{self, Activity, Tracked};
+use crate::proxy::listener::drive;
 use crate::proxy::service::{ProxyService, Tunnel};
 use crate::respond;
 use crate::{empty, Body, Shared};
@@ -20,10 +22,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use crate::proxy::limits::{self, Activity, Tracked};
-use crate::proxy::listener::drive;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::timeout;
 use tracing::{debug, info, Instrument};
 

@@ -12,8 +12,8 @@ use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::future::Future;
-use std::pin::Pin;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -170,13 +170,23 @@ where
     C: Future<Output = Result<(), E>>,
 {
     tokio::pin!(conn);
-    tokio::select! {
+    let idle_close = tokio::select! {
         r = conn.as_mut() => return r,
-        _ = activity.quiet_for(idle) => tracing::debug!(?idle, "closing an idle connection"),
-        _ = stop.wait_for(|s| *s) => {}
-    }
+        _ = activity.quiet_for(idle) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    };
     graceful(conn.as_mut());
-    conn.await
+    if !idle_close {
+        // Shutting down: the server's grace period bounds the drain.
+        return conn.await;
+    }
+    // An idle connection gets as long again to close; a client that never answers the
+    // HTTP/2 goodbye (its ping) is dropped after that.
+    tracing::debug!(?idle, "closing an idle connection");
+    match tokio::time::timeout(idle.min(Duration::from_secs(30)), conn.as_mut()).await {
+        Ok(r) => r,
+        Err(_) => Ok(()),
+    }
 }
 
 /// hyper's server for a connection whose protocol its first bytes tell (the listener, and

@@ -97,7 +97,7 @@ impl Receipt {
     pub fn page(&self, offset: usize, n: usize) -> (Vec<(String, SiteReceipt)>, usize) {
         let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
         let mut order: Vec<(u64, &String)> = sites.iter().map(|(k, v)| (v.last, k)).collect();
-        order.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
         let page = order.iter().skip(offset).take(n).map(|(_, k)| ((*k).clone(), sites[*k].clone())).collect();
         (page, sites.len())
     }

@@ -46,7 +46,9 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
     let ip = peer.ip();
     let user = shared.access.is_user(ip);
     let admin = shared.access.is_admin(ip, req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()));
-    let forbidden = |what: &str| error_page(StatusCode::FORBIDDEN, "Forbidden", &format!("{what} is for the proxy's operators ([admin] allow)."));
+    let forbidden = |what: &str| {
+        error_page(StatusCode::FORBIDDEN, "Forbidden", &format!("{what} is for the proxy's operators ([admin] allow)."))
+    };
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/") if user || admin => {
             let page = req.uri().query().and_then(|q| {
@@ -54,7 +56,9 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
             });
             status_page(shared, local, admin, page.unwrap_or(1))
         }
-        (&Method::GET | &Method::HEAD, "/") => error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address."),
+        (&Method::GET | &Method::HEAD, "/") => {
+            error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address.")
+        }
         (&Method::GET | &Method::HEAD, "/proxy.pac") => pac(req.headers(), local),
         (&Method::GET | &Method::HEAD, "/ca.pem") => match &shared.ca {
             Some(ca) => {
@@ -156,7 +160,11 @@ async fn shopping(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     }
     if !token_ok {
         tracing::info!("refused a control request without the page's token");
-        return error_page(StatusCode::FORBIDDEN, "Forbidden", "This control works only from the proxy's own page (its token is missing or stale).");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "This control works only from the proxy's own page (its token is missing or stale).",
+        );
     }
     let Some(name) = site_name.filter(|s| !s.is_empty()) else {
         return error_page(StatusCode::BAD_REQUEST, "Bad Request", "Say which site: site=example.com");

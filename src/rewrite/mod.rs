@@ -419,7 +419,10 @@ impl RewriteStream {
             Ok(()) => Ok(()),
             Err(lol_html::errors::RewritingError::MemoryLimitExceeded(_)) if fresh.restarts < MAX_RESTARTS => {
                 fresh.restarts += 1;
-                tracing::debug!(restarts = fresh.restarts, "a token too big for the rewriter passed as it was; cleaning goes on after it");
+                tracing::debug!(
+                    restarts = fresh.restarts,
+                    "a token too big for the rewriter passed as it was; cleaning goes on after it"
+                );
                 *rewriter = Some(new_rewriter(fresh.ctx.clone(), fresh.removals.clone(), fresh.encoding, out.clone()));
                 Ok(())
             }
@@ -541,6 +544,33 @@ pub fn rewrite_with(
     drain();
     let r = removals.lock().unwrap_or_else(|p| p.into_inner());
     (r.list.clone(), r.gpc_injected)
+}
+
+/// Decode a whole body held in memory with the proxy's own decoders (by its Content-Encoding
+/// name), up to `limit` bytes of output. For tests and the fuzz targets.
+pub fn decode_all(coding: &str, data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    let coding = Coding::from_name(coding)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a coding the rewriter decodes"))?;
+    let body = crate::full(Bytes::copy_from_slice(data));
+    let mut reader = decode(body, coding);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    loop {
+        let mut rb = ReadBuf::new(&mut buf);
+        match reader.as_mut().poll_read(&mut cx, &mut rb) {
+            // An in-memory body never waits; Pending would mean a decoder waiting on nothing.
+            Poll::Pending => return Err(std::io::Error::other("decoder stalled")),
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => return Ok(out),
+            Poll::Ready(Ok(())) => {
+                out.extend_from_slice(rb.filled());
+                if out.len() > limit {
+                    return Err(std::io::Error::other("decoded body past the limit"));
+                }
+            }
+        }
+    }
 }
 
 /// [`rewrite_with`], collecting the output: (page, removals, GPC injected).

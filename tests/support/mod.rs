@@ -135,7 +135,9 @@ pub fn origin_on(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, 
                         Ok::<_, Infallible>(h(req).await)
                     }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // As many headers as a proxy may pass on (the proxy's own limit is under test).
+                builder.http1().max_headers(1000);
                 match tls {
                     None => {
                         let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
@@ -199,11 +201,24 @@ impl Proxy {
         if reach_loopback {
             upstream_lines.push_str("\nallow = [\"127.0.0.0/8\", \"::1/128\"]");
         }
-        let mut toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"2s\"\n[ca]\ndir = {:?}\n",
-            dir.path().join("ca").display().to_string(),
-        );
-        toml.push_str(extra_toml);
+        // The caller's own `[server]` keys go in the one `[server]` table, before the defaults
+        // they leave out.
+        let (before, server_keys, after) = match extra_toml.split_once("[server]\n") {
+            None => (extra_toml, "", ""),
+            Some((before, rest)) => {
+                let end = rest.find("\n[").map(|i| i + 1).unwrap_or(rest.len());
+                (before, &rest[..end], &rest[end..])
+            }
+        };
+        let mut server = server_keys.to_string();
+        for (key, default) in [("listen", "\"127.0.0.1:0\""), ("shutdown_grace", "\"2s\"")] {
+            if !server_keys.lines().any(|l| l.trim_start().starts_with(key)) {
+                server.push_str(&format!("{key} = {default}\n"));
+            }
+        }
+        let mut toml =
+            format!("{before}\n[server]\n{server}[ca]\ndir = {:?}\n", dir.path().join("ca").display().to_string(),);
+        toml.push_str(after);
         let cache = format!("list_cache_dir = {:?}", dir.path().join("lists").display().to_string());
         if toml.contains("[policy]") {
             toml = toml.replacen("[policy]", &format!("[policy]\n{cache}"), 1);
