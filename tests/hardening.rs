@@ -186,14 +186,7 @@ async fn connections_that_go_quiet_are_closed() {
     let mut h2 = TcpStream::connect(p.addr).await.unwrap();
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
     // A tunnel to a passthrough host whose origin never speaks.
-    let quiet_origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let quiet_port = quiet_origin.local_addr().unwrap().port();
-    let held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = quiet_origin.accept().await {
-            held.push(s);
-        }
-    });
+    let (quiet_port, held) = silent_origin().await;
     let tp = Proxy::start(
         &[format!("quiet.test:443:127.0.0.1:{quiet_port}")],
         "[server]\ntunnel_idle_timeout = \"2s\"\n[intercept]\npassthrough = [\"quiet.test\"]\n",

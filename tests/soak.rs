@@ -55,18 +55,7 @@ const POOLED: usize = 4;
 async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
     let seconds: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
     let o = static_origin(None, "text/html", "<html><head></head><body><p>hello</p></body></html>").await;
-    let quiet = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let quiet_port = quiet.local_addr().unwrap().port();
-    let held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = quiet.accept().await {
-            held.push(s);
-            // The origin side of idle tunnels: kept open, never spoken on, bounded.
-            if held.len() > 2000 {
-                held.remove(0);
-            }
-        }
-    });
+    let (quiet_port, held) = silent_origin().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.path().join("soak.toml");
@@ -154,21 +143,17 @@ async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
         tasks.push(tokio::spawn(async move {
             let mut kept = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(mut s) = TcpStream::connect(&proxy).await {
-                    let _ = s.write_all(b"GET http://news.test/ HTTP/1.1\r\nHo").await;
-                    kept.push(s);
-                }
-                if let Ok(mut s) = TcpStream::connect(&proxy).await {
-                    let _ = s.write_all(b"CONNECT quiet.test:443 HTTP/1.1\r\nHost: quiet.test:443\r\n\r\n").await;
-                    kept.push(s);
-                }
-                if let Ok(mut s) = TcpStream::connect(&proxy).await {
-                    let _ = s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await;
-                    kept.push(s);
-                }
-                if let Ok(mut s) = TcpStream::connect(&proxy).await {
-                    let _ = s.write_all(b"CONNECT news.test:443 HTTP/1.1\r\nHost: news.test:443\r\n\r\n").await;
-                    kept.push(s);
+                let openers: [&[u8]; 4] = [
+                    b"GET http://news.test/ HTTP/1.1\r\nHo",
+                    b"CONNECT quiet.test:443 HTTP/1.1\r\nHost: quiet.test:443\r\n\r\n",
+                    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+                    b"CONNECT news.test:443 HTTP/1.1\r\nHost: news.test:443\r\n\r\n",
+                ];
+                for opener in openers {
+                    if let Ok(mut s) = TcpStream::connect(&proxy).await {
+                        let _ = s.write_all(opener).await;
+                        kept.push(s);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -159,6 +159,9 @@ def nostalk_config(work, lists):
 listen = "127.0.0.1:{PORTS['nostalk']}"
 [ca]
 dir = "{work}/nostalk-ca"
+[intercept]
+# The HTTPS origin listens on a port of its own, not 443.
+connect_ports = [443, 80, {HTTPS_PORT}]
 [upstream]
 extra_roots = ["{work}/origin-ca.pem"]
 # The origins run on this machine's loopback, which destination filtering closes by default.

@@ -46,7 +46,7 @@ pub async fn handle(
     let port = authority.port_u16().unwrap_or(443);
     tracing::Span::current().record("host", host.as_str());
     if !shared.config.intercept.connect_ports.contains(&port) {
-        info!(port, "refused CONNECT to a port not in [intercept] connect_ports");
+        info!(host = %host, port, "refused CONNECT to a port not in [intercept] connect_ports");
         return respond::error_page(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -54,7 +54,7 @@ pub async fn handle(
         );
     }
     if let Err(refused) = shared.dialer.check_literal(&host) {
-        info!(reason = refused.why, "refused CONNECT to a destination that is not forwarded to");
+        info!(host = %host, reason = refused.why, "refused CONNECT to a destination that is not forwarded to");
         return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &refused.to_string());
     }
     let policy = shared.policy.load();
@@ -66,6 +66,7 @@ pub async fn handle(
     let decision = policy.decide(&info);
     if decision.verdict == Verdict::Block {
         info!(
+            host = %host,
             verdict = "block",
             rule = decision.rule.as_deref().unwrap_or(""),
             list = decision.list.as_deref().unwrap_or(""),
@@ -96,10 +97,10 @@ pub async fn handle(
                     StatusCode::BAD_GATEWAY
                 };
                 if e.kind() == io::ErrorKind::PermissionDenied {
-                    info!(error = %e, "refused CONNECT to a destination that is not forwarded to");
+                    info!(host = %host, error = %e, "refused CONNECT to a destination that is not forwarded to");
                     return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &e.to_string());
                 }
-                info!(error = %e, "tunnel upstream unreachable");
+                info!(host = %host, error = %e, "tunnel upstream unreachable");
                 return respond::error_page(
                     status,
                     status.canonical_reason().unwrap_or("Bad Gateway"),
@@ -107,7 +108,7 @@ pub async fn handle(
                 );
             }
         };
-        let span = tracing::info_span!("tunnel", host = %host, port);
+        let span = tracing::debug_span!("tunnel", host = %host, port);
         let idle = shared.config.server_duration(|s| &s.tunnel_idle_timeout);
         shared.tasks.spawn(
             async move {
@@ -128,7 +129,7 @@ pub async fn handle(
         return Response::new(empty());
     }
 
-    let span = tracing::info_span!("intercept", host = %host, port);
+    let span = tracing::debug_span!("intercept", host = %host, port);
     let tasks = shared.tasks.clone();
     tasks.spawn(
         async move {

@@ -41,7 +41,9 @@ pub async fn forward(
     };
     let decision = policy.decide(&info);
     span.record("verdict", decision.verdict.as_str());
-    log_decision(&info, &decision);
+    // A shared gateway names no client next to what was browsed.
+    let client = shared.config.receipt.per_person.then_some(peer);
+    log_decision(&info, &decision, client);
     let page_site = site::site_of(&page_host);
     shared.receipt.record(Some(&page_site), &host, &decision, request_type);
 
@@ -104,7 +106,7 @@ pub async fn forward(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let (status, reason) = upstream::classify_error(&*e);
-            info!(error = %reason, status = status.as_u16(), "upstream failed");
+            info!(host = %host, error = %reason, status = status.as_u16(), "upstream failed");
             shared.metrics.inc(&shared.metrics.upstream_errors);
             return respond::error_page(
                 status,
@@ -113,7 +115,7 @@ pub async fn forward(
             );
         }
         Err(_) => {
-            info!(after = ?timeout, "upstream timed out");
+            info!(host = %host, after = ?timeout, "upstream timed out");
             shared.metrics.inc(&shared.metrics.upstream_errors);
             return respond::error_page(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -164,7 +166,7 @@ pub async fn forward(
 /// decision, rule, list, site and host, never the path, query or credentials, which are a
 /// person's browsing in detail; at DEBUG, every request with its full URL. Its fields (site by
 /// the PSL, copies of rule and list) are only worked out when someone reads them.
-fn log_decision(info: &RequestInfo<'_>, decision: &crate::policy::Decision) {
+fn log_decision(info: &RequestInfo<'_>, decision: &crate::policy::Decision, client: Option<SocketAddr>) {
     let level_on = if decision.verdict == Verdict::Allow {
         tracing::enabled!(tracing::Level::DEBUG)
     } else {
@@ -180,6 +182,8 @@ fn log_decision(info: &RequestInfo<'_>, decision: &crate::policy::Decision) {
         debug!(url = %info.url, decision = "allow", rule, list, site = %explanation.site, party = explanation.party, r#type = info.request_type.as_str(), "decision");
     } else {
         info!(
+            client = client.map(tracing::field::display),
+            host = info.host,
             decision = decision.verdict.as_str(),
             rule,
             list,

@@ -198,12 +198,16 @@ pub async fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> Respo
     let on_end: Box<dyn FnOnce() + Send> = Box::new(move || {
         let r = r.lock().unwrap_or_else(|p| p.into_inner());
         if !r.list.is_empty() {
-            let what: Vec<String> = r
-                .list
-                .iter()
-                .map(|x| format!("{} {} ({})", x.kind.as_str(), x.what, x.rule.as_deref().unwrap_or("signature")))
-                .collect();
-            tracing::info!(page = %page_site, removed = r.list.len(), what = ?what, "page rewritten");
+            tracing::info!(page = %page_site, removed = r.list.len(), "page rewritten");
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                // What was removed names URLs on the page: DEBUG, like every URL.
+                let what: Vec<String> = r
+                    .list
+                    .iter()
+                    .map(|x| format!("{} {} ({})", x.kind.as_str(), x.what, x.rule.as_deref().unwrap_or("signature")))
+                    .collect();
+                tracing::debug!(page = %page_site, what = ?what, "removed from the page");
+            }
         }
         shared.receipt.record_removals(&page_site, &r.list);
         shared.metrics.add(&shared.metrics.rewrite_removals, r.list.len() as u64);

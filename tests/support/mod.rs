@@ -334,3 +334,20 @@ pub fn canonical_host(html: &str) -> Option<String> {
     }
     None
 }
+
+/// An origin that accepts connections and never says a word (held until the task is
+/// dropped): the far side of tunnels left idle. Returns its port.
+pub async fn silent_origin() -> (u16, tokio::task::JoinHandle<()>) {
+    let quiet = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = quiet.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = std::collections::VecDeque::new();
+        while let Ok((s, _)) = quiet.accept().await {
+            held.push_back(s);
+            if held.len() > 2000 {
+                held.pop_front();
+            }
+        }
+    });
+    (port, task)
+}
