@@ -23,6 +23,7 @@ struct Cli {
 enum Command {
     /// Run the proxy (on the embedded default config unless --config is given).
     Run {
+        /// The TOML config file (see config/default.toml); the embedded default when absent.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Listen here instead of `[server] listen`.
@@ -31,6 +32,7 @@ enum Command {
     },
     /// Validate a config file: each error with its key and line; exit 2 when invalid.
     Check {
+        /// The TOML config file to check.
         #[arg(long)]
         config: PathBuf,
     },
@@ -38,6 +40,7 @@ enum Command {
     Explain {
         /// The request's URL, or `-` to read `URL [PAGE_URL [TYPE]]` lines from stdin.
         url: String,
+        /// Decide with this config's lists and policy; the embedded default when absent.
         #[arg(long)]
         config: Option<PathBuf>,
         /// The page the request is made from.
@@ -46,6 +49,7 @@ enum Command {
         /// The request type: document, sub_frame, script, image, stylesheet, xmlhttprequest, ping, media, font, websocket, other.
         #[arg(long = "type")]
         request_type: Option<String>,
+        /// Print a JSON object (decision, rule, list, site, party, type) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -56,13 +60,16 @@ enum Command {
     },
     /// Each list with its rule count, age and state.
     Lists {
+        /// The config whose lists to show; the embedded default when absent.
         #[arg(long)]
         config: Option<PathBuf>,
     },
     /// Switch a site to shopping mode on a running proxy (its tracking cookies and affiliate
     /// parameters get through) for a while; --minutes 0 switches it off.
     Shop {
+        /// The site (its registrable domain, e.g. shop.example; a host name is reduced to it).
         site: String,
+        /// For how long; 0 switches shopping off.
         #[arg(long, default_value_t = 60)]
         minutes: u64,
         /// The running proxy's address.
@@ -75,11 +82,13 @@ enum Command {
 enum CaCommand {
     /// Create the CA (if there is none) and say where it is.
     Init {
+        /// Where the CA lives; the user's data directory (~/.local/share/nostalk/ca) when absent.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Print the CA certificate (PEM) on stdout.
     Export {
+        /// Where the CA lives; the user's data directory (~/.local/share/nostalk/ca) when absent.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -144,11 +153,25 @@ fn main() {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("nostalk: {e:#}");
+            eprintln!("nostalk: {}", error_text(&e));
             1
         }
     };
     std::process::exit(code);
+}
+
+/// An error with its causes, each said once: a cause whose words the message already holds
+/// (an OS error a library quoted in its own message) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {

@@ -302,3 +302,31 @@ fn nostalk_shop_switches_a_site_through_the_running_proxys_own_controls() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("shop.test: shopping for 5 minutes"));
     assert!(page.contains("<li>shop.test: 5 min left</li>"), "{page}");
 }
+
+#[test]
+fn an_address_in_use_is_said_once_and_every_argument_has_help() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[server]\nlisten = {addr:?}\n[ca]\ndir = {:?}\n", dir.path().join("ca").display().to_string()),
+    )
+    .unwrap();
+    let out = nostalk().args(["run", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    for (args, arg) in [
+        (vec!["run", "--help"], "--config"),
+        (vec!["explain", "--help"], "--json"),
+        (vec!["ca", "init", "--help"], "--dir"),
+        (vec!["shop", "--help"], "<SITE>"),
+    ] {
+        let out = nostalk().args(&args).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        let line = help.lines().find(|l| l.trim_start().starts_with(arg)).unwrap_or_else(|| panic!("{args:?}: {help}"));
+        assert!(line.trim().len() > arg.len() + 12, "{args:?}: `{arg}` has no help: {line}");
+    }
+}

@@ -392,3 +392,13 @@ async fn bad_ports_names_and_header_counts() {
     assert_eq!(status_of(&raw(p.addr, many(150).as_bytes()).await), 200);
     assert_eq!(status_of(&raw(p.addr, many(300).as_bytes()).await), 431);
 }
+
+#[tokio::test]
+async fn the_pac_file_fails_closed_unless_told_to_go_direct() {
+    let p = Proxy::start(&[], "").await;
+    let pac = reqwest::get(format!("{}/proxy.pac", p.url())).await.unwrap().text().await.unwrap();
+    assert!(pac.contains(&format!("return \"PROXY {}\";", p.addr)), "{pac}");
+    let p = Proxy::start(&[], "[server]\npac_fallback = \"direct\"\n").await;
+    let pac = reqwest::get(format!("{}/proxy.pac", p.url())).await.unwrap().text().await.unwrap();
+    assert!(pac.contains(&format!("return \"PROXY {}; DIRECT\";", p.addr)), "{pac}");
+}

@@ -45,6 +45,18 @@ pub struct ServerConfig {
     pub tunnel_idle_timeout: String,
     /// At most this many client connections; past it the least recently active is shed.
     pub max_connections: usize,
+    /// What the PAC file tells a browser to do when the proxy does not answer.
+    pub pac_fallback: PacFallback,
+}
+
+/// `[server] pac_fallback`: fail closed (`none`, the default: no proxy, no web, and the person
+/// notices) or go direct (`direct`: the web keeps working, unprotected, without a word).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacFallback {
+    #[default]
+    None,
+    Direct,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -156,6 +168,7 @@ impl Default for ServerConfig {
             handshake_timeout: "10s".into(),
             tunnel_idle_timeout: "10m".into(),
             max_connections: 4096,
+            pac_fallback: PacFallback::None,
         }
     }
 }

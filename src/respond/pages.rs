@@ -59,7 +59,7 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
         (&Method::GET | &Method::HEAD, "/") => {
             error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address.")
         }
-        (&Method::GET | &Method::HEAD, "/proxy.pac") => pac(req.headers(), local),
+        (&Method::GET | &Method::HEAD, "/proxy.pac") => pac(req.headers(), local, shared.config.server.pac_fallback),
         (&Method::GET | &Method::HEAD, "/ca.pem") => match &shared.ca {
             Some(ca) => {
                 let mut r = text(StatusCode::OK, "application/x-pem-file", ca.cert_pem.clone());
@@ -127,15 +127,21 @@ fn same_origin(headers: &http::HeaderMap) -> Result<(), &'static str> {
 
 /// The PAC file names the address this client reached the proxy on (its Host when that is
 /// an address, else the socket's local address), never `0.0.0.0` or `[::]`.
-fn pac(headers: &http::HeaderMap, local: SocketAddr) -> Response<Body> {
+/// With `pac_fallback = "none"` (the default) a browser whose proxy is down gets no web rather
+/// than the web without protection.
+fn pac(headers: &http::HeaderMap, local: SocketAddr, fallback: crate::config::PacFallback) -> Response<Body> {
     let from_host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<SocketAddr>().ok())
         .filter(|a| !a.ip().is_unspecified());
     let addr = from_host.unwrap_or(local);
+    let direct = match fallback {
+        crate::config::PacFallback::None => "",
+        crate::config::PacFallback::Direct => "; DIRECT",
+    };
     let body = format!(
-        "// nostalk proxy auto-configuration\nfunction FindProxyForURL(url, host) {{\n  if (isPlainHostName(host) || host === \"localhost\" || shExpMatch(host, \"127.*\") || host === \"[::1]\") return \"DIRECT\";\n  return \"PROXY {addr}; DIRECT\";\n}}\n"
+        "// nostalk proxy auto-configuration\nfunction FindProxyForURL(url, host) {{\n  if (isPlainHostName(host) || host === \"localhost\" || shExpMatch(host, \"127.*\") || host === \"[::1]\") return \"DIRECT\";\n  return \"PROXY {addr}{direct}\";\n}}\n"
     );
     text(StatusCode::OK, "application/x-ns-proxy-autoconfig", body)
 }
