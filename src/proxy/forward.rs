@@ -5,6 +5,7 @@
 
 use crate::hygiene::{self, Context};
 use crate::policy::{party, site, Explanation, RequestInfo, RequestType, Verdict};
+use crate::proxy::limits::{self, Tracked};
 use crate::proxy::{headers, upstream};
 use crate::respond::{self, blocked};
 use crate::{empty, rewrite, Body, Shared};
@@ -128,11 +129,15 @@ pub async fn forward(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let server_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
+            // A WebSocket left silent (no frames, not even pings) is closed like a tunnel.
+            let idle = shared.config.server_duration(|s| &s.tunnel_idle_timeout);
+            shared.tasks.spawn(async move {
                 match (client_upgrade.await, server_upgrade.await) {
                     (Ok(c), Ok(s)) => {
-                        let (mut c, mut s) = (TokioIo::new(c), TokioIo::new(s));
-                        let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                        let (mut c, mut s) = (TokioIo::new(c), Tracked::untabled(TokioIo::new(s)));
+                        if let Err(e) = limits::tunnel(&mut c, &mut s, idle).await {
+                            debug!(error = %e, "websocket ended");
+                        }
                     }
                     (c, s) => debug!(client = c.is_ok(), server = s.is_ok(), "upgrade did not complete"),
                 }
