@@ -262,6 +262,9 @@ impl Policy {
     }
 
     pub fn decide_uncached(&self, info: &RequestInfo) -> Decision {
+        if !(info.url.is_ascii() && info.host.is_ascii() && info.page_host.is_none_or(|p| p.is_ascii())) {
+            return self.decide_normalized(info);
+        }
         let site = info.site();
         let page_site = info.page_site();
         if self.is_trusted(&site) || page_site.as_deref().is_some_and(|p| self.is_trusted(p)) {
@@ -307,6 +310,20 @@ impl Policy {
             return Decision { verdict: Verdict::Allow, rule, list, ad_class: false };
         }
         Decision::allow()
+    }
+
+    /// A request whose URL or hosts are not ASCII (an address a page wrote with raw Unicode,
+    /// say), decided as a browser would send it: the host in punycode, the rest percent-encoded.
+    /// The filter engine takes ASCII only (it slices host names by byte, and a page could
+    /// otherwise make it panic); what cannot be made a URL is not a request, and is allowed.
+    fn decide_normalized(&self, info: &RequestInfo) -> Decision {
+        let Ok(url) = url::Url::parse(info.url) else { return Decision::allow() };
+        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else { return Decision::allow() };
+        let page_host = info.page_host.and_then(|p| url::Host::parse(p).ok()).map(|h| h.to_string());
+        if !(url.as_str().is_ascii() && host.is_ascii() && page_host.as_deref().is_none_or(|p| p.is_ascii())) {
+            return Decision::allow();
+        }
+        self.decide_uncached(&RequestInfo { url: url.as_str(), host: &host, page_host: page_host.as_deref(), ..*info })
     }
 
     /// Whether a URL found inside a page (script src, img src, ...) would be blocked.
