@@ -16,6 +16,10 @@ struct Running {
 fn proxy() -> &'static Running {
     static R: OnceLock<Running> = OnceLock::new();
     R.get_or_init(|| {
+        // libFuzzer's main is C's: a write to a socket the proxy closed would end the fuzzer
+        // with SIGPIPE instead of returning EPIPE, as it does in a Rust program.
+        // SAFETY: setting a signal's disposition to ignore has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let dir = std::env::temp_dir().join(format!("nostalk-fuzz-{}", std::process::id()));
         let toml = format!(
