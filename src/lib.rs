@@ -51,6 +51,8 @@ pub struct Shared {
     pub receipt: receipt::Receipt,
     pub shopping: hygiene::shopping::Shopping,
     pub lists: Arc<policy::subscribe::Subscriptions>,
+    /// The `[server]` timeouts, parsed once.
+    pub timeouts: proxy::limits::Timeouts,
     /// Every open client connection, for the connection limit.
     pub conns: Arc<proxy::limits::ConnTable>,
     /// The secret the proxy's own pages put in their forms; a control without it is refused.

@@ -77,12 +77,6 @@ impl Access {
                 .is_some_and(|given| constant_time_eq(given, t.as_bytes())),
         }
     }
-
-    /// Whether clients from other machines may use the proxy (which closes private ranges
-    /// to forwarding: see `proxy::destination`).
-    pub fn serves_others(&self) -> bool {
-        self.users.admits_others()
-    }
 }
 
 /// Compare without stopping at the first differing byte, so timing says nothing of the token.
@@ -101,14 +95,14 @@ mod tests {
         assert!(a.is_user("127.0.0.1".parse().unwrap()));
         assert!(a.is_user("::1".parse().unwrap()));
         assert!(!a.is_user("192.168.1.5".parse().unwrap()));
-        assert!(!a.serves_others());
+        assert!(!Cidrs::new(&cfg.access.allow).admits_others());
         cfg.access.allow = vec!["192.168.1.0/24".into(), "10.0.0.7".into()];
         let a = Access::new(&cfg);
         assert!(a.is_user("192.168.1.5".parse().unwrap()));
         assert!(a.is_user("::ffff:10.0.0.7".parse().unwrap()));
         assert!(!a.is_user("127.0.0.1".parse().unwrap()));
         assert!(a.allows("127.0.0.1".parse().unwrap()), "the proxy's own host is never locked out");
-        assert!(a.serves_others());
+        assert!(Cidrs::new(&cfg.access.allow).admits_others());
     }
 
     #[test]

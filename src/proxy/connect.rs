@@ -10,7 +10,7 @@
 
 use crate::policy::{RequestInfo, RequestType, Verdict};
 use crate::proxy::limits::{self, Activity, Tracked};
-use crate::proxy::listener::drive;
+use crate::proxy::listener::{self, drive};
 use crate::proxy::service::{ProxyService, Tunnel};
 use crate::respond;
 use crate::{empty, Body, Shared};
@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::timeout;
 use tracing::{debug, info, Instrument};
@@ -40,7 +39,8 @@ pub async fn handle(
         return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", &why);
     }
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    if !crate::tls::is_mintable_name(&host) && host.parse::<std::net::IpAddr>().is_err() {
+    // An address, or a name a leaf could be made for (no wildcard, no empty label).
+    if !crate::tls::is_mintable_name(&host) {
         return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "CONNECT needs a host name or address");
     }
     let port = authority.port_u16().unwrap_or(443);
@@ -109,7 +109,7 @@ pub async fn handle(
             }
         };
         let span = tracing::debug_span!("tunnel", host = %host, port);
-        let idle = shared.config.server_duration(|s| &s.tunnel_idle_timeout);
+        let idle = shared.timeouts.tunnel_idle;
         shared.tasks.spawn(
             async move {
                 match hyper::upgrade::on(req).await {
@@ -173,8 +173,7 @@ async fn serve_intercepted<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handshake = shared.config.server_duration(|s| &s.handshake_timeout);
-    let idle = shared.config.server_duration(|s| &s.idle_timeout);
+    let (handshake, idle) = (shared.timeouts.handshake, shared.timeouts.idle);
     let mut stop = shared.shutdown.subscribe();
     let activity = Arc::new(Activity::default());
     let mut first = [0u8; 1];
@@ -185,7 +184,7 @@ where
     let io = Prefixed { prefix: Some(first[0]), inner: io };
     if first[0] != 0x16 {
         // Not a TLS handshake: plain HTTP inside the tunnel, h1 or h2 as its first bytes say.
-        let builder = crate::proxy::listener::auto_builder();
+        let builder = listener::auto_builder();
         let tunnel = Some(Arc::new(Tunnel::new(&host, port, false)));
         let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone());
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
@@ -217,15 +216,15 @@ where
         builder
             .timer(TokioTimer::new())
             .enable_connect_protocol()
-            .max_header_list_size(64 * 1024)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .max_header_list_size(listener::H2_MAX_HEADER_LIST)
+            .keep_alive_interval(Some(listener::H2_PING_INTERVAL))
+            .keep_alive_timeout(listener::H2_PING_TIMEOUT);
         let conn = builder.serve_connection(TokioIo::new(tls), svc);
         drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
     } else {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .max_headers(crate::proxy::listener::MAX_HEADERS)
+            .max_headers(listener::MAX_HEADERS)
             .serve_connection(TokioIo::new(tls), svc)
             .with_upgrades();
         drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;

@@ -130,7 +130,7 @@ pub async fn forward(
         if let Some(client_upgrade) = client_upgrade {
             let server_upgrade = hyper::upgrade::on(&mut resp);
             // A WebSocket left silent (no frames, not even pings) is closed like a tunnel.
-            let idle = shared.config.server_duration(|s| &s.tunnel_idle_timeout);
+            let idle = shared.timeouts.tunnel_idle;
             shared.tasks.spawn(async move {
                 match (client_upgrade.await, server_upgrade.await) {
                     (Ok(c), Ok(s)) => {

@@ -17,6 +17,24 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// The `[server]` waits, read from config once at start rather than on every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub handshake: Duration,
+    pub tunnel_idle: Duration,
+}
+
+impl Timeouts {
+    pub fn new(cfg: &crate::Config) -> Timeouts {
+        Timeouts {
+            idle: cfg.server_duration(|s| &s.idle_timeout),
+            handshake: cfg.server_duration(|s| &s.handshake_timeout),
+            tunnel_idle: cfg.server_duration(|s| &s.tunnel_idle_timeout),
+        }
+    }
+}
+
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)

@@ -74,6 +74,7 @@ impl Server {
             receipt: receipt::Receipt::new(),
             shopping: Default::default(),
             lists,
+            timeouts: limits::Timeouts::new(&config),
             conns: limits::ConnTable::new(config.server.max_connections),
             page_token: crate::respond::pages::new_token(),
             shutdown: tokio::sync::watch::channel(false).0,
@@ -97,7 +98,7 @@ impl Server {
         let Server { listener, shared } = self;
         crate::policy::subscribe::spawn_refresher(shared.clone());
         let grace = shared.config.server_duration(|s| &s.shutdown_grace);
-        let idle = shared.config.server_duration(|s| &s.idle_timeout);
+        let idle = shared.timeouts.idle;
         let builder = Arc::new(auto_builder());
         info!(listen = %shared.listen, "nostalk is listening; PAC file at http://{}/proxy.pac", shared.listen);
         tokio::pin!(shutdown);
@@ -204,8 +205,14 @@ pub const MAX_HEADERS: usize = 200;
 /// HTTP/2 limits for client connections: a header list as large as browsers send (64 KB,
 /// hyper's default is 16 KB), and keep-alive pings that find a peer that went away while
 /// its streams were open.
+/// (The auto builder's HTTP/2 side and hyper's own HTTP/2 builder, for intercepted
+/// connections, are different types; both take these.)
+pub const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+pub const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub fn h2_limits<E>(h2: &mut hyper_util::server::conn::auto::Http2Builder<'_, E>) {
-    h2.max_header_list_size(64 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+    h2.max_header_list_size(H2_MAX_HEADER_LIST)
+        .keep_alive_interval(Some(H2_PING_INTERVAL))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
 }

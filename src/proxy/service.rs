@@ -22,7 +22,6 @@ use tracing::Instrument;
 
 /// The names the proxy answers for itself, whatever they resolve to.
 pub const LOCAL_HOSTS: [&str; 2] = ["nostalk.internal", "nostalk.localhost"];
-pub const LOCAL_HOST: &str = "nostalk.internal";
 
 pub fn is_local_name(host: &str) -> bool {
     LOCAL_HOSTS.iter().any(|n| host.eq_ignore_ascii_case(n))

@@ -101,14 +101,6 @@ impl Receipt {
         let page = order.iter().skip(offset).take(n).map(|(_, k)| ((*k).clone(), sites[*k].clone())).collect();
         (page, sites.len())
     }
-
-    /// A copy of the receipt, sites sorted by name.
-    pub fn snapshot(&self) -> Vec<(String, SiteReceipt)> {
-        let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = sites.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
 }
 
 #[cfg(test)]
