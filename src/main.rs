@@ -105,7 +105,7 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 /// proxy's request threads never wait on the terminal or the journal; no line is dropped
 /// (a full queue makes the logger wait). Colours only when stderr is a terminal. The guard
 /// flushes what is queued when it is dropped, at exit.
-fn init_logs(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logs(format: nostalk::config::LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "nostalk=info".into());
     let ansi = std::io::stderr().is_terminal();
@@ -114,7 +114,7 @@ fn init_logs(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
         .thread_name("nostalk-log")
         .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
-    if format == "json" {
+    if format == nostalk::config::LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -184,7 +184,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 cfg.server.listen = l;
             }
-            let _logs = init_logs(&cfg.server.log_format);
+            let _logs = init_logs(cfg.server.log_format);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async {
                 // Signal handlers first: a SIGTERM at any point after start drains and exits 0.

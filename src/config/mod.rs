@@ -1,14 +1,17 @@
 //! Configuration: the TOML schema (serde), its validation, and the embedded default.
 //!
-//! A config file is parsed in two steps: serde turns the TOML into [`Config`] (unknown keys and
-//! wrong types are errors, reported with the line toml gives), then [`Config::validate`] checks
-//! the values that TOML cannot (addresses, CIDRs, durations, resolve entries), and reports each
+//! A config file is parsed in two steps: serde turns the TOML into [`Config`] (unknown keys,
+//! wrong types, words not among a key's choices and bad durations are errors, reported with the
+//! line toml gives; the typed values are in [`values`]), then [`Config::validate`] checks the
+//! values serde cannot (addresses, CIDRs, resolve entries, ranges), and reports each
 //! problem with its key and the line of that key, found with `toml_edit`'s spans.
+
+pub mod values;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+pub use values::{parse_duration, AdMode, Dur, ListVerdict, LogFormat, OutputEncoding, PacFallback};
 
 /// The embedded default configuration, also the commented reference for every key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -32,31 +35,21 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: String,
-    pub log_format: String,
-    pub shutdown_grace: String,
+    pub log_format: LogFormat,
+    pub shutdown_grace: Dur,
     /// A client connection with no bytes either way for this long is closed (gracefully:
     /// requests in flight finish first).
-    pub idle_timeout: String,
+    pub idle_timeout: Dur,
     /// How long a client may take to finish a TLS handshake, or to send its first bytes
     /// after CONNECT.
-    pub handshake_timeout: String,
+    pub handshake_timeout: Dur,
     /// A tunnel (CONNECT passed through untouched) with no bytes either way for this long is
     /// closed.
-    pub tunnel_idle_timeout: String,
+    pub tunnel_idle_timeout: Dur,
     /// At most this many client connections; past it the least recently active is shed.
     pub max_connections: usize,
     /// What the PAC file tells a browser to do when the proxy does not answer.
     pub pac_fallback: PacFallback,
-}
-
-/// `[server] pac_fallback`: fail closed (`none`, the default: no proxy, no web, and the person
-/// notices) or go direct (`direct`: the web keeps working, unprotected, without a word).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PacFallback {
-    #[default]
-    None,
-    Direct,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,9 +72,9 @@ pub struct InterceptConfig {
 pub struct UpstreamConfig {
     pub resolve: Vec<String>,
     pub extra_roots: Vec<PathBuf>,
-    pub connect_timeout: String,
-    pub response_timeout: String,
-    pub idle_timeout: String,
+    pub connect_timeout: Dur,
+    pub response_timeout: Dur,
+    pub idle_timeout: Dur,
     /// Destinations never reached (besides the defaults: loopback, link-local, unspecified,
     /// multicast, and private ranges when the proxy serves other machines).
     pub deny: Vec<String>,
@@ -93,7 +86,7 @@ pub struct UpstreamConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     pub embedded_lists: bool,
-    pub ads: String,
+    pub ads: AdMode,
     pub blocked_ad_categories: Vec<String>,
     pub trusted_sites: Vec<String>,
     pub dnt: bool,
@@ -107,7 +100,7 @@ pub struct PolicyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RewriteConfig {
     pub enabled: bool,
-    pub encoding: String,
+    pub encoding: OutputEncoding,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -145,28 +138,25 @@ pub struct ListConfig {
     pub name: String,
     pub url: Option<String>,
     pub path: Option<PathBuf>,
-    #[serde(default = "default_verdict")]
-    pub verdict: String,
+    #[serde(default)]
+    pub verdict: ListVerdict,
     #[serde(default = "default_refresh")]
-    pub refresh: String,
+    pub refresh: Dur,
 }
 
-fn default_verdict() -> String {
-    "block".into()
-}
-fn default_refresh() -> String {
-    "24h".into()
+fn default_refresh() -> Dur {
+    Dur::secs(24 * 3600)
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8877".into(),
-            log_format: "pretty".into(),
-            shutdown_grace: "10s".into(),
-            idle_timeout: "120s".into(),
-            handshake_timeout: "10s".into(),
-            tunnel_idle_timeout: "10m".into(),
+            log_format: LogFormat::Pretty,
+            shutdown_grace: Dur::secs(10),
+            idle_timeout: Dur::secs(120),
+            handshake_timeout: Dur::secs(10),
+            tunnel_idle_timeout: Dur::secs(600),
             max_connections: 4096,
             pac_fallback: PacFallback::None,
         }
@@ -182,9 +172,9 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             resolve: Vec::new(),
             extra_roots: Vec::new(),
-            connect_timeout: "10s".into(),
-            response_timeout: "60s".into(),
-            idle_timeout: "90s".into(),
+            connect_timeout: Dur::secs(10),
+            response_timeout: Dur::secs(60),
+            idle_timeout: Dur::secs(90),
             deny: Vec::new(),
             allow: Vec::new(),
         }
@@ -194,7 +184,7 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             embedded_lists: true,
-            ads: "ad".into(),
+            ads: AdMode::Ad,
             blocked_ad_categories: Vec::new(),
             trusted_sites: Vec::new(),
             dnt: false,
@@ -206,7 +196,7 @@ impl Default for PolicyConfig {
 }
 impl Default for RewriteConfig {
     fn default() -> Self {
-        RewriteConfig { enabled: true, encoding: "auto".into() }
+        RewriteConfig { enabled: true, encoding: OutputEncoding::Auto }
     }
 }
 
@@ -273,11 +263,6 @@ impl ResolveEntry {
 pub const MAX_DECISION_CACHE: usize = 1_000_000;
 /// The largest `max_list_mb`: EasyList and EasyPrivacy together are about 3 MB.
 pub const MAX_LIST_MB: usize = 256;
-
-/// Parse "10s", "24h", "500ms".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like \"10s\" or \"24h\": {e}"))
-}
 
 impl Config {
     /// The embedded default.
@@ -363,26 +348,6 @@ impl Config {
                 format!("`{}` is not an address like 127.0.0.1:8877: {e}", self.server.listen),
             );
         }
-        if !matches!(self.server.log_format.as_str(), "pretty" | "json") {
-            push(
-                &["server", "log_format"],
-                None,
-                format!("`{}` must be \"pretty\" or \"json\"", self.server.log_format),
-            );
-        }
-        for (path, value) in [
-            (["server", "shutdown_grace"], &self.server.shutdown_grace),
-            (["server", "idle_timeout"], &self.server.idle_timeout),
-            (["server", "handshake_timeout"], &self.server.handshake_timeout),
-            (["server", "tunnel_idle_timeout"], &self.server.tunnel_idle_timeout),
-            (["upstream", "connect_timeout"], &self.upstream.connect_timeout),
-            (["upstream", "response_timeout"], &self.upstream.response_timeout),
-            (["upstream", "idle_timeout"], &self.upstream.idle_timeout),
-        ] {
-            if let Err(e) = parse_duration(value) {
-                push(&path, None, e);
-            }
-        }
         for (i, r) in self.upstream.resolve.iter().enumerate() {
             if let Err(e) = ResolveEntry::parse(r) {
                 push(&["upstream", "resolve"], Some(i), e);
@@ -415,16 +380,6 @@ impl Config {
         if !(1..=MAX_LIST_MB).contains(&self.policy.max_list_mb) {
             push(&["policy", "max_list_mb"], None, format!("must be between 1 and {MAX_LIST_MB}"));
         }
-        if !matches!(self.policy.ads.as_str(), "ad" | "block" | "allow") {
-            push(&["policy", "ads"], None, format!("`{}` must be \"ad\", \"block\" or \"allow\"", self.policy.ads));
-        }
-        if !matches!(self.rewrite.encoding.as_str(), "auto" | "identity" | "gzip") {
-            push(
-                &["rewrite", "encoding"],
-                None,
-                format!("`{}` must be \"auto\", \"identity\" or \"gzip\"", self.rewrite.encoding),
-            );
-        }
         for (i, l) in self.lists.iter().enumerate() {
             if l.url.is_none() == l.path.is_none() {
                 push(&["lists"], Some(i), format!("list `{}` needs exactly one of `url` or `path`", l.name));
@@ -433,16 +388,6 @@ impl Config {
                 if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<http::Uri>().is_err() {
                     push(&["lists"], Some(i), format!("list `{}`: url `{u}` is not an http(s) URL", l.name));
                 }
-            }
-            if !matches!(l.verdict.as_str(), "block" | "ad") {
-                push(
-                    &["lists"],
-                    Some(i),
-                    format!("list `{}`: verdict `{}` must be \"block\" or \"ad\"", l.name, l.verdict),
-                );
-            }
-            if let Err(e) = parse_duration(&l.refresh) {
-                push(&["lists"], Some(i), format!("list `{}`: refresh {e}", l.name));
             }
             if l.name.trim().is_empty() {
                 push(&["lists"], Some(i), "a list needs a name".into());
@@ -456,18 +401,8 @@ impl Config {
         self.server.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8877)))
     }
 
-    pub fn duration(&self, value: &str, fallback: Duration) -> Duration {
-        parse_duration(value).unwrap_or(fallback)
-    }
-
     pub fn resolve_entries(&self) -> Vec<ResolveEntry> {
         self.upstream.resolve.iter().filter_map(|r| ResolveEntry::parse(r).ok()).collect()
-    }
-
-    /// A duration key's value (validated by `parse`; the default's own value otherwise).
-    pub fn server_duration(&self, which: fn(&ServerConfig) -> &String) -> Duration {
-        let fallback = which(&ServerConfig::default()).clone();
-        parse_duration(which(&self.server)).or_else(|_| parse_duration(&fallback)).unwrap_or(Duration::from_secs(10))
     }
 
     pub fn max_list_bytes(&self) -> usize {

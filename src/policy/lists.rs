@@ -21,11 +21,10 @@ pub enum ListKind {
 }
 
 impl ListKind {
-    pub fn from_verdict(v: &str) -> ListKind {
-        if v == "ad" {
-            ListKind::Ad
-        } else {
-            ListKind::Block
+    pub fn from_verdict(v: crate::config::ListVerdict) -> ListKind {
+        match v {
+            crate::config::ListVerdict::Ad => ListKind::Ad,
+            crate::config::ListVerdict::Block => ListKind::Block,
         }
     }
     pub fn as_str(self) -> &'static str {

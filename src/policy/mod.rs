@@ -41,13 +41,7 @@ impl Verdict {
     }
 }
 
-/// What to do with ads as a whole (`[policy] ads`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdMode {
-    Block,
-    Ad,
-    Allow,
-}
+pub use crate::config::AdMode;
 
 /// The one decision a request gets, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +165,7 @@ impl Policy {
                 })?;
                 sources.push(ListSource::new(
                     &l.name,
-                    ListKind::from_verdict(&l.verdict),
+                    ListKind::from_verdict(l.verdict),
                     text,
                     lists::Origin::Path(path.clone()),
                 ));
@@ -210,11 +204,7 @@ impl Policy {
                 _ => {}
             }
         }
-        let ad_mode = match cfg.policy.ads.as_str() {
-            "block" => AdMode::Block,
-            "allow" => AdMode::Allow,
-            _ => AdMode::Ad,
-        };
+        let ad_mode = cfg.policy.ads;
         let cache = (cfg.policy.decision_cache > 0).then(|| quick_cache::sync::Cache::new(cfg.policy.decision_cache));
         Ok(Policy {
             block,

@@ -6,7 +6,7 @@
 //! and swaps it whole.
 
 use super::lists::{count_rules, ListKind, ListSource, Origin};
-use crate::config::{parse_duration, Config, ListConfig};
+use crate::config::{Config, ListConfig};
 use crate::Shared;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
@@ -81,7 +81,7 @@ impl Subscriptions {
                 let base = safe_file_name(&l.name);
                 let text_path = dir.join(format!("{base}.txt"));
                 let meta_path = dir.join(format!("{base}.meta.json"));
-                let kind = ListKind::from_verdict(&l.verdict);
+                let kind = ListKind::from_verdict(l.verdict);
                 let meta: Meta =
                     std::fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
                 let source = super::lists::read_capped(&text_path, cfg.max_list_bytes())
@@ -90,7 +90,7 @@ impl Subscriptions {
                 let status =
                     if source.is_some() { "cached copy loaded".to_string() } else { "not fetched yet".to_string() };
                 Sub {
-                    refresh: parse_duration(&l.refresh).unwrap_or(Duration::from_secs(86_400)),
+                    refresh: l.refresh.get(),
                     cfg: l.clone(),
                     kind,
                     text_path,

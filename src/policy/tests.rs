@@ -75,11 +75,11 @@ fn ad_mode_changes_what_an_ad_becomes() {
     let url = "https://ib.adnxs.com/ut/v3/prebid";
     let page = Some("https://news.example/");
     assert_eq!(
-        ex(&policy_with(|c| c.policy.ads = "block".into()), url, page, "xmlhttprequest").decision,
+        ex(&policy_with(|c| c.policy.ads = AdMode::Block), url, page, "xmlhttprequest").decision,
         Verdict::Block
     );
     assert_eq!(
-        ex(&policy_with(|c| c.policy.ads = "allow".into()), url, page, "xmlhttprequest").decision,
+        ex(&policy_with(|c| c.policy.ads = AdMode::Allow), url, page, "xmlhttprequest").decision,
         Verdict::Allow
     );
     assert_eq!(ex(&policy_with(|_| {}), url, page, "xmlhttprequest").decision, Verdict::Ad);

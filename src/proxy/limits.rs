@@ -28,9 +28,9 @@ pub struct Timeouts {
 impl Timeouts {
     pub fn new(cfg: &crate::Config) -> Timeouts {
         Timeouts {
-            idle: cfg.server_duration(|s| &s.idle_timeout),
-            handshake: cfg.server_duration(|s| &s.handshake_timeout),
-            tunnel_idle: cfg.server_duration(|s| &s.tunnel_idle_timeout),
+            idle: cfg.server.idle_timeout.get(),
+            handshake: cfg.server.handshake_timeout.get(),
+            tunnel_idle: cfg.server.tunnel_idle_timeout.get(),
         }
     }
 }

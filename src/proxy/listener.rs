@@ -97,7 +97,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server { listener, shared } = self;
         crate::policy::subscribe::spawn_refresher(shared.clone());
-        let grace = shared.config.server_duration(|s| &s.shutdown_grace);
+        let grace = shared.config.server.shutdown_grace.get();
         let idle = shared.timeouts.idle;
         let builder = Arc::new(auto_builder());
         info!(listen = %shared.listen, "nostalk is listening; PAC file at http://{}/proxy.pac", shared.listen);

@@ -42,7 +42,7 @@ impl Dialer {
         Dialer {
             resolve: Arc::new(cfg.resolve_entries()),
             destinations: Arc::new(Destinations::new(cfg)),
-            connect_timeout: cfg.duration(&cfg.upstream.connect_timeout, Duration::from_secs(10)),
+            connect_timeout: cfg.upstream.connect_timeout.get(),
             tls: TlsConnector::from(Arc::new(tls)),
         }
     }
@@ -207,7 +207,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(cfg: &Config, dialer: Dialer) -> Upstream {
-        let idle = cfg.duration(&cfg.upstream.idle_timeout, Duration::from_secs(90));
+        let idle = cfg.upstream.idle_timeout.get();
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(idle)
             .pool_max_idle_per_host(64)
@@ -217,7 +217,7 @@ impl Upstream {
         Upstream {
             client,
             h2: Arc::new(H2Pool::new(dialer, idle)),
-            response_timeout: cfg.duration(&cfg.upstream.response_timeout, Duration::from_secs(60)),
+            response_timeout: cfg.upstream.response_timeout.get(),
         }
     }
 

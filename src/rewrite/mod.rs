@@ -8,6 +8,7 @@
 pub mod csp;
 pub mod handlers;
 
+use crate::config::OutputEncoding;
 use crate::policy::Policy;
 use crate::{Body, BoxError, Shared};
 use bytes::{Bytes, BytesMut};
@@ -176,10 +177,10 @@ pub async fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> Respo
     let ctx = Arc::new(handlers::PageCtx::new(page.policy.clone(), page.page_host.clone(), shopping, gpc));
     // Never an encoding the client did not ask for, whatever the config prefers.
     let out_gzip = page.client_gzip
-        && match page.shared.config.rewrite.encoding.as_str() {
-            "gzip" => true,
-            "identity" => false,
-            _ => !page.client_loopback,
+        && match page.shared.config.rewrite.encoding {
+            OutputEncoding::Gzip => true,
+            OutputEncoding::Identity => false,
+            OutputEncoding::Auto => !page.client_loopback,
         };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);
