@@ -166,9 +166,9 @@ fn easylist_and_easyprivacy_decide_the_real_requests_as_expected() {
         if (d.verdict == Verdict::Allow) == expect_allowed {
             agree += 1;
         } else if disagreements.len() < 10 {
-            disagreements.push(format!("{url} expected {filters:?} got {:?} {:?}", d.verdict, d.rule));
+            disagreements.push(format!("{url} expected {filters:?} got {:?} {:?}", d.verdict, d.rule()));
         }
-        if d.rule.as_deref().is_some_and(|rule| filters.contains(&rule)) {
+        if d.rule().is_some_and(|rule| filters.contains(&rule)) {
             rule_named += 1;
         }
     }

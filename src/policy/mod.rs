@@ -47,17 +47,65 @@ pub use crate::config::AdMode;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
-    /// The rule text that decided, if a rule did.
-    pub rule: Option<Arc<str>>,
-    /// The list (or "config") the rule came from.
-    pub list: Option<Arc<str>>,
+    pub reason: Reason,
     /// Whether an ad-class list matched, whatever the verdict became (ad mode, category).
     pub ad_class: bool,
 }
 
+/// Why a decision is what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No rule matched: an ordinary request.
+    NoRule,
+    /// A rule of a block or ad list matched.
+    Rule(Matched),
+    /// A rule of an ad category the config blocks (`[policy] blocked_ad_categories`).
+    AdCategory(Matched),
+    /// An exception rule (`@@`) let the request through.
+    Exception(Matched),
+    /// The request's site or its page's site is trusted in the config.
+    TrustedSite,
+}
+
+/// A rule that matched, and the list it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub rule: Arc<str>,
+    pub list: Arc<str>,
+}
+
 impl Decision {
-    fn allow() -> Decision {
-        Decision { verdict: Verdict::Allow, rule: None, list: None, ad_class: false }
+    pub fn allow() -> Decision {
+        Decision { verdict: Verdict::Allow, reason: Reason::NoRule, ad_class: false }
+    }
+
+    /// The list rule behind the decision, if one is.
+    pub fn matched(&self) -> Option<&Matched> {
+        match &self.reason {
+            Reason::Rule(m) | Reason::AdCategory(m) | Reason::Exception(m) => Some(m),
+            Reason::NoRule | Reason::TrustedSite => None,
+        }
+    }
+
+    /// The rule's text, as the logs and `explain` name it ("trusted site" for a trusted one).
+    pub fn rule(&self) -> Option<&str> {
+        match &self.reason {
+            Reason::TrustedSite => Some("trusted site"),
+            _ => self.matched().map(|m| &*m.rule),
+        }
+    }
+
+    /// The list the rule came from ("config" for a trusted site).
+    pub fn list(&self) -> Option<&str> {
+        match &self.reason {
+            Reason::TrustedSite => Some("config"),
+            _ => self.matched().map(|m| &*m.list),
+        }
+    }
+
+    /// A trusted site's request: nothing is cleaned.
+    pub fn is_trusted(&self) -> bool {
+        self.reason == Reason::TrustedSite
     }
 }
 
@@ -96,42 +144,49 @@ pub enum PolicyError {
     List { name: String, message: String },
 }
 
-/// A compiled engine and the names of the lists in it, by adblock's source index.
+/// A compiled engine and the names and kinds of the lists in it, by adblock's source index.
 struct ClassEngine {
     engine: Engine,
-    list_names: Vec<Arc<str>>,
+    lists: Vec<(Arc<str>, ListKind)>,
     rules: usize,
 }
 
 impl ClassEngine {
     fn build(sources: &[&ListSource]) -> ClassEngine {
         let mut set = FilterSet::new(true);
-        let mut list_names = Vec::new();
+        let mut lists = Vec::new();
         let opts = ParseOptions { rule_types: RuleTypes::NetworkOnly, ..ParseOptions::default() };
         let mut rules = 0;
         for src in sources {
             let record = set.add_filter_list(src.text.to_string(), opts);
-            while list_names.len() <= record.source_index {
-                list_names.push(Arc::from(src.name.as_str()));
+            let entry = (Arc::from(src.name.as_str()), src.kind);
+            while lists.len() <= record.source_index {
+                lists.push(entry.clone());
             }
-            list_names[record.source_index] = Arc::from(src.name.as_str());
+            lists[record.source_index] = entry;
             rules += src.rule_count;
         }
         // Without the optimizer, no two rules are fused, so every match names its own rule and
         // list (BENCHMARKS.md measures what that costs).
         let engine = Engine::new_with_filter_set_no_optimize(set);
-        ClassEngine { engine, list_names, rules }
+        ClassEngine { engine, lists, rules }
     }
 
     fn check(&self, req: &AbRequest) -> adblock::blocker::BlockerResult {
         self.engine.check_network_request(req)
     }
 
-    fn describe(&self, info: &adblock::sourcemap::FilterRuleDebugInfo) -> (Option<Arc<str>>, Option<Arc<str>>) {
-        let rule = info.raw_line.as_deref().map(Arc::from);
-        let list =
-            info.source_location.as_ref().and_then(|loc| self.list_names.get(loc.source_index as usize).cloned());
-        (rule, list)
+    /// The rule that matched, its list, and whether that list is of ad categories. The
+    /// engine keeps every rule's text and source (no optimizer), so both are always known;
+    /// the placeholders are for an engine that one day does not.
+    fn describe(&self, info: &adblock::sourcemap::FilterRuleDebugInfo) -> (Matched, bool) {
+        let rule = info.raw_line.as_deref().map_or_else(|| Arc::from("(rule text not kept)"), Arc::from);
+        let (list, kind) = info
+            .source_location
+            .as_ref()
+            .and_then(|loc| self.lists.get(loc.source_index as usize).cloned())
+            .unwrap_or_else(|| (Arc::from("(unknown list)"), ListKind::Block));
+        (Matched { rule, list }, kind == ListKind::Categories)
     }
 }
 
@@ -258,12 +313,7 @@ impl Policy {
         let site = info.site();
         let page_site = info.page_site();
         if self.is_trusted(&site) || page_site.as_deref().is_some_and(|p| self.is_trusted(p)) {
-            return Decision {
-                verdict: Verdict::Allow,
-                rule: Some(Arc::from("trusted site")),
-                list: Some(Arc::from("config")),
-                ad_class: false,
-            };
+            return Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false };
         }
         let third_party = page_site.as_deref().is_some_and(|p| p != site);
         let source_host = info.page_host.unwrap_or(info.host);
@@ -278,28 +328,32 @@ impl Policy {
 
         let b = self.block.check(&req);
         if b.should_block() {
-            let (rule, list) = b.filter.as_ref().map(|f| self.block.describe(f)).unwrap_or_default();
-            return Decision { verdict: Verdict::Block, rule, list, ad_class: false };
+            let reason = match b.filter.as_ref().map(|f| self.block.describe(f)) {
+                Some((m, true)) => Reason::AdCategory(m),
+                Some((m, false)) => Reason::Rule(m),
+                None => Reason::NoRule,
+            };
+            return Decision { verdict: Verdict::Block, reason, ad_class: false };
         }
         let a = self.ad.check(&req);
         if a.should_block() {
-            let (rule, list) = a.filter.as_ref().map(|f| self.ad.describe(f)).unwrap_or_default();
+            let reason = a.filter.as_ref().map_or(Reason::NoRule, |f| Reason::Rule(self.ad.describe(f).0));
             let verdict = match self.ad_mode {
                 AdMode::Ad => Verdict::Ad,
                 AdMode::Block => Verdict::Block,
                 AdMode::Allow => Verdict::Allow,
             };
-            return Decision { verdict, rule, list, ad_class: true };
+            return Decision { verdict, reason, ad_class: true };
         }
-        if let Some(ex) = b.exception.as_ref() {
-            let (rule, list) = self.block.describe(ex);
-            return Decision { verdict: Verdict::Allow, rule, list, ad_class: false };
+        let exception = b
+            .exception
+            .as_ref()
+            .map(|ex| self.block.describe(ex))
+            .or_else(|| a.exception.as_ref().map(|ex| self.ad.describe(ex)));
+        match exception {
+            Some((m, _)) => Decision { verdict: Verdict::Allow, reason: Reason::Exception(m), ad_class: false },
+            None => Decision::allow(),
         }
-        if let Some(ex) = a.exception.as_ref() {
-            let (rule, list) = self.ad.describe(ex);
-            return Decision { verdict: Verdict::Allow, rule, list, ad_class: false };
-        }
-        Decision::allow()
     }
 
     /// A request whose URL or hosts are not ASCII (an address a page wrote with raw Unicode,
@@ -342,8 +396,8 @@ impl Explanation {
         Explanation {
             url: info.url.to_string(),
             decision: d.verdict,
-            rule: d.rule.as_deref().map(str::to_string),
-            list: d.list.as_deref().map(str::to_string),
+            rule: d.rule().map(str::to_string),
+            list: d.list().map(str::to_string),
             site: info.site(),
             party: if info.third_party() { "third" } else { "first" },
             request_type: info.request_type.as_str(),

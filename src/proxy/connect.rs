@@ -68,8 +68,8 @@ pub async fn handle(
         info!(
             host = %host,
             verdict = "block",
-            rule = decision.rule.as_deref().unwrap_or(""),
-            list = decision.list.as_deref().unwrap_or(""),
+            rule = decision.rule().unwrap_or(""),
+            list = decision.list().unwrap_or(""),
             "refused CONNECT to a blocked host"
         );
         shared.metrics.inc(&shared.metrics.blocked);

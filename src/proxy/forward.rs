@@ -58,7 +58,7 @@ pub async fn forward(
     }
 
     let own_site = site::site_of(&host);
-    let trusted = decision.list.as_deref() == Some("config") && decision.rule.as_deref() == Some("trusted site");
+    let trusted = decision.is_trusted();
     let ctx = Context {
         decision: &decision,
         policy: &policy,

@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn hosts_per_site_and_sites_are_bounded() {
         let r = Receipt::new();
-        let d = Decision { verdict: Verdict::Block, rule: None, list: None, ad_class: false };
+        let d = Decision { verdict: Verdict::Block, ..Decision::allow() };
         for i in 0..(MAX_HOSTS_PER_SITE + 50) {
             r.record(Some("news.test"), &format!("t{i}.tracker.test"), &d, RequestType::Script);
         }

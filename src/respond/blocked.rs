@@ -23,8 +23,8 @@ pub fn respond(request_type: RequestType, url: &str, decision: &Decision) -> Res
             (StatusCode::OK, Some("application/javascript"), full(js))
         }
         RequestType::Document | RequestType::SubFrame => {
-            let rule = decision.rule.as_deref().unwrap_or("");
-            let list = decision.list.as_deref().unwrap_or("");
+            let rule = decision.rule().unwrap_or("");
+            let list = decision.list().unwrap_or("");
             let page = format!(
                 "<!doctype html><html><head><meta charset=\"utf-8\"><title>Blocked</title></head>\
                  <body style=\"font:13px system-ui,sans-serif;color:#777;margin:4px\">\

@@ -110,7 +110,7 @@ impl PageCtx {
         if !abs.starts_with("http") {
             return None;
         }
-        self.policy.blocks_url(&abs, &self.page_host, t).map(|d| (abs, d.rule))
+        self.policy.blocks_url(&abs, &self.page_host, t).map(|d| (abs, d.matched().map(|m| m.rule.clone())))
     }
 }
 
