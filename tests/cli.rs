@@ -2,6 +2,7 @@
 
 mod support;
 
+use nostalk::config::ListVerdict;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -192,10 +193,10 @@ fn the_example_configs_are_valid_and_subscribe_to_easylist_and_easyprivacy() {
         let out = nostalk().args(["check", "--config", path.to_str().unwrap()]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         let cfg = nostalk::Config::load(&path).unwrap();
-        let subscribed: Vec<(&str, &str)> =
-            cfg.lists.iter().filter(|l| l.url.is_some()).map(|l| (l.name.as_str(), l.verdict.as_str())).collect();
-        assert!(subscribed.contains(&("easyprivacy", "block")), "{name}: {subscribed:?}");
-        assert!(subscribed.contains(&("easylist", "ad")), "{name}: {subscribed:?}");
+        let subscribed: Vec<(&str, ListVerdict)> =
+            cfg.lists.iter().filter(|l| l.url.is_some()).map(|l| (l.name.as_str(), l.verdict)).collect();
+        assert!(subscribed.contains(&("easyprivacy", ListVerdict::Block)), "{name}: {subscribed:?}");
+        assert!(subscribed.contains(&("easylist", ListVerdict::Ad)), "{name}: {subscribed:?}");
     }
 }
 

@@ -3,8 +3,9 @@
 //! party), the Referer (the page's context for ads, the origin cross-site), high-entropy client
 //! hints and `X-Client-Data`, cache validators for ads; `Sec-GPC: 1` always, `DNT: 1` on request.
 
-use super::Context;
+use crate::exchange::{Exchange, Stripped};
 use crate::policy::lists::{NameMatch, ParamList};
+use crate::policy::Policy;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Uri;
 
@@ -23,54 +24,60 @@ pub const HIGH_ENTROPY_HEADERS: [HeaderName; 10] = [
     HeaderName::from_static("device-memory"),
 ];
 
-/// Clean the headers in place; returns the URL with tracking parameters removed, if any were.
-pub fn clean(headers: &mut HeaderMap, uri: &Uri, ctx: &Context) -> Option<Uri> {
+/// Clean the headers in place. Returns the URL with tracking parameters removed (None when
+/// none were), and what was taken off.
+pub fn clean(headers: &mut HeaderMap, uri: &Uri, ex: &Exchange, policy: &Policy) -> (Option<Uri>, Stripped) {
+    let mut stripped = Stripped::default();
     headers.insert("sec-gpc", HeaderValue::from_static("1"));
-    if ctx.policy.dnt {
+    if policy.dnt {
         headers.insert("dnt", HeaderValue::from_static("1"));
     }
-    if ctx.trusted {
-        return None;
+    if ex.trusted() {
+        return (None, stripped);
     }
-    let ad = ctx.is_ad();
+    let ad = ex.is_ad();
     // Cookies.
-    if ad || ctx.third_party {
-        headers.remove(header::COOKIE);
+    if ad || ex.third_party {
+        stripped.cookies = headers.remove(header::COOKIE).is_some();
     } else {
-        filter_cookie_header(headers, ctx);
+        stripped.cookies = filter_cookie_header(headers, ex, policy);
     }
     // Referer.
     if let Some(r) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
         let trimmed = if ad {
             referer_context(r)
-        } else if ctx.third_party {
+        } else if ex.third_party {
             referer_origin(r)
         } else {
             None
         };
         if let Some(t) = trimmed {
+            stripped.referer = t != r;
             match HeaderValue::from_str(&t) {
                 Ok(v) => headers.insert(header::REFERER, v),
                 Err(_) => headers.remove(header::REFERER),
             };
         }
     }
-    if ad || ctx.third_party {
+    if ad || ex.third_party {
         for h in &HIGH_ENTROPY_HEADERS {
-            headers.remove(h);
+            stripped.client_hints |= headers.remove(h).is_some();
         }
     }
     if ad {
         // Cache validators replay an identifier the server chose (ETag tracking).
-        headers.remove(header::IF_NONE_MATCH);
+        stripped.validators = headers.remove(header::IF_NONE_MATCH).is_some();
         headers.remove(header::IF_MODIFIED_SINCE);
     }
-    strip_params(uri, ctx)
+    let clean = strip_params(uri, ex, policy);
+    stripped.params = clean.is_some();
+    (clean, stripped)
 }
 
-fn filter_cookie_header(headers: &mut HeaderMap, ctx: &Context) {
-    if ctx.policy.cookies.is_empty() || !headers.contains_key(header::COOKIE) {
-        return;
+/// Take the tracking cookies out of a first-party `Cookie`; true when any went.
+fn filter_cookie_header(headers: &mut HeaderMap, ex: &Exchange, policy: &Policy) -> bool {
+    if policy.cookies.is_empty() || !headers.contains_key(header::COOKIE) {
+        return false;
     }
     let mut kept: Vec<&str> = Vec::new();
     let mut removed = false;
@@ -82,7 +89,7 @@ fn filter_cookie_header(headers: &mut HeaderMap, ctx: &Context) {
                 continue;
             }
             let name = pair.split('=').next().unwrap_or("").trim();
-            if strips(ctx.policy.cookies.check(name), ctx.shopping) {
+            if strips(policy.cookies.check(name), ex.shopping) {
                 removed = true;
             } else {
                 kept.push(pair);
@@ -90,7 +97,7 @@ fn filter_cookie_header(headers: &mut HeaderMap, ctx: &Context) {
         }
     }
     if !removed {
-        return;
+        return false;
     }
     let joined = kept.join("; ");
     headers.remove(header::COOKIE);
@@ -99,6 +106,7 @@ fn filter_cookie_header(headers: &mut HeaderMap, ctx: &Context) {
             headers.insert(header::COOKIE, v);
         }
     }
+    true
 }
 
 pub fn strips(m: NameMatch, shopping: bool) -> bool {
@@ -110,9 +118,9 @@ pub fn strips(m: NameMatch, shopping: bool) -> bool {
 }
 
 /// The URL without tracking parameters, or None when nothing was removed.
-pub fn strip_params(uri: &Uri, ctx: &Context) -> Option<Uri> {
+pub fn strip_params(uri: &Uri, ex: &Exchange, policy: &Policy) -> Option<Uri> {
     uri.query()?;
-    strip_query_params(&uri.to_string(), &ctx.policy.params, ctx.is_ad(), ctx.shopping)?.parse().ok()
+    strip_query_params(&uri.to_string(), &policy.params, ex.is_ad(), ex.shopping)?.parse().ok()
 }
 
 /// `url` (absolute or relative) without the parameters the list names, or None when it has none

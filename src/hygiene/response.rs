@@ -3,34 +3,40 @@
 //! requests for high-entropy client hints from ads or third parties.
 
 use super::request::strips;
-use super::Context;
+use crate::exchange::{Exchange, Stripped};
+use crate::policy::Policy;
 use http::header::{self, HeaderMap};
 
-pub fn clean(headers: &mut HeaderMap, ctx: &Context) {
-    if ctx.trusted {
-        return;
+/// Clean the headers in place; says what was taken off.
+pub fn clean(headers: &mut HeaderMap, ex: &Exchange, policy: &Policy) -> Stripped {
+    let mut stripped = Stripped::default();
+    if ex.trusted() {
+        return stripped;
     }
-    let ad = ctx.is_ad();
-    if ad || ctx.third_party {
-        headers.remove(header::SET_COOKIE);
-        headers.remove("accept-ch");
-        headers.remove("critical-ch");
-    } else if headers.contains_key(header::SET_COOKIE) && !ctx.policy.cookies.is_empty() {
+    let ad = ex.is_ad();
+    if ad || ex.third_party {
+        stripped.set_cookies = headers.remove(header::SET_COOKIE).is_some();
+        stripped.client_hints |= headers.remove("accept-ch").is_some();
+        stripped.client_hints |= headers.remove("critical-ch").is_some();
+    } else if headers.contains_key(header::SET_COOKIE) && !policy.cookies.is_empty() {
+        let before = headers.get_all(header::SET_COOKIE).iter().count();
         let kept: Vec<_> = headers
             .get_all(header::SET_COOKIE)
             .iter()
             .filter(|v| {
                 let name = v.to_str().ok().and_then(|s| s.split('=').next()).unwrap_or("").trim();
-                !strips(ctx.policy.cookies.check(name), ctx.shopping)
+                !strips(policy.cookies.check(name), ex.shopping)
             })
             .cloned()
             .collect();
+        stripped.set_cookies = kept.len() != before;
         headers.remove(header::SET_COOKIE);
         for v in kept {
             headers.append(header::SET_COOKIE, v);
         }
     }
     if ad {
-        headers.remove(header::ETAG);
+        stripped.validators = headers.remove(header::ETAG).is_some();
     }
+    stripped
 }

@@ -287,8 +287,23 @@ impl Policy {
 
     /// The decision for one request, from the cache when the exact same request was decided.
     pub fn decide(&self, info: &RequestInfo) -> Decision {
+        self.cached(info, || self.decide_uncached(info))
+    }
+
+    /// [`Policy::decide`] for a caller that has worked out the request's site and its page's
+    /// already (the proxy's decide phase): they are not worked out again.
+    pub fn decide_with_sites(&self, info: &RequestInfo, site: &str, page_site: &str) -> Decision {
+        self.cached(info, || {
+            if !is_ascii_request(info) {
+                return self.decide_normalized(info);
+            }
+            self.decide_sited(info, site, Some(page_site))
+        })
+    }
+
+    fn cached(&self, info: &RequestInfo, miss: impl FnOnce() -> Decision) -> Decision {
         let Some(cache) = &self.cache else {
-            return self.decide_uncached(info);
+            return miss();
         };
         let mut key = String::with_capacity(info.url.len() + 24);
         key.push_str(info.request_type.as_str());
@@ -301,21 +316,24 @@ impl Policy {
         if let Some(d) = cache.get(&key) {
             return d;
         }
-        let d = self.decide_uncached(info);
+        let d = miss();
         cache.insert(key, d.clone());
         d
     }
 
     pub fn decide_uncached(&self, info: &RequestInfo) -> Decision {
-        if !(info.url.is_ascii() && info.host.is_ascii() && info.page_host.is_none_or(|p| p.is_ascii())) {
+        if !is_ascii_request(info) {
             return self.decide_normalized(info);
         }
-        let site = info.site();
-        let page_site = info.page_site();
-        if self.is_trusted(&site) || page_site.as_deref().is_some_and(|p| self.is_trusted(p)) {
+        self.decide_sited(info, &info.site(), info.page_site().as_deref())
+    }
+
+    /// The decision, given the request's site and its page's (the request is ASCII).
+    fn decide_sited(&self, info: &RequestInfo, site: &str, page_site: Option<&str>) -> Decision {
+        if self.is_trusted(site) || page_site.is_some_and(|p| self.is_trusted(p)) {
             return Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false };
         }
-        let third_party = page_site.as_deref().is_some_and(|p| p != site);
+        let third_party = page_site.is_some_and(|p| p != site);
         let source_host = info.page_host.unwrap_or(info.host);
         let req = AbRequest::preparsed(
             info.url,
@@ -364,10 +382,11 @@ impl Policy {
         let Ok(url) = url::Url::parse(info.url) else { return Decision::allow() };
         let Some(host) = url.host_str().map(str::to_ascii_lowercase) else { return Decision::allow() };
         let page_host = info.page_host.and_then(|p| url::Host::parse(p).ok()).map(|h| h.to_string());
-        if !(url.as_str().is_ascii() && host.is_ascii() && page_host.as_deref().is_none_or(|p| p.is_ascii())) {
+        let info = RequestInfo { url: url.as_str(), host: &host, page_host: page_host.as_deref(), ..*info };
+        if !is_ascii_request(&info) {
             return Decision::allow();
         }
-        self.decide_uncached(&RequestInfo { url: url.as_str(), host: &host, page_host: page_host.as_deref(), ..*info })
+        self.decide_sited(&info, &info.site(), info.page_site().as_deref())
     }
 
     /// Whether a URL found inside a page (script src, img src, ...) would be blocked.
@@ -376,6 +395,11 @@ impl Policy {
         let d = self.decide(&RequestInfo { url, host: &host, page_host: Some(page_host), request_type, method: "GET" });
         (d.verdict == Verdict::Block).then_some(d)
     }
+}
+
+/// The filter engine takes ASCII only: a request that is not is normalised first.
+fn is_ascii_request(info: &RequestInfo) -> bool {
+    info.url.is_ascii() && info.host.is_ascii() && info.page_host.is_none_or(|p| p.is_ascii())
 }
 
 /// The explain output: the decision plus the request's site and party.

@@ -5,8 +5,8 @@
 //! recently seen is dropped for a new one), `MAX_HOSTS_PER_SITE` hosts per site (requests to
 //! more are counted, not named), `MAX_RECENT` removals per site.
 
-use crate::policy::{Decision, RequestType, Verdict};
-use crate::rewrite::Removal;
+use crate::exchange::{Exchange, Removal};
+use crate::policy::Verdict;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -42,36 +42,39 @@ impl Receipt {
         Receipt::default()
     }
 
-    pub fn record(&self, page_site: Option<&str>, host: &str, decision: &Decision, _t: RequestType) {
-        if decision.verdict == Verdict::Allow && !decision.ad_class {
-            return; // Ordinary resources are not what a receipt is for.
+    /// File a finished exchange under its page's site: the request, when it was blocked or
+    /// an ad (ordinary resources are not what a receipt is for), and what was removed from
+    /// the page it brought.
+    pub fn record(&self, ex: &Exchange) {
+        let decision = &ex.decision;
+        let request = decision.verdict != Verdict::Allow || decision.ad_class;
+        let removals = &ex.done.removals;
+        if !request && removals.is_empty() {
+            return;
         }
-        let site = page_site.unwrap_or(host);
-        self.with_site(site, |entry| {
-            let key = (host.to_string(), decision.verdict);
-            if let Some(n) = entry.requests.get_mut(&key) {
-                *n += 1;
-            } else if entry.requests.len() < MAX_HOSTS_PER_SITE {
-                entry.requests.insert(key, 1);
-            } else {
-                entry.other_hosts += 1;
+        self.with_site(&ex.page.site, |entry| {
+            if request {
+                let key = (ex.host.clone(), decision.verdict);
+                if let Some(n) = entry.requests.get_mut(&key) {
+                    *n += 1;
+                } else if entry.requests.len() < MAX_HOSTS_PER_SITE {
+                    entry.requests.insert(key, 1);
+                } else {
+                    entry.other_hosts += 1;
+                }
             }
+            Self::removed(entry, removals);
         });
     }
 
-    pub fn record_removals(&self, page_site: &str, removals: &[Removal]) {
-        if removals.is_empty() {
-            return;
-        }
-        self.with_site(page_site, |entry| {
-            for r in removals {
-                *entry.removed.entry(r.kind.as_str()).or_default() += 1;
-                if entry.recent_removals.len() >= MAX_RECENT {
-                    entry.recent_removals.remove(0);
-                }
-                entry.recent_removals.push(format!("{}: {}", r.kind.as_str(), r.what));
+    fn removed(entry: &mut SiteReceipt, removals: &[Removal]) {
+        for r in removals {
+            *entry.removed.entry(r.kind.as_str()).or_default() += 1;
+            if entry.recent_removals.len() >= MAX_RECENT {
+                entry.recent_removals.remove(0);
             }
-        });
+            entry.recent_removals.push(format!("{}: {}", r.kind.as_str(), r.what));
+        }
     }
 
     /// Run `f` on the site's entry, made (and the least recently seen site dropped, when the
@@ -106,20 +109,37 @@ impl Receipt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Decision;
+    use crate::exchange::{Done, TopPage};
+    use crate::policy::{Decision, RequestType};
+
+    fn blocked(page_site: &str, host: &str) -> Exchange {
+        Exchange {
+            id: 1,
+            url: format!("https://{host}/t.js"),
+            host: host.to_string(),
+            site: host.to_string(),
+            request_type: RequestType::Script,
+            method: http::Method::GET,
+            page: TopPage { host: page_site.to_string(), site: page_site.to_string() },
+            third_party: true,
+            decision: Decision { verdict: Verdict::Block, ..Decision::allow() },
+            shopping: false,
+            client: None,
+            done: Done::default(),
+        }
+    }
 
     #[test]
     fn hosts_per_site_and_sites_are_bounded() {
         let r = Receipt::new();
-        let d = Decision { verdict: Verdict::Block, ..Decision::allow() };
         for i in 0..(MAX_HOSTS_PER_SITE + 50) {
-            r.record(Some("news.test"), &format!("t{i}.tracker.test"), &d, RequestType::Script);
+            r.record(&blocked("news.test", &format!("t{i}.tracker.test")));
         }
         let (sites, _) = r.page(0, 10);
         assert_eq!(sites[0].1.requests.len(), MAX_HOSTS_PER_SITE);
         assert_eq!(sites[0].1.other_hosts, 50);
         for i in 0..(MAX_SITES + 10) {
-            r.record(Some(&format!("s{i}.test")), "t.tracker.test", &d, RequestType::Script);
+            r.record(&blocked(&format!("s{i}.test"), "t.tracker.test"));
         }
         let (first, total) = r.page(0, 1);
         assert_eq!(total, MAX_SITES);

@@ -2,19 +2,20 @@
 //! nothing else: the judge and the load the tests and benches measure nostalk against. Shared by
 //! tests (through `support`) and benches (by path).
 
+use nostalk::config::{Dur, ListVerdict};
 use nostalk::policy::Policy;
 use std::path::Path;
 
 pub fn easylist_easyprivacy_policy(data: &Path) -> Policy {
     let mut cfg = nostalk::Config::default();
     cfg.policy.embedded_lists = false;
-    let list = |name: &str, verdict: &str| nostalk::config::ListConfig {
+    let list = |name: &str, verdict: ListVerdict| nostalk::config::ListConfig {
         name: name.into(),
         url: None,
         path: Some(data.join("lists").join(format!("{name}.txt"))),
-        verdict: verdict.into(),
-        refresh: "24h".into(),
+        verdict,
+        refresh: Dur::secs(24 * 3600),
     };
-    cfg.lists = vec![list("easyprivacy", "block"), list("easylist", "ad")];
+    cfg.lists = vec![list("easyprivacy", ListVerdict::Block), list("easylist", ListVerdict::Ad)];
     Policy::build(&cfg, &[]).expect("the list snapshots in ../shared parse")
 }

@@ -1,0 +1,91 @@
+//! The decide phase: the request's host, type and top page, worked out once, and the policy's
+//! one decision on it, made into the [`Exchange`] every later phase reads. The page's shopping
+//! switch is read here, once. A request that names no host is a 400 and goes no further.
+
+use crate::exchange::{Done, Exchange, TopPage};
+use crate::hygiene::shopping::Shopping;
+use crate::policy::{party, site, Policy, RequestInfo, RequestType};
+use crate::respond;
+use crate::Body;
+use http::{Request, Response, StatusCode, Uri};
+use std::net::SocketAddr;
+
+pub fn decide<B>(
+    req: &Request<B>,
+    uri: &Uri,
+    id: u64,
+    client: Option<SocketAddr>,
+    policy: &Policy,
+    shopping: &Shopping,
+) -> Result<Exchange, Box<Response<Body>>> {
+    let Some(host) = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()) else {
+        return Err(Box::new(respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "the request names no host")));
+    };
+    let span = tracing::Span::current();
+    span.record("host", host.as_str());
+    let url = uri.to_string();
+    let request_type = RequestType::classify(req.headers(), uri.path());
+    let page_host = party::page_host(req.headers(), &host, request_type);
+    let (own_site, page_site) = (site::site_of(&host), site::site_of(&page_host));
+    let info = RequestInfo {
+        url: &url,
+        host: &host,
+        page_host: Some(&page_host),
+        request_type,
+        method: req.method().as_str(),
+    };
+    let decision = policy.decide_with_sites(&info, &own_site, &page_site);
+    span.record("verdict", decision.verdict.as_str());
+    Ok(Exchange {
+        id,
+        third_party: page_site != own_site,
+        shopping: shopping.is_shopping(&page_site),
+        url,
+        host,
+        site: own_site,
+        request_type,
+        method: req.method().clone(),
+        page: TopPage { host: page_host, site: page_site },
+        decision,
+        client,
+        done: Done::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Verdict;
+    use std::time::Duration;
+
+    fn policy() -> Policy {
+        Policy::build(&crate::Config::default(), &[]).unwrap()
+    }
+
+    #[test]
+    fn the_exchange_holds_page_party_decision_and_shopping() {
+        let shopping = Shopping::default();
+        shopping.set("news.example", Duration::from_secs(60));
+        let uri: Uri = "https://www.google-analytics.com/g/collect?v=2".parse().unwrap();
+        let req = Request::builder()
+            .uri(uri.clone())
+            .header("sec-fetch-dest", "empty")
+            .header("sec-fetch-site", "cross-site")
+            .header("referer", "https://www.news.example/story")
+            .body(())
+            .unwrap();
+        let ex = decide(&req, &uri, 7, None, &policy(), &shopping).unwrap();
+        assert_eq!(ex.page, TopPage { host: "www.news.example".into(), site: "news.example".into() });
+        assert_eq!((ex.site.as_str(), ex.third_party, ex.shopping), ("google-analytics.com", true, true));
+        assert_eq!(ex.decision.verdict, Verdict::Block);
+        assert_eq!(ex.decision.list(), Some("nostalk-surveillance"));
+    }
+
+    #[test]
+    fn a_request_without_a_host_is_a_400() {
+        let uri: Uri = "/just/a/path".parse().unwrap();
+        let req = Request::builder().uri(uri.clone()).body(()).unwrap();
+        let Err(resp) = decide(&req, &uri, 1, None, &policy(), &Shopping::default()) else { panic!("no host") };
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+}

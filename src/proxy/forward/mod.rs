@@ -1,0 +1,90 @@
+//! Forwarding one request, as a short sequence of named phases, each in a file named for what
+//! it does and each taking the request's [`Exchange`] and the one handle it needs:
+//!
+//! `decide` → `answer_block` | `clean_request` → `send` → `clean_response` → (`websocket` |
+//! `rewrite_page`) → `record`.
+//!
+//! The Exchange is made once by `decide`; the later phases read it and write into it what they
+//! did; `record` writes the receipt, the metrics and the decision log from the finished
+//! Exchange when its response body ends. Bodies stream both ways; nothing is collected whole.
+
+mod clean_request;
+mod clean_response;
+mod decide;
+mod record;
+mod rewrite_page;
+mod send;
+mod websocket;
+
+pub use record::record;
+
+use crate::exchange::Exchange;
+use crate::policy::{Policy, Verdict};
+use crate::respond::blocked;
+use crate::rewrite::Removals;
+use crate::{empty, Body, Shared};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+pub async fn forward(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    uri: Uri,
+    peer: SocketAddr,
+    id: u64,
+) -> Response<Body> {
+    let policy = shared.policy.load_full();
+    // A shared gateway names no client next to what was browsed.
+    let client = shared.config.receipt.per_person.then_some(peer);
+    let mut ex = match decide::decide(&req, &uri, id, client, &policy, &shared.shopping) {
+        Ok(ex) => ex,
+        Err(bad_request) => return *bad_request,
+    };
+    let (resp, removals) = exchange(shared, &policy, req, uri, &mut ex, peer).await;
+    record::finish(resp, ex, record::Books::of(shared), removals)
+}
+
+/// The phases between the decision and the record.
+async fn exchange(
+    shared: &Shared,
+    policy: &Arc<Policy>,
+    req: Request<Incoming>,
+    uri: Uri,
+    ex: &mut Exchange,
+    peer: SocketAddr,
+) -> (Response<Body>, Option<Arc<Mutex<Removals>>>) {
+    if ex.decision.verdict == Verdict::Block {
+        return (answer_block(ex), None);
+    }
+    let out = match clean_request::clean_request(req, uri, ex, policy, shared.config.rewrite.enabled) {
+        Ok(out) => out,
+        Err(redirect) => return (*redirect, None),
+    };
+    let mut resp = match send::send(&shared.upstream, out.request, ex).await {
+        Ok(resp) => resp,
+        Err(error_page) => return (error_page, None),
+    };
+    let server_upgrade = websocket::upgrade_of(&mut resp);
+    let (mut parts, body) = resp.into_parts();
+    clean_response::clean_response(&mut parts, ex, policy);
+    if let Some(server_upgrade) = server_upgrade {
+        websocket::splice(out.client_upgrade, server_upgrade, &shared.tasks, shared.timeouts.tunnel_idle);
+        return (Response::from_parts(parts, empty()), None);
+    }
+    let body = crate::boxed(body);
+    match out.rewrite {
+        Some(client) if rewrite_page::wanted(&out.method, &parts) => {
+            let gzip = rewrite_page::gzip_out(client, shared.config.rewrite.encoding, peer.ip().is_loopback());
+            let (resp, removals) = rewrite_page::rewrite_page(parts, body, ex, policy.clone(), gzip).await;
+            (resp, Some(removals))
+        }
+        _ => (Response::from_parts(parts, body), None),
+    }
+}
+
+/// A blocked request's answer, shaped for its type so the page does not break.
+fn answer_block(ex: &Exchange) -> Response<Body> {
+    blocked::respond(ex.request_type, &ex.url, &ex.decision)
+}

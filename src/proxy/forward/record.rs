@@ -1,0 +1,208 @@
+//! The record phase: the one place that writes the receipt, the metrics and the decision log,
+//! from the finished Exchange. A forwarded response is finished when its body ends (or the
+//! client leaves before its end): the body is wrapped to count its bytes and to record then,
+//! with what the rewriter removed from the page by that point. At INFO the log says what
+//! nostalk did (a block, an ad de-identified): decision, rule, list, site and host, never the
+//! path, query or credentials, which are a person's browsing in detail; at DEBUG, every
+//! request with its full URL.
+
+use crate::exchange::Exchange;
+use crate::ops::metrics::Metrics;
+use crate::policy::Verdict;
+use crate::receipt::Receipt;
+use crate::rewrite::Removals;
+use crate::{Body, BoxError, Shared};
+use bytes::Bytes;
+use http::Response;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tracing::{debug, info};
+
+/// Where finished exchanges are written.
+#[derive(Clone)]
+pub struct Books {
+    pub receipt: Arc<Receipt>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Books {
+    pub fn of(shared: &Shared) -> Books {
+        Books { receipt: shared.receipt.clone(), metrics: shared.metrics.clone() }
+    }
+}
+
+/// Write a finished exchange into the receipt, the metrics and the log.
+pub fn record(ex: &Exchange, receipt: &Receipt, metrics: &Metrics) {
+    log(ex);
+    receipt.record(ex);
+    metrics.inc(match ex.decision.verdict {
+        Verdict::Block => &metrics.blocked,
+        Verdict::Ad => &metrics.ads,
+        Verdict::Allow => &metrics.allowed,
+    });
+    if ex.done.upstream_failed {
+        metrics.inc(&metrics.upstream_errors);
+    }
+    metrics.add(&metrics.rewrite_removals, ex.done.removals.len() as u64);
+}
+
+/// The response, its body wrapped so the exchange is recorded when it ends.
+pub fn finish(
+    resp: Response<Body>,
+    mut ex: Exchange,
+    books: Books,
+    removals: Option<Arc<Mutex<Removals>>>,
+) -> Response<Body> {
+    ex.done.status = Some(resp.status());
+    let (parts, body) = resp.into_parts();
+    let span = tracing::Span::current();
+    let body = Recorded { body, pending: Some(Box::new(Pending { ex, books, removals, span })) };
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// What is written when the body ends.
+struct Pending {
+    ex: Exchange,
+    books: Books,
+    removals: Option<Arc<Mutex<Removals>>>,
+    span: tracing::Span,
+}
+
+struct Recorded {
+    body: Body,
+    pending: Option<Box<Pending>>,
+}
+
+impl Recorded {
+    fn done(&mut self) {
+        let Some(mut p) = self.pending.take() else { return };
+        let _in_span = p.span.enter();
+        if let Some(r) = &p.removals {
+            p.ex.done.removals = std::mem::take(&mut r.lock().unwrap_or_else(|e| e.into_inner()).list);
+        }
+        record(&p.ex, &p.books.receipt, &p.books.metrics);
+    }
+}
+
+impl http_body::Body for Recorded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(p)) = (frame.data_ref(), self.pending.as_mut()) {
+                    p.ex.done.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(_) => self.done(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        // A body the client left before its end, or one the server stopped polling once it
+        // said it had ended, is recorded with what went so far.
+        self.done();
+    }
+}
+
+fn log(ex: &Exchange) {
+    let d = &ex.decision;
+    let (rule, list) = (d.rule().unwrap_or(""), d.list().unwrap_or(""));
+    let party = if ex.third_party { "third" } else { "first" };
+    let t = ex.request_type.as_str();
+    if d.verdict == Verdict::Allow {
+        debug!(url = %ex.url, decision = "allow", rule, list, site = %ex.site, party, r#type = t, "decision");
+    } else {
+        info!(
+            client = ex.client.map(tracing::field::display),
+            host = %ex.host,
+            decision = d.verdict.as_str(),
+            rule,
+            list,
+            site = %ex.site,
+            party,
+            r#type = t,
+            "decision"
+        );
+        debug!(url = %ex.url, "decided URL");
+    }
+    let removals = &ex.done.removals;
+    if !removals.is_empty() {
+        info!(page = %ex.page.site, removed = removals.len(), "page rewritten");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            // What was removed names URLs on the page: DEBUG, like every URL.
+            let what: Vec<String> = removals
+                .iter()
+                .map(|x| format!("{} {} ({})", x.kind.as_str(), x.what, x.rule.as_deref().unwrap_or("signature")))
+                .collect();
+            debug!(page = %ex.page.site, what = ?what, "removed from the page");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{Done, Kind, Removal, TopPage};
+    use crate::policy::{Decision, RequestType};
+    use std::sync::atomic::Ordering;
+
+    fn exchange(verdict: Verdict) -> Exchange {
+        Exchange {
+            id: 1,
+            url: "https://ads.example/banner.png".into(),
+            host: "ads.example".into(),
+            site: "ads.example".into(),
+            request_type: RequestType::Image,
+            method: http::Method::GET,
+            page: TopPage { host: "news.example".into(), site: "news.example".into() },
+            third_party: true,
+            decision: Decision { verdict, ad_class: verdict == Verdict::Ad, ..Decision::allow() },
+            shopping: false,
+            client: None,
+            done: Done::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_exchange_is_written_once_with_its_bytes_and_removals() {
+        let books = Books { receipt: Arc::default(), metrics: Arc::default() };
+        let removals = Arc::new(Mutex::new(Removals::default()));
+        removals.lock().unwrap().list.push(Removal { kind: Kind::Pixel, what: "t.example/p".into(), rule: None });
+        let resp =
+            finish(Response::new(crate::full("twelve bytes")), exchange(Verdict::Ad), books.clone(), Some(removals));
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 12);
+        let m = &books.metrics;
+        assert_eq!(m.ads.load(Ordering::Relaxed), 1, "recorded once, though the body was polled and dropped");
+        assert_eq!(m.rewrite_removals.load(Ordering::Relaxed), 1);
+        let (sites, _) = books.receipt.page(0, 10);
+        assert_eq!(sites[0].0, "news.example");
+        assert_eq!(sites[0].1.requests[&("ads.example".to_string(), Verdict::Ad)], 1);
+        assert_eq!(sites[0].1.removed["pixel"], 1);
+    }
+
+    #[test]
+    fn a_body_the_client_left_is_recorded_when_dropped() {
+        let books = Books { receipt: Arc::default(), metrics: Arc::default() };
+        drop(finish(Response::new(crate::full("x")), exchange(Verdict::Block), books.clone(), None));
+        assert_eq!(books.metrics.blocked.load(Ordering::Relaxed), 1);
+    }
+}
