@@ -6,6 +6,7 @@
 //! receipt. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod exchange;
 pub mod hygiene;
 pub mod ops;
 pub mod policy;
@@ -33,6 +34,15 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
+/// Any body of bytes (an upstream's, a client's) as the body every stage passes along.
+pub fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
 pub fn empty() -> Body {
     Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
 }
@@ -41,14 +51,14 @@ pub fn empty() -> Body {
 /// reload), the CA, the upstream client, and the ops state.
 pub struct Shared {
     pub config: Config,
-    pub policy: ArcSwap<Policy>,
+    pub policy: Arc<ArcSwap<Policy>>,
     pub ca: Option<Arc<tls::CertificateAuthority>>,
-    pub dialer: proxy::upstream::Dialer,
-    pub upstream: proxy::upstream::Upstream,
+    pub dialer: proxy::dial::Dialer,
+    pub upstream: Arc<proxy::upstream::Upstream>,
     pub listen: SocketAddr,
     pub access: ops::access::Access,
-    pub metrics: ops::metrics::Metrics,
-    pub receipt: receipt::Receipt,
+    pub metrics: Arc<ops::metrics::Metrics>,
+    pub receipt: Arc<receipt::Receipt>,
     pub shopping: hygiene::shopping::Shopping,
     pub lists: Arc<policy::subscribe::Subscriptions>,
     /// The `[server]` timeouts, parsed once.

@@ -176,130 +176,150 @@ fn error_text(e: &anyhow::Error) -> String {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Run { config, listen } => {
-            let mut cfg = load_config(config.as_deref())?;
-            if let Some(l) = listen {
-                if l.parse::<std::net::SocketAddr>().is_err() {
-                    bail!("--listen `{l}` is not an address like 127.0.0.1:8877");
-                }
-                cfg.server.listen = l;
-            }
-            let _logs = init_logs(cfg.server.log_format);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(async {
-                // Signal handlers first: a SIGTERM at any point after start drains and exits 0.
-                let stop = nostalk::ops::signals::shutdown();
-                let server = nostalk::Server::bind(cfg).await?;
-                server.run(stop).await;
-                Ok::<_, anyhow::Error>(())
-            })?;
-            Ok(0)
-        }
-        Command::Check { config } => match Config::load(&config) {
-            Ok(cfg) => match Policy::build(&cfg, &[]) {
-                Ok(_) => {
-                    println!("{}: valid", config.display());
-                    Ok(0)
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", config.display());
-                    Ok(2)
-                }
-            },
-            Err(ConfigError::Invalid(issues)) => {
-                for i in issues {
-                    eprintln!("{}: {i}", config.display());
-                }
-                Ok(2)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(2)
-            }
-        },
+        Command::Run { config, listen } => run(config.as_deref(), listen),
+        Command::Check { config } => Ok(check(&config)),
         Command::Explain { url, config, page, request_type, json } => {
-            let cfg = load_config(config.as_deref())?;
-            let subs = Subscriptions::new(&cfg);
-            let policy = Policy::build(&cfg, &subs.loaded())?;
-            if url == "-" {
-                let stdin = std::io::stdin();
-                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                for line in stdin.lock().lines() {
-                    let line = line?;
-                    let mut parts = line.split_ascii_whitespace();
-                    let Some(u) = parts.next() else { continue };
-                    let (p, t) = (parts.next(), parts.next());
-                    let obj = match policy::explain(&policy, u, p, t) {
-                        Ok(e) => serde_json::to_value(&e)?,
-                        Err(msg) => serde_json::json!({ "url": u, "error": msg }),
-                    };
-                    use std::io::Write;
-                    writeln!(out, "{obj}")?;
-                }
-                return Ok(0);
-            }
-            let e =
-                policy::explain(&policy, &url, page.as_deref(), request_type.as_deref()).map_err(anyhow::Error::msg)?;
-            if json {
-                println!("{}", serde_json::to_string(&e)?);
-            } else {
-                println!("{}  {}", e.decision.as_str(), e.url);
-                println!("  rule:  {}", e.rule.as_deref().unwrap_or("(none)"));
-                println!("  list:  {}", e.list.as_deref().unwrap_or("(none)"));
-                println!("  site:  {} ({} party, {})", e.site, e.party, e.request_type);
-            }
-            Ok(0)
+            explain(&url, config.as_deref(), page.as_deref(), request_type.as_deref(), json)
         }
-        Command::Ca { command } => {
-            match command {
-                CaCommand::Init { dir } => {
-                    let dir = dir.unwrap_or_else(nostalk::config::default_ca_dir);
-                    let path = nostalk::tls::CertificateAuthority::init(&dir)?;
-                    println!("{}", path.display());
-                    eprintln!("Trust this certificate in your browser or system to let nostalk look inside HTTPS.");
-                }
-                CaCommand::Export { dir } => {
-                    let dir = dir.unwrap_or_else(nostalk::config::default_ca_dir);
-                    let path = dir.join(nostalk::tls::CA_CERT_FILE);
-                    let pem = std::fs::read_to_string(&path)
-                        .with_context(|| format!("no CA at {} (run `nostalk ca init` first)", path.display()))?;
-                    print!("{pem}");
-                }
-            }
-            Ok(0)
-        }
-        Command::Lists { config } => {
-            let cfg = load_config(config.as_deref())?;
-            let subs = Subscriptions::new(&cfg);
-            let policy = Policy::build(&cfg, &subs.loaded())?;
-            println!("{:<24} {:>8}  {:<10} STATE", "LIST", "RULES", "AGE");
-            for s in &policy.sources {
-                if matches!(s.origin, policy::lists::Origin::Url(_)) {
-                    continue;
-                }
-                let (age, state) = match &s.origin {
-                    policy::lists::Origin::Embedded => {
-                        ("built in".to_string(), format!("in force ({})", s.kind.as_str()))
-                    }
-                    policy::lists::Origin::Path(p) => {
-                        (file_age(p), format!("in force ({}, {})", s.kind.as_str(), p.display()))
-                    }
-                    policy::lists::Origin::Url(_) => unreachable!("skipped above"),
-                };
-                println!("{:<24} {:>8}  {:<10} {}", s.name, s.rules, age, state);
-            }
-            for s in subs.summaries() {
-                let age = s.age.map(human_age).unwrap_or_else(|| "-".into());
-                println!("{:<24} {:>8}  {:<10} {} <{}>", s.name, s.rules, age, s.state, s.url);
-            }
-            Ok(0)
-        }
+        Command::Ca { command } => ca(command),
+        Command::Lists { config } => lists(config.as_deref()),
         Command::Shop { site, minutes, proxy } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(shop(&proxy, &site, minutes))?;
             Ok(0)
         }
     }
+}
+
+fn run(config: Option<&Path>, listen: Option<String>) -> Result<i32> {
+    let mut cfg = load_config(config)?;
+    if let Some(l) = listen {
+        if l.parse::<std::net::SocketAddr>().is_err() {
+            bail!("--listen `{l}` is not an address like 127.0.0.1:8877");
+        }
+        cfg.server.listen = l;
+    }
+    let _logs = init_logs(cfg.server.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        // Signal handlers first: a SIGTERM at any point after start drains and exits 0.
+        let stop = nostalk::ops::signals::shutdown();
+        let server = nostalk::Server::bind(cfg).await?;
+        server.run(stop).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}
+
+/// `check`: 0 when the file is valid and its lists build, 2 with every problem said.
+fn check(config: &Path) -> i32 {
+    match Config::load(config) {
+        Ok(cfg) => match Policy::build(&cfg, &[]) {
+            Ok(_) => {
+                println!("{}: valid", config.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
+                2
+            }
+        },
+        Err(ConfigError::Invalid(issues)) => {
+            for i in issues {
+                eprintln!("{}: {i}", config.display());
+            }
+            2
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}
+
+fn explain(
+    url: &str,
+    config: Option<&Path>,
+    page: Option<&str>,
+    request_type: Option<&str>,
+    json: bool,
+) -> Result<i32> {
+    let cfg = load_config(config)?;
+    let subs = Subscriptions::new(&cfg);
+    let policy = Policy::build(&cfg, &subs.loaded())?;
+    if url == "-" {
+        explain_lines(&policy)?;
+        return Ok(0);
+    }
+    let e = policy::explain(&policy, url, page, request_type).map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string(&e)?);
+    } else {
+        println!("{}  {}", e.decision.as_str(), e.url);
+        println!("  rule:  {}", e.rule.as_deref().unwrap_or("(none)"));
+        println!("  list:  {}", e.list.as_deref().unwrap_or("(none)"));
+        println!("  site:  {} ({} party, {})", e.site, e.party, e.request_type);
+    }
+    Ok(0)
+}
+
+/// `explain -`: `URL [PAGE [TYPE]]` per line on stdin, a JSON object per line out.
+fn explain_lines(policy: &Policy) -> Result<()> {
+    use std::io::Write;
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lock().lines() {
+        let line = line?;
+        let mut parts = line.split_ascii_whitespace();
+        let Some(u) = parts.next() else { continue };
+        let (p, t) = (parts.next(), parts.next());
+        let obj = match policy::explain(policy, u, p, t) {
+            Ok(e) => serde_json::to_value(&e)?,
+            Err(msg) => serde_json::json!({ "url": u, "error": msg }),
+        };
+        writeln!(out, "{obj}")?;
+    }
+    Ok(())
+}
+
+fn ca(command: CaCommand) -> Result<i32> {
+    match command {
+        CaCommand::Init { dir } => {
+            let dir = dir.unwrap_or_else(nostalk::config::default_ca_dir);
+            let path = nostalk::tls::CertificateAuthority::init(&dir)?;
+            println!("{}", path.display());
+            eprintln!("Trust this certificate in your browser or system to let nostalk look inside HTTPS.");
+        }
+        CaCommand::Export { dir } => {
+            let dir = dir.unwrap_or_else(nostalk::config::default_ca_dir);
+            let path = dir.join(nostalk::tls::CA_CERT_FILE);
+            let pem = std::fs::read_to_string(&path)
+                .with_context(|| format!("no CA at {} (run `nostalk ca init` first)", path.display()))?;
+            print!("{pem}");
+        }
+    }
+    Ok(0)
+}
+
+fn lists(config: Option<&Path>) -> Result<i32> {
+    let cfg = load_config(config)?;
+    let subs = Subscriptions::new(&cfg);
+    let policy = Policy::build(&cfg, &subs.loaded())?;
+    println!("{:<24} {:>8}  {:<10} STATE", "LIST", "RULES", "AGE");
+    for s in &policy.sources {
+        let (age, state) = match &s.origin {
+            // Subscriptions are listed below, with their download state.
+            policy::lists::Origin::Url(_) => continue,
+            policy::lists::Origin::Embedded => ("built in".to_string(), format!("in force ({})", s.kind.as_str())),
+            policy::lists::Origin::Path(p) => (file_age(p), format!("in force ({}, {})", s.kind.as_str(), p.display())),
+        };
+        println!("{:<24} {:>8}  {:<10} {}", s.name, s.rules, age, state);
+    }
+    for s in subs.summaries() {
+        let age = s.age.map(human_age).unwrap_or_else(|| "-".into());
+        println!("{:<24} {:>8}  {:<10} {} <{}>", s.name, s.rules, age, s.state, s.url);
+    }
+    Ok(0)
 }
 
 fn file_age(p: &Path) -> String {

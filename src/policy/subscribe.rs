@@ -4,15 +4,33 @@
 //! list (an HTML page, no rules, or under a tenth of the last copy's rules), keeps the last good
 //! copy in force and says so in the list's state. A change rebuilds the policy off the hot path
 //! and swaps it whole.
+//!
+//! The network is not this module's: a subscription is given a [`ListFetcher`] (in the server,
+//! the proxy's upstream client) and the policy's swap, so the decision model needs nothing of
+//! the plumbing above it.
 
 use super::lists::{count_rules, ListKind, ListSource, Origin};
+use super::Policy;
 use crate::config::{Config, ListConfig};
-use crate::Shared;
-use http_body_util::BodyExt;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+/// A download in flight.
+pub type Fetching<'a> = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, String>> + Send + 'a>>;
+
+/// How a list's URL is fetched.
+pub trait ListFetcher: Send + Sync {
+    /// Send `req` (a GET, conditional when a copy is held) and give back the response; a
+    /// successful one with its body read whole, up to `limit` bytes (past it, an error). The
+    /// error is a reason a person can read.
+    fn fetch(&self, req: http::Request<()>, limit: usize) -> Fetching<'_>;
+}
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Meta {
@@ -150,7 +168,7 @@ impl Subscriptions {
     }
 
     /// Fetch list `i` now, conditionally.
-    pub async fn refresh(&self, shared: &Shared, i: usize) -> Outcome {
+    pub async fn refresh(&self, fetcher: &dyn ListFetcher, max_bytes: usize, i: usize) -> Outcome {
         let s = &self.subs[i];
         let url = s.cfg.url.clone().unwrap_or_default();
         let (etag, last_modified) = {
@@ -159,7 +177,7 @@ impl Subscriptions {
             let have = st.source.is_some();
             (st.meta.etag.clone().filter(|_| have), st.meta.last_modified.clone().filter(|_| have))
         };
-        let outcome = match fetch(shared, &url, etag.as_deref(), last_modified.as_deref()).await {
+        let outcome = match fetch(fetcher, max_bytes, &url, etag.as_deref(), last_modified.as_deref()).await {
             Err(e) => Outcome::Failed(e),
             Ok(Fetched::NotModified) => {
                 let mut st = Self::lock(s);
@@ -238,7 +256,13 @@ enum Fetched {
     Body { text: String, etag: Option<String>, last_modified: Option<String> },
 }
 
-async fn fetch(shared: &Shared, url: &str, etag: Option<&str>, last_modified: Option<&str>) -> Result<Fetched, String> {
+async fn fetch(
+    fetcher: &dyn ListFetcher,
+    max_bytes: usize,
+    url: &str,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> Result<Fetched, String> {
     let mut req =
         http::Request::get(url).header(http::header::USER_AGENT, concat!("nostalk/", env!("CARGO_PKG_VERSION")));
     if let Some(e) = etag {
@@ -247,11 +271,10 @@ async fn fetch(shared: &Shared, url: &str, etag: Option<&str>, last_modified: Op
     if let Some(l) = last_modified {
         req = req.header(http::header::IF_MODIFIED_SINCE, l);
     }
-    let req = req.body(crate::empty()).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(60), shared.upstream.request(req))
+    let req = req.body(()).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(60), fetcher.fetch(req, max_bytes))
         .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| crate::proxy::upstream::classify_error(&*e).1)?;
+        .map_err(|_| "timed out".to_string())??;
     let status = resp.status();
     if status == http::StatusCode::NOT_MODIFIED {
         return Ok(Fetched::NotModified);
@@ -262,32 +285,34 @@ async fn fetch(shared: &Shared, url: &str, etag: Option<&str>, last_modified: Op
     let header = |n: http::header::HeaderName| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let etag = header(http::header::ETAG);
     let last_modified = header(http::header::LAST_MODIFIED);
-    let body = http_body_util::Limited::new(resp.into_body(), shared.config.max_list_bytes())
-        .collect()
-        .await
-        .map_err(|e| format!("reading the body: {e}"))?
-        .to_bytes();
-    let text = String::from_utf8(body.to_vec()).map_err(|_| "the download is not UTF-8 text".to_string())?;
+    let text =
+        String::from_utf8(resp.into_body().to_vec()).map_err(|_| "the download is not UTF-8 text".to_string())?;
     Ok(Fetched::Body { text, etag, last_modified })
+}
+
+/// Where a refreshed list goes: the config the policy is built from and the policy's swap.
+pub struct PolicySwap {
+    pub config: Config,
+    pub policy: Arc<ArcSwap<Policy>>,
 }
 
 /// Refresh due lists in the background for as long as the server runs; rebuild and swap the
 /// policy when one changed.
-pub fn spawn_refresher(shared: Arc<Shared>) {
-    if shared.lists.is_empty() {
+pub fn spawn_refresher(lists: Arc<Subscriptions>, fetcher: Arc<dyn ListFetcher>, swap: PolicySwap) {
+    if lists.is_empty() {
         return;
     }
+    let max_bytes = swap.config.max_list_bytes();
     tokio::spawn(async move {
-        let lists = shared.lists.clone();
         loop {
             let mut changed = false;
             for i in 0..lists.len() {
-                if lists.due(i) && lists.refresh(&shared, i).await == Outcome::Updated {
+                if lists.due(i) && lists.refresh(&*fetcher, max_bytes, i).await == Outcome::Updated {
                     changed = true;
                 }
             }
             if changed {
-                rebuild(&shared);
+                rebuild(&swap.config, &lists, &swap.policy);
             }
             tokio::time::sleep(lists.tick()).await;
         }
@@ -296,11 +321,11 @@ pub fn spawn_refresher(shared: Arc<Shared>) {
 
 /// Build a new policy from config and the lists in force, and swap it in; a failure keeps the
 /// policy that works.
-pub fn rebuild(shared: &Shared) {
+pub fn rebuild(config: &Config, lists: &Subscriptions, policy: &ArcSwap<Policy>) {
     let started = std::time::Instant::now();
-    match super::Policy::build(&shared.config, &shared.lists.loaded()) {
+    match Policy::build(config, &lists.loaded()) {
         Ok(p) => {
-            shared.policy.store(Arc::new(p));
+            policy.store(Arc::new(p));
             crate::ops::return_free_memory();
             tracing::info!(took = ?started.elapsed(), "policy rebuilt and swapped");
         }

@@ -8,15 +8,17 @@
 //! `[server] handshake_timeout`, an intercepted connection by the idle timeout, a tunnel by
 //! `[server] tunnel_idle_timeout`.
 
-use crate::policy::{RequestInfo, RequestType, Verdict};
+use crate::exchange::{Done, Exchange, TopPage};
+use crate::policy::{Decision, RequestInfo, RequestType, Verdict};
+use crate::proxy::forward;
 use crate::proxy::limits::{self, Activity, Tracked};
-use crate::proxy::listener::{self, drive};
+use crate::proxy::serve::{self, drive};
 use crate::proxy::service::{ProxyService, Tunnel};
 use crate::respond;
 use crate::{empty, Body, Shared};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -32,103 +34,105 @@ pub async fn handle(
     peer: SocketAddr,
     local: SocketAddr,
 ) -> Response<Body> {
-    let Some(authority) = req.uri().authority().cloned() else {
-        return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "CONNECT needs host:port");
+    let (host, port) = match target(&shared, &req) {
+        Ok(t) => t,
+        Err(refused) => return *refused,
     };
-    if let Err(why) = crate::proxy::service::valid_port(Some(&authority)) {
-        return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", &why);
-    }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    // An address, or a name a leaf could be made for (no wildcard, no empty label).
-    if !crate::tls::is_mintable_name(&host) {
-        return respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "CONNECT needs a host name or address");
-    }
-    let port = authority.port_u16().unwrap_or(443);
-    tracing::Span::current().record("host", host.as_str());
-    if !shared.config.intercept.connect_ports.contains(&port) {
-        info!(host = %host, port, "refused CONNECT to a port not in [intercept] connect_ports");
-        return respond::error_page(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            &format!("nostalk opens tunnels only to the ports in [intercept] connect_ports, not to {port}."),
-        );
-    }
-    if let Err(refused) = shared.dialer.check_literal(&host) {
-        info!(host = %host, reason = refused.why, "refused CONNECT to a destination that is not forwarded to");
-        return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &refused.to_string());
-    }
     let policy = shared.policy.load();
-
     // Host-level decision: only rules that match the bare host can refuse a tunnel.
     let url = format!("https://{host}/");
     let info =
         RequestInfo { url: &url, host: &host, page_host: None, request_type: RequestType::Other, method: "CONNECT" };
     let decision = policy.decide(&info);
     if decision.verdict == Verdict::Block {
-        info!(
-            host = %host,
-            verdict = "block",
-            rule = decision.rule().unwrap_or(""),
-            list = decision.list().unwrap_or(""),
-            "refused CONNECT to a blocked host"
-        );
-        shared.metrics.inc(&shared.metrics.blocked);
-        shared.receipt.record(None, &host, &decision, RequestType::Other);
-        return respond::error_page(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            &format!("nostalk blocks {host}: it is a tracker."),
-        );
+        let client = shared.config.receipt.per_person.then_some(peer);
+        let mut ex = tunnel_exchange(&host, url, decision, client);
+        ex.done.status = Some(StatusCode::FORBIDDEN);
+        forward::record(&ex, &shared.receipt, &shared.metrics);
+        let why = format!("nostalk blocks {host}: it is a tracker.");
+        return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &why);
     }
-
     let site = crate::policy::site::site_of(&host);
     let intercept = shared.ca.is_some()
         && !is_passthrough(&shared.config.intercept.passthrough, &host)
         && !policy.is_trusted(&site);
-
-    if !intercept {
-        // Connect first, so an unreachable host is a 502 and not a dead tunnel.
-        let upstream = match shared.dialer.tcp(&host, port).await {
-            Ok(s) => s,
-            Err(e) => {
-                let status = if e.kind() == io::ErrorKind::TimedOut {
-                    StatusCode::GATEWAY_TIMEOUT
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
-                if e.kind() == io::ErrorKind::PermissionDenied {
-                    info!(host = %host, error = %e, "refused CONNECT to a destination that is not forwarded to");
-                    return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &e.to_string());
-                }
-                info!(host = %host, error = %e, "tunnel upstream unreachable");
-                return respond::error_page(
-                    status,
-                    status.canonical_reason().unwrap_or("Bad Gateway"),
-                    &format!("cannot reach {host}:{port}: {e}"),
-                );
-            }
-        };
-        let span = tracing::debug_span!("tunnel", host = %host, port);
-        let idle = shared.timeouts.tunnel_idle;
-        shared.tasks.spawn(
-            async move {
-                match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => {
-                        let mut client = TokioIo::new(upgraded);
-                        let mut upstream = Tracked::untabled(upstream);
-                        match limits::tunnel(&mut client, &mut upstream, idle).await {
-                            Ok((up, down)) => debug!(up, down, "tunnel closed"),
-                            Err(e) => debug!(error = %e, "tunnel ended"),
-                        }
-                    }
-                    Err(e) => debug!(error = %e, "upgrade failed"),
-                }
-            }
-            .instrument(span),
-        );
-        return Response::new(empty());
+    if intercept {
+        spawn_intercepted(shared, req, host, port, Addrs { peer, local });
+        Response::new(empty())
+    } else {
+        pass_through(&shared, req, &host, port).await
     }
+}
 
+/// The host and port a CONNECT asks for, when a tunnel may be opened to them: a valid port in
+/// `[intercept] connect_ports`, a host a leaf could be made for, an address destination
+/// filtering allows. Otherwise the 400 or 403 the client gets.
+fn target(shared: &Shared, req: &Request<Incoming>) -> Result<(String, u16), Box<Response<Body>>> {
+    let bad = |why: &str| Box::new(respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", why));
+    let Some(authority) = req.uri().authority() else {
+        return Err(bad("CONNECT needs host:port"));
+    };
+    crate::proxy::service::valid_port(Some(authority)).map_err(|why| bad(&why))?;
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    // An address, or a name a leaf could be made for (no wildcard, no empty label).
+    if !crate::tls::is_mintable_name(&host) {
+        return Err(bad("CONNECT needs a host name or address"));
+    }
+    let port = authority.port_u16().unwrap_or(443);
+    tracing::Span::current().record("host", host.as_str());
+    if !shared.config.intercept.connect_ports.contains(&port) {
+        info!(host = %host, port, "refused CONNECT to a port not in [intercept] connect_ports");
+        let why = format!("nostalk opens tunnels only to the ports in [intercept] connect_ports, not to {port}.");
+        return Err(Box::new(respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &why)));
+    }
+    if let Err(refused) = shared.dialer.check_literal(&host) {
+        info!(host = %host, reason = refused.why, "refused CONNECT to a destination that is not forwarded to");
+        return Err(Box::new(respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &refused.to_string())));
+    }
+    Ok((host, port))
+}
+
+/// A tunnel passed through byte for byte. The upstream is connected first, so an unreachable
+/// host is a 502 (504 on a timeout, 403 when destination filtering refuses its address) and
+/// not a dead tunnel.
+async fn pass_through(shared: &Shared, req: Request<Incoming>, host: &str, port: u16) -> Response<Body> {
+    let upstream = match shared.dialer.tcp(host, port).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            info!(host = %host, error = %e, "refused CONNECT to a destination that is not forwarded to");
+            return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &e.to_string());
+        }
+        Err(e) => {
+            let status =
+                if e.kind() == io::ErrorKind::TimedOut { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+            info!(host = %host, error = %e, "tunnel upstream unreachable");
+            let title = status.canonical_reason().unwrap_or("Bad Gateway");
+            return respond::error_page(status, title, &format!("cannot reach {host}:{port}: {e}"));
+        }
+    };
+    let span = tracing::debug_span!("tunnel", host = %host, port);
+    let idle = shared.timeouts.tunnel_idle;
+    shared.tasks.spawn(
+        async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    let mut client = TokioIo::new(upgraded);
+                    let mut upstream = Tracked::untabled(upstream);
+                    match limits::tunnel(&mut client, &mut upstream, idle).await {
+                        Ok((up, down)) => debug!(up, down, "tunnel closed"),
+                        Err(e) => debug!(error = %e, "tunnel ended"),
+                    }
+                }
+                Err(e) => debug!(error = %e, "upgrade failed"),
+            }
+        }
+        .instrument(span),
+    );
+    Response::new(empty())
+}
+
+/// Serve the tunnel's requests here, once the client's side of the CONNECT is upgraded.
+fn spawn_intercepted(shared: Arc<Shared>, req: Request<Incoming>, host: String, port: u16, at: Addrs) {
     let span = tracing::debug_span!("intercept", host = %host, port);
     let tasks = shared.tasks.clone();
     tasks.spawn(
@@ -137,14 +141,31 @@ pub async fn handle(
                 Ok(u) => u,
                 Err(e) => return debug!(error = %e, "upgrade failed"),
             };
-            let at = Addrs { peer, local };
             if let Err(e) = serve_intercepted(shared, TokioIo::new(upgraded), host, port, at).await {
                 debug!(error = %e, "intercepted connection ended");
             }
         }
         .instrument(span),
     );
-    Response::new(empty())
+}
+
+/// The Exchange of a CONNECT refused at once. A tunnel names no page: it is filed under its
+/// own host.
+fn tunnel_exchange(host: &str, url: String, decision: Decision, client: Option<SocketAddr>) -> Exchange {
+    Exchange {
+        id: 0,
+        url,
+        host: host.to_string(),
+        site: crate::policy::site::site_of(host),
+        request_type: RequestType::Other,
+        method: http::Method::CONNECT,
+        page: TopPage { host: host.to_string(), site: host.to_string() },
+        third_party: false,
+        decision,
+        shopping: false,
+        client,
+        done: Done::default(),
+    }
 }
 
 fn is_passthrough(list: &[String], host: &str) -> bool {
@@ -184,7 +205,7 @@ where
     let io = Prefixed { prefix: Some(first[0]), inner: io };
     if first[0] != 0x16 {
         // Not a TLS handshake: plain HTTP inside the tunnel, h1 or h2 as its first bytes say.
-        let builder = listener::auto_builder();
+        let builder = serve::auto_builder();
         let tunnel = Some(Arc::new(Tunnel::new(&host, port, false)));
         let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone());
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
@@ -212,21 +233,10 @@ where
     // ALPN has said which protocol the client speaks; serving it directly spares every read
     // the auto builder's look at the first bytes.
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .enable_connect_protocol()
-            .max_header_list_size(listener::H2_MAX_HEADER_LIST)
-            .keep_alive_interval(Some(listener::H2_PING_INTERVAL))
-            .keep_alive_timeout(listener::H2_PING_TIMEOUT);
-        let conn = builder.serve_connection(TokioIo::new(tls), svc);
+        let conn = serve::h2_builder().serve_connection(TokioIo::new(tls), svc);
         drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
     } else {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .max_headers(listener::MAX_HEADERS)
-            .serve_connection(TokioIo::new(tls), svc)
-            .with_upgrades();
+        let conn = serve::h1_builder().serve_connection(TokioIo::new(tls), svc).with_upgrades();
         drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
     }
     Ok(())

@@ -11,7 +11,7 @@
 //! for `[upstream] idle_timeout` are dropped (closing the connection once its streams end),
 //! so the map stays as small as the set of origins in use.
 
-use crate::proxy::upstream::Dialer;
+use crate::proxy::dial::Dialer;
 use crate::Body;
 use http::uri::Authority;
 use hyper::client::conn::http2::SendRequest;

@@ -5,15 +5,14 @@
 //! in-flight connections finish up to the grace deadline, and returns.
 
 use crate::config::Config;
-use crate::policy::{subscribe::Subscriptions, Policy};
-use crate::proxy::{limits, service, upstream};
-use crate::{ops, receipt, tls, Shared};
+use crate::policy::subscribe::{self, Subscriptions};
+use crate::policy::Policy;
+use crate::proxy::{dial, limits, serve, service, upstream};
+use crate::{ops, tls, Shared};
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -57,7 +56,7 @@ impl Server {
             None
         };
         let client_tls = tls::upstream_client_config(&config.upstream.extra_roots).map_err(StartError::Roots)?;
-        let dialer = upstream::Dialer::new(&config, client_tls);
+        let dialer = dial::Dialer::new(&config, client_tls);
         let upstream_client = upstream::Upstream::new(&config, dialer.clone());
         let lists = Arc::new(Subscriptions::new(&config));
         let policy = Policy::build(&config, &lists.loaded())?;
@@ -65,13 +64,13 @@ impl Server {
         limits::raise_fd_limit();
         let shared = Arc::new(Shared {
             access: ops::access::Access::new(&config),
-            policy: ArcSwap::from_pointee(policy),
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
             ca,
             dialer,
-            upstream: upstream_client,
+            upstream: Arc::new(upstream_client),
             listen,
-            metrics: ops::metrics::Metrics::default(),
-            receipt: receipt::Receipt::new(),
+            metrics: Arc::default(),
+            receipt: Arc::default(),
             shopping: Default::default(),
             lists,
             timeouts: limits::Timeouts::new(&config),
@@ -96,10 +95,11 @@ impl Server {
     /// Serve until `shutdown` completes, then drain for up to `[server] shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server { listener, shared } = self;
-        crate::policy::subscribe::spawn_refresher(shared.clone());
+        let swap = subscribe::PolicySwap { config: shared.config.clone(), policy: shared.policy.clone() };
+        subscribe::spawn_refresher(shared.lists.clone(), shared.upstream.clone(), swap);
         let grace = shared.config.server.shutdown_grace.get();
         let idle = shared.timeouts.idle;
-        let builder = Arc::new(auto_builder());
+        let builder = Arc::new(serve::auto_builder());
         info!(listen = %shared.listen, "nostalk is listening; PAC file at http://{}/proxy.pac", shared.listen);
         tokio::pin!(shutdown);
         let mut conn_id: u64 = 0;
@@ -137,7 +137,7 @@ impl Server {
             shared.tasks.spawn(
                 async move {
                     let conn = builder.serve_connection_with_upgrades(io, svc);
-                    if let Err(e) = drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await {
+                    if let Err(e) = serve::drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 }
@@ -154,65 +154,4 @@ impl Server {
             _ = tokio::time::sleep(grace) => warn!("grace period over; closing remaining connections"),
         }
     }
-}
-
-/// Drive one served connection to its end; when no request has used it for `idle`, or the
-/// server is shutting down, it is closed gracefully (requests in flight finish first).
-pub async fn drive<C, E>(
-    conn: C,
-    activity: &limits::Activity,
-    idle: Duration,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-    graceful: fn(Pin<&mut C>),
-) -> Result<(), E>
-where
-    C: Future<Output = Result<(), E>>,
-{
-    tokio::pin!(conn);
-    let idle_close = tokio::select! {
-        r = conn.as_mut() => return r,
-        _ = activity.quiet_for(idle) => true,
-        _ = stop.wait_for(|s| *s) => false,
-    };
-    graceful(conn.as_mut());
-    if !idle_close {
-        // Shutting down: the server's grace period bounds the drain.
-        return conn.await;
-    }
-    // An idle connection gets as long again to close; a client that never answers the
-    // HTTP/2 goodbye (its ping) is dropped after that.
-    tracing::debug!(?idle, "closing an idle connection");
-    match tokio::time::timeout(idle.min(Duration::from_secs(30)), conn.as_mut()).await {
-        Ok(r) => r,
-        Err(_) => Ok(()),
-    }
-}
-
-/// hyper's server for a connection whose protocol its first bytes tell (the listener, and
-/// plain HTTP inside a tunnel): HTTP/1.1 with keep-alive, HTTP/2 with extended CONNECT, both
-/// with a timer for their header and keep-alive timeouts.
-pub fn auto_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).keep_alive(true).max_headers(MAX_HEADERS);
-    h2_limits(builder.http2().timer(hyper_util::rt::TokioTimer::new()).enable_connect_protocol());
-    builder
-}
-
-/// Request headers a client may send on HTTP/1.1: a browser with many cookies and client
-/// hints sends 60 or more; past this a request gets 431.
-pub const MAX_HEADERS: usize = 200;
-
-/// HTTP/2 limits for client connections: a header list as large as browsers send (64 KB,
-/// hyper's default is 16 KB), and keep-alive pings that find a peer that went away while
-/// its streams were open.
-/// (The auto builder's HTTP/2 side and hyper's own HTTP/2 builder, for intercepted
-/// connections, are different types; both take these.)
-pub const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
-pub const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
-pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
-
-pub fn h2_limits<E>(h2: &mut hyper_util::server::conn::auto::Http2Builder<'_, E>) {
-    h2.max_header_list_size(H2_MAX_HEADER_LIST)
-        .keep_alive_interval(Some(H2_PING_INTERVAL))
-        .keep_alive_timeout(H2_PING_TIMEOUT);
 }

@@ -3,10 +3,12 @@
 
 pub mod connect;
 pub mod destination;
+pub mod dial;
 pub mod forward;
 pub mod h2pool;
 pub mod headers;
 pub mod limits;
 pub mod listener;
+pub mod serve;
 pub mod service;
 pub mod upstream;

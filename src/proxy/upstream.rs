@@ -1,198 +1,37 @@
 //! The one upstream client: pooled, HTTP/1.1 and HTTP/2 chosen by ALPN (HTTPS origins that
-//! speak h2 share one connection each, `h2pool`), rustls verifying against webpki roots plus
-//! `[upstream] extra_roots`, host names resolved through `[upstream] resolve` first, then the
-//! system resolver, with a connect timeout.
-//!
-//! The connector is written here (not hyper-rustls's) because resolve overrides map
-//! host *and port* to an address and port, which hyper-util's resolver interface cannot express.
+//! speak h2 share one connection each, `h2pool`), connecting through the `dial` module's
+//! dialer; the response timeout; and the words and status for an upstream failure.
 
-use crate::config::{Config, ResolveEntry};
-use crate::proxy::destination::{Destinations, Refused};
+use crate::config::Config;
+use crate::policy::subscribe::{Fetching, ListFetcher};
+use crate::proxy::destination::Refused;
+use crate::proxy::dial::Dialer;
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::{Body, BoxError};
 use http::header::UPGRADE;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::future::Future;
+use hyper_util::rt::TokioExecutor;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
-/// Name overrides and how to reach an upstream.
-#[derive(Clone)]
-pub struct Dialer {
-    resolve: Arc<Vec<ResolveEntry>>,
-    destinations: Arc<Destinations>,
-    connect_timeout: Duration,
-    tls: TlsConnector,
-}
-
-impl Dialer {
-    pub fn new(cfg: &Config, tls: rustls::ClientConfig) -> Dialer {
-        Dialer {
-            resolve: Arc::new(cfg.resolve_entries()),
-            destinations: Arc::new(Destinations::new(cfg)),
-            connect_timeout: cfg.upstream.connect_timeout.get(),
-            tls: TlsConnector::from(Arc::new(tls)),
-        }
-    }
-
-    /// The addresses for host:port, overrides first, and among them only those destination
-    /// filtering lets through (a refusal is an `io::Error` carrying [`Refused`]).
-    pub async fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs = if let Some(e) = self.resolve.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)) {
-            vec![e.addr]
-        } else if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            vec![SocketAddr::new(ip, port)]
-        } else {
-            tokio::net::lookup_host((host, port)).await?.collect()
-        };
-        if addrs.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}")));
-        }
-        self.destinations.filter(addrs).map_err(|r| io::Error::new(io::ErrorKind::PermissionDenied, r))
-    }
-
-    /// Whether an address written in the request itself may be reached (checked before a
-    /// tunnel is opened, without a lookup).
-    pub fn check_literal(&self, host: &str) -> Result<(), Refused> {
-        match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-            Ok(ip) => self.destinations.check(ip),
-            Err(_) => Ok(()),
-        }
-    }
-
-    /// A TCP connection to host:port, trying each address, within the connect timeout.
-    pub async fn tcp(&self, host: &str, port: u16) -> io::Result<TcpStream> {
-        let addrs = self.lookup(host, port).await?;
-        let attempt = async {
-            let mut last = None;
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        return Ok(s);
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(last.unwrap_or_else(|| io::Error::other("no address")))
-        };
-        match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {host}:{port} timed out"))),
-        }
-    }
-
-    pub async fn connect(self, uri: http::Uri) -> io::Result<TokioIo<MaybeTls>> {
-        let https = uri.scheme_str() == Some("https") || uri.scheme_str() == Some("wss");
-        let host = uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host in URI"))?;
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tcp = self.tcp(host, port).await?;
-        if !https {
-            return Ok(TokioIo::new(MaybeTls::Plain(tcp)));
-        }
-        let name =
-            rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        Ok(TokioIo::new(MaybeTls::Tls(Box::new(tls))))
-    }
-}
-
-impl tower_service::Service<http::Uri> for Dialer {
-    type Response = TokioIo<MaybeTls>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<MaybeTls>>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        Box::pin(self.clone().connect(uri))
-    }
-}
-
-/// A plain or TLS upstream stream.
-pub enum MaybeTls {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl MaybeTls {
-    /// Whether ALPN chose HTTP/2 (for the pool and for `h2pool` alike).
-    pub fn is_h2(&self) -> bool {
-        matches!(self, MaybeTls::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"))
-    }
-}
-
-impl Connection for MaybeTls {
-    fn connected(&self) -> Connected {
-        if self.is_h2() {
-            Connected::new().negotiated_h2()
-        } else {
-            Connected::new()
-        }
-    }
-}
-
-impl AsyncRead for MaybeTls {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for MaybeTls {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            MaybeTls::Plain(s) => s.is_write_vectored(),
-            MaybeTls::Tls(s) => s.is_write_vectored(),
-        }
+/// Subscriptions download their lists through the same client as every request.
+impl ListFetcher for Upstream {
+    fn fetch(&self, req: Request<()>, limit: usize) -> Fetching<'_> {
+        Box::pin(async move {
+            let resp = self.request(req.map(|()| crate::empty())).await.map_err(|e| classify_error(&*e).1)?;
+            let (parts, body) = resp.into_parts();
+            let body = if parts.status.is_success() {
+                use http_body_util::BodyExt;
+                let read = http_body_util::Limited::new(body, limit).collect().await;
+                read.map_err(|e| format!("reading the body: {e}"))?.to_bytes()
+            } else {
+                bytes::Bytes::new()
+            };
+            Ok(Response::from_parts(parts, body))
+        })
     }
 }
 
