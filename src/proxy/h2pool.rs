@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// What to do with a request to one authority.
-pub enum Route {
+pub enum Via {
     /// Send it on this HTTP/2 connection.
     H2(SendRequest<Body>),
     /// Send it through the general pool.
@@ -77,7 +77,7 @@ impl H2Pool {
 
     /// Where a request to `https://{authority}` goes; dials (once per authority) when it is
     /// not known yet.
-    pub async fn route(self: &Arc<Self>, authority: &Authority) -> Route {
+    pub async fn route(self: &Arc<Self>, authority: &Authority) -> Via {
         loop {
             let mut wait = {
                 let mut map = self.lock();
@@ -86,18 +86,18 @@ impl H2Pool {
                     Some(e) => {
                         e.last_used = now;
                         match &e.state {
-                            State::Ready(s) if !s.is_closed() => return Route::H2(s.clone()),
+                            State::Ready(s) if !s.is_closed() => return Via::H2(s.clone()),
                             State::Ready(_) => {
                                 // The origin closed it (GOAWAY, idle, error): dial again.
                                 self.dial(&mut map, authority, now, false)
                             }
-                            State::Pool(until) if now < *until => return Route::Pool,
+                            State::Pool(until) if now < *until => return Via::Pool,
                             State::Pool(_) => {
                                 // Time to look again; the pool keeps serving meanwhile.
                                 self.dial(&mut map, authority, now, true);
-                                return Route::Pool;
+                                return Via::Pool;
                             }
-                            State::Connecting { pool_meanwhile: true, .. } => return Route::Pool,
+                            State::Connecting { pool_meanwhile: true, .. } => return Via::Pool,
                             State::Connecting { done, .. } => done.clone(),
                         }
                     }

@@ -64,7 +64,7 @@ impl Upstream {
     pub async fn request(&self, req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
         let fast = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) && !req.headers().contains_key(UPGRADE);
         if let (true, Some(authority)) = (fast, req.uri().authority()) {
-            if let h2pool::Route::H2(mut send) = self.h2.route(authority).await {
+            if let h2pool::Via::H2(mut send) = self.h2.route(authority).await {
                 match send.try_send_request(req).await {
                     Ok(resp) => return Ok(resp),
                     // Refused unsent (the connection was closing): the pool sends it, and the
