@@ -16,3 +16,55 @@ pub fn clean_response(parts: &mut Parts, ex: &mut Exchange, policy: &Policy) {
     let stripped = hygiene::response::clean(&mut parts.headers, ex, policy);
     ex.done.stripped.merge(stripped);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{Done, TopPage};
+    use crate::policy::{Decision, RequestType, Verdict};
+    use http::{header, Response};
+
+    fn third_party_ad() -> Exchange {
+        Exchange {
+            id: 1,
+            url: "https://ads.example/b.png".into(),
+            host: "ads.example".into(),
+            site: "ads.example".into(),
+            request_type: RequestType::Image,
+            method: http::Method::GET,
+            page: TopPage { host: "news.example".into(), site: "news.example".into() },
+            third_party: true,
+            decision: Decision { verdict: Verdict::Ad, ad_class: true, ..Decision::allow() },
+            shopping: false,
+            client: None,
+            done: Done::default(),
+        }
+    }
+
+    fn parts(status: StatusCode) -> Parts {
+        let resp = Response::builder()
+            .status(status)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SET_COOKIE, "uid=42")
+            .header(header::ETAG, "\"person-42\"")
+            .body(())
+            .unwrap();
+        resp.into_parts().0
+    }
+
+    #[test]
+    fn an_ads_cookie_and_etag_go_and_what_went_is_noted() {
+        let policy = Policy::build(&crate::Config::default(), &[]).unwrap();
+        let mut ex = third_party_ad();
+        let mut p = parts(StatusCode::OK);
+        clean_response(&mut p, &mut ex, &policy);
+        assert!(!p.headers.contains_key(header::SET_COOKIE) && !p.headers.contains_key(header::ETAG));
+        assert!(!p.headers.contains_key(header::CONNECTION), "hop-by-hop headers go");
+        assert!(ex.done.stripped.set_cookies && ex.done.stripped.validators);
+        // A 101 keeps what the WebSocket splice needs.
+        let mut p = parts(StatusCode::SWITCHING_PROTOCOLS);
+        clean_response(&mut p, &mut ex, &policy);
+        assert_eq!(p.headers[header::UPGRADE], "websocket");
+    }
+}

@@ -14,7 +14,7 @@ use crate::rewrite::Removals;
 use crate::{Body, BoxError, Shared};
 use bytes::Bytes;
 use http::Response;
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -49,7 +49,9 @@ pub fn record(ex: &Exchange, receipt: &Receipt, metrics: &Metrics) {
     metrics.add(&metrics.rewrite_removals, ex.done.removals.len() as u64);
 }
 
-/// The response, its body wrapped so the exchange is recorded when it ends.
+/// The response, its body wrapped so the exchange is recorded when it ends. A body whose size
+/// is known and that no rewriter is still reading (a block's answer, most upstream responses)
+/// has nothing left to tell: it is recorded now and goes on unwrapped.
 pub fn finish(
     resp: Response<Body>,
     mut ex: Exchange,
@@ -57,6 +59,11 @@ pub fn finish(
     removals: Option<Arc<Mutex<Removals>>>,
 ) -> Response<Body> {
     ex.done.status = Some(resp.status());
+    if let (None, Some(bytes)) = (&removals, resp.body().size_hint().exact()) {
+        ex.done.bytes = bytes;
+        record(&ex, &books.receipt, &books.metrics);
+        return resp;
+    }
     let (parts, body) = resp.into_parts();
     let span = tracing::Span::current();
     let body = Recorded { body, pending: Some(Box::new(Pending { ex, books, removals, span })) };
@@ -202,7 +209,21 @@ mod tests {
     #[test]
     fn a_body_the_client_left_is_recorded_when_dropped() {
         let books = Books { receipt: Arc::default(), metrics: Arc::default() };
-        drop(finish(Response::new(crate::full("x")), exchange(Verdict::Block), books.clone(), None));
+        let unknown_length = crate::boxed(http_body_util::StreamBody::new(futures_util::stream::pending::<
+            Result<Frame<Bytes>, BoxError>,
+        >()));
+        let resp = finish(Response::new(unknown_length), exchange(Verdict::Block), books.clone(), None);
+        assert_eq!(books.metrics.blocked.load(Ordering::Relaxed), 0, "not finished while its body is open");
+        drop(resp);
         assert_eq!(books.metrics.blocked.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_body_of_known_size_is_recorded_at_once_with_its_size() {
+        let books = Books { receipt: Arc::default(), metrics: Arc::default() };
+        let resp = finish(Response::new(crate::full("1234567")), exchange(Verdict::Ad), books.clone(), None);
+        assert_eq!(books.metrics.ads.load(Ordering::Relaxed), 1);
+        drop(resp);
+        assert_eq!(books.metrics.ads.load(Ordering::Relaxed), 1, "recorded once");
     }
 }

@@ -33,3 +33,37 @@ pub async fn send(
     ex.done.upstream_failed = true;
     Err(failed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{Done, TopPage};
+    use crate::policy::{Decision, RequestType};
+    use crate::proxy::dial::Dialer;
+
+    #[tokio::test]
+    async fn a_destination_refused_is_a_page_with_its_status_and_the_exchange_marked() {
+        // Default destination filtering: loopback is never reached.
+        let cfg = crate::Config::default();
+        let tls = crate::tls::upstream_client_config(&[]).unwrap();
+        let upstream = Upstream::new(&cfg, Dialer::new(&cfg, tls));
+        let mut ex = Exchange {
+            id: 1,
+            url: "http://127.0.0.1:9/".into(),
+            host: "127.0.0.1".into(),
+            site: "127.0.0.1".into(),
+            request_type: RequestType::Document,
+            method: http::Method::GET,
+            page: TopPage { host: "127.0.0.1".into(), site: "127.0.0.1".into() },
+            third_party: false,
+            decision: Decision::allow(),
+            shopping: false,
+            client: None,
+            done: Done::default(),
+        };
+        let req = Request::get("http://127.0.0.1:9/").body(crate::empty()).unwrap();
+        let Err(page) = send(&upstream, req, &mut ex).await else { panic!("loopback is not reached") };
+        assert_eq!(page.status(), StatusCode::FORBIDDEN);
+        assert!(ex.done.upstream_failed);
+    }
+}
