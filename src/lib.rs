@@ -52,6 +52,8 @@ pub fn empty() -> Body {
 pub struct Shared {
     pub config: Config,
     pub policy: Arc<ArcSwap<Policy>>,
+    /// The config the policy was last built from: the start's, or the last reload's.
+    pub policy_config: Arc<ArcSwap<Config>>,
     pub ca: Option<Arc<tls::CertificateAuthority>>,
     pub dialer: proxy::dial::Dialer,
     pub upstream: Arc<proxy::upstream::Upstream>,

@@ -204,7 +204,10 @@ fn run(config: Option<&Path>, listen: Option<String>) -> Result<i32> {
     rt.block_on(async {
         // Signal handlers first: a SIGTERM at any point after start drains and exits 0.
         let stop = nostalk::ops::signals::shutdown();
-        let server = nostalk::Server::bind(cfg).await?;
+        let mut server = nostalk::Server::bind(cfg).await?;
+        if let Some(path) = config {
+            server = server.reload_from(path);
+        }
         server.run(stop).await;
         Ok::<_, anyhow::Error>(())
     })?;

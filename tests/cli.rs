@@ -331,3 +331,118 @@ fn an_address_in_use_is_said_once_and_every_argument_has_help() {
         assert!(line.trim().len() > arg.len() + 12, "{args:?}: `{arg}` has no help: {line}");
     }
 }
+
+/// Lines the binary logs, as they come, with a way to wait for one.
+struct LogLines(std::sync::mpsc::Receiver<String>);
+
+impl LogLines {
+    fn of(child: &mut std::process::Child) -> LogLines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LogLines(rx)
+    }
+
+    /// Wait (at most 20 s) for a line that holds `text`.
+    fn wait_for(&self, text: &str) -> String {
+        let started = Instant::now();
+        while let Some(left) = Duration::from_secs(20).checked_sub(started.elapsed()) {
+            match self.0.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with `{text}` within 20 s");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_the_policy_under_load_and_a_broken_file_is_refused_with_the_old_policy_kept() {
+    let o = support::origin(None, support::handler(|_req| async { http::Response::new(support::body("page")) })).await;
+    let lists = tempfile::tempdir().unwrap();
+    let rules = lists.path().join("rules.txt");
+    std::fs::write(&rules, "||unrelated.test^\n").unwrap();
+    let port = o.addr.port();
+    let extra = format!(
+        "[upstream]\nresolve = [\"site.test:80:127.0.0.1:{port}\", \"tracker.test:80:127.0.0.1:{port}\"]\n\
+         allow = [\"127.0.0.0/8\"]\n[policy]\nembedded_lists = false\n\
+         [[lists]]\nname = \"local\"\npath = {rules:?}\n"
+    );
+    let (dir, proxy_port, mut child) = run_binary(&extra, Stdio::piped());
+    let log = LogLines::of(&mut child);
+    log.wait_for("listening");
+    let pid = child.id() as i32;
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://127.0.0.1:{proxy_port}")).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let blocked = |c: reqwest::Client| async move {
+        let r = c.get("http://tracker.test/t.js").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.headers().get("x-nostalk").is_some_and(|v| v == "blocked")
+    };
+    assert!(!blocked(client.clone()).await, "not listed yet");
+
+    // A load of ordinary requests runs through every reload, until told to stop (bounded in
+    // count and time all the same).
+    let load_client = client.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_load = stop.clone();
+    let load = tokio::spawn(async move {
+        let (mut sent, mut failed) = (0, 0);
+        let started = Instant::now();
+        while !stop_load.load(std::sync::atomic::Ordering::SeqCst)
+            && sent < 50_000
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            sent += 1;
+            let ok = match load_client.get("http://site.test/").send().await {
+                Ok(r) => r.status() == 200 && r.text().await.is_ok_and(|t| t == "page"),
+                Err(_) => false,
+            };
+            if !ok {
+                failed += 1;
+            }
+        }
+        (sent, failed)
+    });
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&rules, "||tracker.test^\n").unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    log.wait_for("config reloaded");
+    assert!(blocked(client.clone()).await, "the reloaded list is in force");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A broken file is refused whole: the list file changed back is not read, the policy
+    // that blocks tracker.test stays.
+    std::fs::write(&rules, "||unrelated.test^\n").unwrap();
+    let cfg_path = dir.path().join("c.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, cfg.replace("embedded_lists = false", "embedded_lists = \"maybe\"")).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let refused = log.wait_for("reload refused");
+    assert!(refused.contains("config has errors"), "{refused}");
+    assert!(blocked(client.clone()).await, "the old policy is still in force");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert!(!load.is_finished(), "the load ran through both reloads");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (sent, failed) = load.await.unwrap();
+    assert_eq!(failed, 0, "no request failed across the reloads ({sent} sent)");
+    eprintln!("{sent} requests through two reloads, none failed");
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP does not end the process");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = child.wait();
+}

@@ -509,3 +509,31 @@ async fn clients_outside_the_access_list_are_refused() {
     let r = reqwest::Client::new().get(format!("http://{ip}:{}/healthz", p.addr.port())).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_readyz_is_503_while_requests_in_flight_finish_then_the_listener_closes() {
+    let o = origin(
+        None,
+        handler(|_req| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Response::new(body("the slow page"))
+        }),
+    )
+    .await;
+    let mut p = Proxy::start(&[resolve("slow.test", 80, &o)], "[server]\nshutdown_grace = \"10s\"\n").await;
+    let client = p.client(&[]);
+    let in_flight = tokio::spawn(async move { client.get("http://slow.test/").send().await?.text().await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.begin_stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let probe = reqwest::Client::new();
+    let ready = probe.get(format!("{}/readyz", p.url())).send().await.expect("the listener still answers");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "a load balancer sees the replica leave");
+    assert_eq!(probe.get(format!("{}/healthz", p.url())).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(in_flight.await.unwrap().unwrap(), "the slow page", "the request in flight finished");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(p.addr).await.is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the listener closes once the requests drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

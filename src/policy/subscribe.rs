@@ -290,9 +290,10 @@ async fn fetch(
     Ok(Fetched::Body { text, etag, last_modified })
 }
 
-/// Where a refreshed list goes: the config the policy is built from and the policy's swap.
+/// Where a refreshed list goes: the config the policy is built from (swapped on reload) and
+/// the policy's swap.
 pub struct PolicySwap {
-    pub config: Config,
+    pub config: Arc<ArcSwap<Config>>,
     pub policy: Arc<ArcSwap<Policy>>,
 }
 
@@ -302,7 +303,7 @@ pub fn spawn_refresher(lists: Arc<Subscriptions>, fetcher: Arc<dyn ListFetcher>,
     if lists.is_empty() {
         return;
     }
-    let max_bytes = swap.config.max_list_bytes();
+    let max_bytes = swap.config.load().max_list_bytes();
     tokio::spawn(async move {
         loop {
             let mut changed = false;
@@ -312,7 +313,7 @@ pub fn spawn_refresher(lists: Arc<Subscriptions>, fetcher: Arc<dyn ListFetcher>,
                 }
             }
             if changed {
-                rebuild(&swap.config, &lists, &swap.policy);
+                rebuild(&swap.config.load(), &lists, &swap.policy);
             }
             tokio::time::sleep(lists.tick()).await;
         }

@@ -1,13 +1,14 @@
 //! The listener: binds the address, builds the shared state once, accepts connections (checking
 //! access first, registering each in the connection table), serves each with hyper's auto
 //! HTTP/1.1 + HTTP/2 builder until it ends or no request has used it for the idle timeout, and
-//! shuts down gracefully: on the shutdown signal `/readyz` turns 503, it stops accepting, lets
-//! in-flight connections finish up to the grace deadline, and returns.
+//! shuts down gracefully: on the shutdown signal `/readyz` turns 503 and open connections are
+//! closed as their requests finish; while they drain (up to the grace deadline) the listener
+//! still answers, 503 to all but `/healthz`, then it closes and `run` returns.
 
 use crate::config::Config;
 use crate::policy::subscribe::{self, Subscriptions};
 use crate::policy::Policy;
-use crate::proxy::{dial, limits, serve, service, upstream};
+use crate::proxy::{dial, limits, reload, serve, service, upstream};
 use crate::{ops, tls, Shared};
 use arc_swap::ArcSwap;
 use hyper_util::rt::TokioIo;
@@ -33,6 +34,8 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    /// The file SIGHUP re-reads; None when running on the embedded default.
+    config_path: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -65,6 +68,7 @@ impl Server {
         let shared = Arc::new(Shared {
             access: ops::access::Access::new(&config),
             policy: Arc::new(ArcSwap::from_pointee(policy)),
+            policy_config: Arc::new(ArcSwap::from_pointee(config.clone())),
             ca,
             dialer,
             upstream: Arc::new(upstream_client),
@@ -81,7 +85,14 @@ impl Server {
             config,
             ready: std::sync::atomic::AtomicBool::new(true),
         });
-        Ok(Server { listener, shared })
+        Ok(Server { listener, shared, config_path: None })
+    }
+
+    /// The config file to re-read on SIGHUP (without one, SIGHUP rebuilds the policy from
+    /// the config in force, re-reading the list files it names).
+    pub fn reload_from(mut self, path: &std::path::Path) -> Server {
+        self.config_path = Some(path.to_path_buf());
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -94,8 +105,9 @@ impl Server {
 
     /// Serve until `shutdown` completes, then drain for up to `[server] shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { listener, shared } = self;
-        let swap = subscribe::PolicySwap { config: shared.config.clone(), policy: shared.policy.clone() };
+        let Server { listener, shared, config_path } = self;
+        reload::on_sighup(shared.clone(), config_path);
+        let swap = subscribe::PolicySwap { config: shared.policy_config.clone(), policy: shared.policy.clone() };
         subscribe::spawn_refresher(shared.lists.clone(), shared.upstream.clone(), swap);
         let grace = shared.config.server.shutdown_grace.get();
         let idle = shared.timeouts.idle;
@@ -144,14 +156,55 @@ impl Server {
                 .instrument(span),
             );
         }
-        shared.ready.store(false, std::sync::atomic::Ordering::SeqCst);
-        drop(listener);
-        let _ = shared.shutdown.send(true);
-        shared.tasks.close();
-        info!(grace = ?grace, "shutting down: no new connections, waiting for in-flight requests");
+        drain(listener, &shared, grace).await;
+    }
+}
+
+/// Shut down: `/readyz` turns 503 and open connections close as their requests finish. The
+/// listener stays open while they drain, so a load balancer's probe of `/readyz` is answered
+/// 503 (the replica is leaving) rather than refused; then it closes.
+async fn drain(listener: TcpListener, shared: &Shared, grace: Duration) {
+    shared.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = shared.shutdown.send(true);
+    shared.tasks.close();
+    info!(grace = ?grace, "shutting down: /readyz says 503, waiting for in-flight requests");
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    loop {
         tokio::select! {
-            _ = shared.tasks.wait() => info!("all connections closed"),
-            _ = tokio::time::sleep(grace) => warn!("grace period over; closing remaining connections"),
+            _ = shared.tasks.wait() => {
+                info!("all connections closed");
+                break;
+            }
+            _ = &mut deadline => {
+                warn!("grace period over; closing remaining connections");
+                break;
+            }
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(draining(stream));
+                }
+            }
         }
     }
+    drop(listener);
+}
+
+/// A connection that arrives while the server drains: `/healthz` is still 200 (the process
+/// is alive), everything else, `/readyz` first, is 503 with `Connection: close`.
+async fn draining(stream: tokio::net::TcpStream) {
+    let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+        let (status, text) = match req.uri().path() {
+            "/healthz" => (http::StatusCode::OK, "ok\n"),
+            _ => (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+        };
+        let mut r = http::Response::new(crate::full(text));
+        *r.status_mut() = status;
+        let h = r.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        h.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        Ok::<_, std::convert::Infallible>(r)
+    });
+    let conn = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), svc);
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
 }

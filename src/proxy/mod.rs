@@ -9,6 +9,7 @@ pub mod h2pool;
 pub mod headers;
 pub mod limits;
 pub mod listener;
+pub mod reload;
 pub mod serve;
 pub mod service;
 pub mod upstream;

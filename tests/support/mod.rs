@@ -272,6 +272,13 @@ impl Proxy {
         b
     }
 
+    /// Send the shutdown signal and return at once (the server drains in the background).
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());

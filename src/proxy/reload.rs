@@ -1,0 +1,108 @@
+//! Reload without a restart: on SIGHUP the config file is read again and checked whole; the
+//! policy (lists, trusted sites, ad mode and categories, parameters and cookies) is rebuilt
+//! from it on a blocking thread, off the hot path, and swapped in at once, so requests in
+//! flight finish on the policy they started with and the next ones take the new one. A file
+//! with any error is refused, every error logged, and the policy in force stays. What is
+//! built once at start (the listener and its address, access lists, the CA, the upstream
+//! client, timeouts, subscriptions) changes only on a restart: a reload that changes those
+//! sections says so in the log.
+
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::Shared;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Reload on every SIGHUP for as long as the process runs (the handler is installed now, so
+/// a SIGHUP never takes its default action, which ends the process).
+pub fn on_sighup(shared: Arc<Shared>, path: Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            warn!("cannot catch SIGHUP; reload needs a restart");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                info!("SIGHUP received: reloading the config");
+                let (shared, path) = (shared.clone(), path.clone());
+                let _ = tokio::task::spawn_blocking(move || reload(&shared, path.as_deref())).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (shared, path);
+}
+
+/// Read the config again (or take the one in force when there is no file) and swap in the
+/// policy built from it. Returns whether the new policy is in force.
+pub fn reload(shared: &Shared, path: Option<&Path>) -> bool {
+    let started = std::time::Instant::now();
+    let config = match path {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                for problem in e.to_string().lines() {
+                    warn!(file = %p.display(), problem, "config error");
+                }
+                warn!(file = %p.display(), "reload refused: the config has errors; the one in force stays");
+                return false;
+            }
+        },
+        None => (**shared.policy_config.load()).clone(),
+    };
+    let policy = match Policy::build(&config, &shared.lists.loaded()) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "reload refused: the policy does not build; the one in force stays");
+            return false;
+        }
+    };
+    let restart = needs_restart(&shared.config, &config);
+    shared.policy.store(Arc::new(policy));
+    shared.policy_config.store(Arc::new(config));
+    crate::ops::return_free_memory();
+    info!(took = ?started.elapsed(), "config reloaded: the new policy is in force");
+    if !restart.is_empty() {
+        warn!(sections = ?restart, "these sections changed and take effect only on a restart");
+    }
+    true
+}
+
+/// The sections of `new` that differ from what the server started with and that a reload
+/// does not apply.
+fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
+    let subscriptions = |c: &Config| c.lists.iter().filter(|l| l.url.is_some()).cloned().collect::<Vec<_>>();
+    [
+        ("server", started.server != new.server),
+        ("ca", started.ca != new.ca),
+        ("intercept", started.intercept != new.intercept),
+        ("upstream", started.upstream != new.upstream),
+        ("rewrite", started.rewrite != new.rewrite),
+        ("access", started.access != new.access),
+        ("admin", started.admin != new.admin),
+        ("receipt", started.receipt != new.receipt),
+        ("lists (subscriptions)", subscriptions(started) != subscriptions(new)),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_built_at_start_are_named_when_changed() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.policy.trusted_sites.push("bank.example".into());
+        assert!(needs_restart(&a, &b).is_empty(), "policy changes apply on reload");
+        b.server.max_connections = 7;
+        b.access.allow.push("10.0.0.0/8".into());
+        assert_eq!(needs_restart(&a, &b), ["server", "access"]);
+    }
+}
