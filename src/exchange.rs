@@ -13,12 +13,15 @@ use crate::policy::{Decision, RequestType, Verdict};
 use http::{Method, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// One request, decided.
 #[derive(Debug, Clone)]
 pub struct Exchange {
     /// The request's number since start (the log span's `id`).
     pub id: u64,
+    /// When the request was decided (its arrival, near enough).
+    pub received: Instant,
     /// The absolute URL as the client asked for it.
     pub url: String,
     /// The request's host, lowercase, without brackets.
@@ -59,6 +62,10 @@ pub struct Done {
     pub bytes: u64,
     /// The upstream could not be reached or did not answer in time.
     pub upstream_failed: bool,
+    /// From the request sent upstream to the upstream's response head.
+    pub upstream_latency: Option<Duration>,
+    /// From the request's arrival to its response head going to the client.
+    pub first_byte: Option<Duration>,
 }
 
 /// What hygiene took off the request and the response.
@@ -114,6 +121,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Script,
+        Kind::InlineSnippet,
+        Kind::Pixel,
+        Kind::Frame,
+        Kind::Preconnect,
+        Kind::Ping,
+        Kind::LinkDecoration,
+    ];
+
+    /// Its place in [`Kind::ALL`] (and in the metrics' by-kind counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Script => "script",
@@ -133,4 +155,15 @@ pub struct Removal {
     pub kind: Kind,
     pub what: String,
     pub rule: Option<Arc<str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kind;
+
+    #[test]
+    fn every_kind_has_its_place_in_all() {
+        assert!(Kind::ALL.iter().enumerate().all(|(i, k)| k.index() == i));
+        assert_eq!(Kind::ALL.len(), crate::ops::metrics::REMOVAL_KINDS);
+    }
 }

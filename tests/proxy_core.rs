@@ -537,3 +537,52 @@ async fn on_shutdown_readyz_is_503_while_requests_in_flight_finish_then_the_list
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn metrics_parse_and_count_what_the_traffic_did() {
+    const PAGE: &str = "<html><head><script src=\"https://static.chartbeat.com/js/chartbeat.js\"></script></head><body>news</body></html>";
+    let o = static_origin(None, "text/html", PAGE).await;
+    let p = Proxy::start(&[resolve("news.test", 80, &o)], "").await;
+    let c = p.client(&[]);
+    let page = c.get("http://news.test/story").header("sec-fetch-dest", "document").send().await.unwrap();
+    assert!(!page.text().await.unwrap().contains("chartbeat"));
+    let tracker = c
+        .get("http://www.google-analytics.com/collect?v=1")
+        .header("sec-fetch-dest", "image")
+        .header("referer", "http://news.test/story")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tracker.headers()["x-nostalk"], "blocked");
+
+    let text = reqwest::Client::new().get(format!("{}/metrics", p.url())).send().await.unwrap().text().await.unwrap();
+    // Every line is a HELP or TYPE comment or a sample: a name, labels maybe, a number.
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name = key.split('{').next().unwrap();
+        assert!(name.starts_with("nostalk_") && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{line}");
+        assert!(samples.insert(key.to_string(), value).is_none(), "a sample twice: {line}");
+    }
+    let get = |k: &str| *samples.get(k).unwrap_or_else(|| panic!("no {k} in\n{text}"));
+    assert_eq!(get(&format!("nostalk_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
+    assert_eq!(get("nostalk_requests_by_verdict_total{verdict=\"block\"}"), 1.0);
+    assert_eq!(get("nostalk_requests_by_verdict_total{verdict=\"allow\"}"), 1.0);
+    assert!(get("nostalk_response_bytes_total{verdict=\"allow\"}") >= (PAGE.len() - 100) as f64);
+    assert_eq!(get("nostalk_rewrite_removals_by_kind_total{kind=\"script\"}"), 1.0);
+    assert_eq!(get("nostalk_upstream_latency_seconds_count"), 1.0);
+    assert_eq!(get("nostalk_time_to_first_byte_seconds_count"), 2.0);
+    let buckets: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("nostalk_time_to_first_byte_seconds_bucket"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]) && buckets.last() == Some(&2.0), "{buckets:?}");
+    assert!(get("nostalk_open_connections") >= 1.0, "the scrape's own connection is open");
+    assert_eq!(get("nostalk_open_tunnels"), 0.0);
+    assert!(get("nostalk_list_rules{list=\"nostalk-surveillance\",kind=\"block\"}") > 100.0);
+}

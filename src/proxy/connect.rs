@@ -112,10 +112,12 @@ async fn pass_through(shared: &Shared, req: Request<Incoming>, host: &str, port:
     };
     let span = tracing::debug_span!("tunnel", host = %host, port);
     let idle = shared.timeouts.tunnel_idle;
+    let metrics = shared.metrics.clone();
     shared.tasks.spawn(
         async move {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
+                    let _open = metrics.tunnel_open();
                     let mut client = TokioIo::new(upgraded);
                     let mut upstream = Tracked::untabled(upstream);
                     match limits::tunnel(&mut client, &mut upstream, idle).await {
@@ -154,6 +156,7 @@ fn spawn_intercepted(shared: Arc<Shared>, req: Request<Incoming>, host: String, 
 fn tunnel_exchange(host: &str, url: String, decision: Decision, client: Option<SocketAddr>) -> Exchange {
     Exchange {
         id: 0,
+        received: std::time::Instant::now(),
         url,
         host: host.to_string(),
         site: crate::policy::site::site_of(host),

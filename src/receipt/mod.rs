@@ -115,6 +115,7 @@ mod tests {
     fn blocked(page_site: &str, host: &str) -> Exchange {
         Exchange {
             id: 1,
+            received: std::time::Instant::now(),
             url: format!("https://{host}/t.js"),
             host: host.to_string(),
             site: host.to_string(),

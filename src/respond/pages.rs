@@ -41,6 +41,31 @@ pub fn new_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The metrics, with what only a scrape reads: the lists in force, open connections.
+fn metrics(shared: &Shared) -> String {
+    use crate::policy::lists::Origin;
+    let policy = shared.policy.load();
+    let subscribed = shared.lists.summaries();
+    let lists: Vec<_> = policy
+        .sources
+        .iter()
+        .map(|s| {
+            let age = match &s.origin {
+                Origin::Embedded => None,
+                Origin::Path(p) => std::fs::metadata(p).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()),
+                Origin::Url(_) => subscribed.iter().find(|x| x.name == s.name).and_then(|x| x.age),
+            };
+            (s.name.clone(), s.kind.as_str(), s.rules, age)
+        })
+        .collect();
+    shared.metrics.render(&crate::ops::metrics::Scrape {
+        receipt_dropped: shared.receipt.dropped.load(Ordering::Relaxed),
+        open_connections: shared.conns.open(),
+        removal_kinds: crate::exchange::Kind::ALL.map(crate::exchange::Kind::as_str),
+        lists: &lists,
+    })
+}
+
 pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, local: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     let ip = peer.ip();
@@ -73,11 +98,7 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
                 error_page(StatusCode::NOT_FOUND, "Not Found", "Interception is off, so there is no CA to install.")
             }
         },
-        (&Method::GET, "/metrics") if admin => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            shared.metrics.render(shared.receipt.dropped.load(Ordering::Relaxed)),
-        ),
+        (&Method::GET, "/metrics") if admin => text(StatusCode::OK, "text/plain; version=0.0.4", metrics(shared)),
         (&Method::GET, "/metrics") => forbidden("/metrics"),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {

@@ -27,6 +27,7 @@ mod tests {
     fn third_party_ad() -> Exchange {
         Exchange {
             id: 1,
+            received: std::time::Instant::now(),
             url: "https://ads.example/b.png".into(),
             host: "ads.example".into(),
             site: "ads.example".into(),

@@ -38,6 +38,7 @@ pub fn decide<B>(
     span.record("verdict", decision.verdict.as_str());
     Ok(Exchange {
         id,
+        received: std::time::Instant::now(),
         third_party: page_site != own_site,
         shopping: shopping.is_shopping(&page_site),
         url,

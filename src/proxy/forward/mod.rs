@@ -70,7 +70,8 @@ async fn exchange(
     let (mut parts, body) = resp.into_parts();
     clean_response::clean_response(&mut parts, ex, policy);
     if let Some(server_upgrade) = server_upgrade {
-        websocket::splice(out.client_upgrade, server_upgrade, &shared.tasks, shared.timeouts.tunnel_idle);
+        let idle = shared.timeouts.tunnel_idle;
+        websocket::splice(out.client_upgrade, server_upgrade, &shared.tasks, idle, shared.metrics.clone());
         return (Response::from_parts(parts, empty()), None);
     }
     let body = crate::boxed(body);

@@ -38,15 +38,26 @@ impl Books {
 pub fn record(ex: &Exchange, receipt: &Receipt, metrics: &Metrics) {
     log(ex);
     receipt.record(ex);
-    metrics.inc(match ex.decision.verdict {
-        Verdict::Block => &metrics.blocked,
-        Verdict::Ad => &metrics.ads,
-        Verdict::Allow => &metrics.allowed,
-    });
+    let (count, verdict) = match ex.decision.verdict {
+        Verdict::Block => (&metrics.blocked, 0),
+        Verdict::Ad => (&metrics.ads, 1),
+        Verdict::Allow => (&metrics.allowed, 2),
+    };
+    metrics.inc(count);
+    metrics.add(&metrics.bytes[verdict], ex.done.bytes);
     if ex.done.upstream_failed {
         metrics.inc(&metrics.upstream_errors);
     }
+    if let Some(d) = ex.done.upstream_latency {
+        metrics.upstream_latency.observe(d);
+    }
+    if let Some(d) = ex.done.first_byte {
+        metrics.first_byte.observe(d);
+    }
     metrics.add(&metrics.rewrite_removals, ex.done.removals.len() as u64);
+    for r in &ex.done.removals {
+        metrics.inc(&metrics.removals[r.kind.index()]);
+    }
 }
 
 /// The response, its body wrapped so the exchange is recorded when it ends. A body whose size
@@ -59,6 +70,7 @@ pub fn finish(
     removals: Option<Arc<Mutex<Removals>>>,
 ) -> Response<Body> {
     ex.done.status = Some(resp.status());
+    ex.done.first_byte = Some(ex.received.elapsed());
     if let (None, Some(bytes)) = (&removals, resp.body().size_hint().exact()) {
         ex.done.bytes = bytes;
         record(&ex, &books.receipt, &books.metrics);
@@ -174,6 +186,7 @@ mod tests {
     fn exchange(verdict: Verdict) -> Exchange {
         Exchange {
             id: 1,
+            received: std::time::Instant::now(),
             url: "https://ads.example/banner.png".into(),
             host: "ads.example".into(),
             site: "ads.example".into(),

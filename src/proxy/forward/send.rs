@@ -16,8 +16,12 @@ pub async fn send(
     ex: &mut Exchange,
 ) -> Result<Response<Incoming>, Response<Body>> {
     let timeout = upstream.response_timeout;
+    let sent = std::time::Instant::now();
     let failed = match tokio::time::timeout(timeout, upstream.request(req)).await {
-        Ok(Ok(resp)) => return Ok(resp),
+        Ok(Ok(resp)) => {
+            ex.done.upstream_latency = Some(sent.elapsed());
+            return Ok(resp);
+        }
         Ok(Err(e)) => {
             let (status, reason) = upstream::classify_error(&*e);
             info!(host = %ex.host, error = %reason, status = status.as_u16(), "upstream failed");
@@ -49,6 +53,7 @@ mod tests {
         let upstream = Upstream::new(&cfg, Dialer::new(&cfg, tls));
         let mut ex = Exchange {
             id: 1,
+            received: std::time::Instant::now(),
             url: "http://127.0.0.1:9/".into(),
             host: "127.0.0.1".into(),
             site: "127.0.0.1".into(),
