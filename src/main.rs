@@ -217,16 +217,26 @@ fn run(config: Option<&Path>, listen: Option<String>) -> Result<i32> {
 /// `check`: 0 when the file is valid and its lists build, 2 with every problem said.
 fn check(config: &Path) -> i32 {
     match Config::load(config) {
-        Ok(cfg) => match Policy::build(&cfg, &[]) {
-            Ok(_) => {
-                println!("{}: valid", config.display());
-                0
+        Ok(cfg) => {
+            let mut errors = 0;
+            for f in nostalk::ops::preflight::check(&cfg) {
+                let what = if f.error { "" } else { "warning: " };
+                eprintln!("{}: {what}{}", config.display(), f.message);
+                errors += usize::from(f.error);
             }
-            Err(e) => {
-                eprintln!("{}: {e}", config.display());
-                2
+            // The lists are built only when every file they name was found.
+            if errors == 0 {
+                if let Err(e) = Policy::build(&cfg, &[]) {
+                    eprintln!("{}: {e}", config.display());
+                    errors += 1;
+                }
             }
-        },
+            if errors > 0 {
+                return 2;
+            }
+            println!("{}: valid", config.display());
+            0
+        }
         Err(ConfigError::Invalid(issues)) => {
             for i in issues {
                 eprintln!("{}: {i}", config.display());

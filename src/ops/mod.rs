@@ -1,8 +1,10 @@
-//! Operations: who may use the proxy (`access`), what it has done (`metrics`), and the process's
-//! signals (`signals`: shutdown on SIGINT/SIGTERM).
+//! Operations: who may use the proxy (`access`), what it has done (`metrics`), what `run` needs
+//! from the machine (`preflight`, for `check`), and the process's signals (`signals`: shutdown
+//! on SIGINT/SIGTERM).
 
 pub mod access;
 pub mod metrics;
+pub mod preflight;
 pub mod signals;
 
 /// Give the memory freed after building a policy (list texts, parse trees) back to the system.
