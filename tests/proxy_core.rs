@@ -586,3 +586,21 @@ async fn metrics_parse_and_count_what_the_traffic_did() {
     assert_eq!(get("nostalk_open_tunnels"), 0.0);
     assert!(get("nostalk_list_rules{list=\"nostalk-surveillance\",kind=\"block\"}") > 100.0);
 }
+
+#[tokio::test]
+async fn a_dual_stack_listener_names_an_ipv4_clients_address_as_ipv4_in_the_pac_file() {
+    if std::net::TcpListener::bind("[::]:0").is_err() {
+        eprintln!("SKIPPED: this machine has no IPv6");
+        return;
+    }
+    let p = Proxy::start(&[], "[server]\nlisten = \"[::]:0\"\n").await;
+    let port = p.addr.port();
+    // HTTP/1.0 without a Host: the PAC file is built from the address the client reached.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /proxy.pac HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut pac = String::new();
+    s.read_to_string(&mut pac).await.unwrap();
+    assert!(pac.contains(&format!("PROXY 127.0.0.1:{port}\"")), "{pac}");
+    assert!(!pac.contains("ffff"), "{pac}");
+}

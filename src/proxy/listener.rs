@@ -135,7 +135,9 @@ impl Server {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let local = stream.local_addr().unwrap_or(shared.listen);
+            // On a dual-stack listener an IPv4 client comes as ::ffff:a.b.c.d: the pages and the
+            // PAC file name the address as that client knows it.
+            let (local, peer) = (unmapped(stream.local_addr().unwrap_or(shared.listen)), unmapped(peer));
             shared.metrics.inc(&shared.metrics.connections);
             let activity = Arc::new(limits::Activity::default());
             let svc = service::ProxyService::new(shared.clone(), peer, local, None, activity.clone());
@@ -207,4 +209,8 @@ async fn draining(stream: tokio::net::TcpStream) {
     });
     let conn = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), svc);
     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+}
+
+fn unmapped(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(ops::access::unmap(a.ip()), a.port())
 }
