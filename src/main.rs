@@ -63,6 +63,13 @@ enum Command {
         /// The config whose lists to show; the embedded default when absent.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Ask the running proxy at --proxy to download its subscribed lists now, and say
+        /// what each got.
+        #[arg(long)]
+        refresh: bool,
+        /// The running proxy's address (with --refresh).
+        #[arg(long, default_value = "127.0.0.1:8877")]
+        proxy: String,
     },
     /// Switch a site to shopping mode on a running proxy (its tracking cookies and affiliate
     /// parameters get through) for a while; --minutes 0 switches it off.
@@ -182,7 +189,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             explain(&url, config.as_deref(), page.as_deref(), request_type.as_deref(), json)
         }
         Command::Ca { command } => ca(command),
-        Command::Lists { config } => lists(config.as_deref()),
+        Command::Lists { refresh: true, proxy, .. } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(refresh_lists(&proxy))?;
+            Ok(0)
+        }
+        Command::Lists { config, .. } => lists(config.as_deref()),
         Command::Shop { site, minutes, proxy } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(shop(&proxy, &site, minutes))?;
@@ -372,13 +384,29 @@ async fn ask_proxy(proxy: &str, method: &str, path: &str, body: &str) -> Result<
     Ok((status, body))
 }
 
-async fn shop(proxy: &str, site: &str, minutes: u64) -> Result<()> {
-    // The controls take the token of the proxy's own page, as a browser on that page would.
+/// The token of the proxy's own page, which its controls take, fetched as a browser on that
+/// page would have it.
+async fn page_token(proxy: &str) -> Result<String> {
     let (status, page) = ask_proxy(proxy, "GET", "/", "").await?;
     let marker = "name=\"token\" value=\"";
     let Some(token) = page.split_once(marker).and_then(|(_, rest)| rest.split('"').next()) else {
         bail!("the proxy did not offer its controls ({status}); is this machine in [admin] allow (and NOSTALK_ADMIN_TOKEN set, when [admin] token is)?");
     };
+    Ok(token.to_string())
+}
+
+async fn refresh_lists(proxy: &str) -> Result<()> {
+    let token = page_token(proxy).await?;
+    let (status, resp) = ask_proxy(proxy, "POST", "/lists/refresh", &format!("token={token}")).await?;
+    if !status.contains(" 200 ") {
+        bail!("the proxy answered: {status}: {}", resp.trim());
+    }
+    print!("{resp}");
+    Ok(())
+}
+
+async fn shop(proxy: &str, site: &str, minutes: u64) -> Result<()> {
+    let token = page_token(proxy).await?;
     let body = format!(
         "site={}&minutes={minutes}&token={token}",
         url::form_urlencoded::byte_serialize(site.as_bytes()).collect::<String>()

@@ -482,3 +482,47 @@ fn check_runs_the_preflight_and_reports_every_problem_of_the_machine_at_once() {
     assert!(err.contains("server.listen: cannot listen on 192.0.2.1:8877"), "{err}");
     assert!(!err.contains("(os error 99): Cannot assign"), "one OS error message, not two: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_refresh_makes_a_running_proxy_download_now_and_put_the_new_rules_in_force() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let version = std::sync::Arc::new(AtomicUsize::new(1));
+    let v = version.clone();
+    let lists =
+        support::origin(
+            None,
+            support::handler(move |_req| {
+                let text = if v.load(Ordering::SeqCst) == 1 { "||nothing.test^\n" } else { "||tracker.test^\n" };
+                async move {
+                    http::Response::builder().header("content-type", "text/plain").body(support::body(text)).unwrap()
+                }
+            }),
+        )
+        .await;
+    let tracker = support::static_origin(None, "image/gif", "GIF89a").await;
+    let resolve = [support::resolve("lists.test", 80, &lists), support::resolve("tracker.test", 80, &tracker)];
+    let cfg = "[[lists]]\nname = \"sub\"\nurl = \"http://lists.test/l.txt\"\nverdict = \"block\"\nrefresh = \"24h\"\n";
+    let p = support::Proxy::start(&resolve, cfg).await;
+    let started = Instant::now();
+    while !p.shared.lists.summaries()[0].state.starts_with("updated") {
+        assert!(started.elapsed() < Duration::from_secs(20), "the first download");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let blocked = |p: &support::Proxy| {
+        let c = p.client(&[]);
+        async move { c.get("http://tracker.test/p.gif").send().await.unwrap().headers().contains_key("x-nostalk") }
+    };
+    assert!(!blocked(&p).await, "not in the list yet");
+
+    version.store(2, Ordering::SeqCst);
+    let addr = p.addr.to_string();
+    let out =
+        tokio::task::spawn_blocking(move || nostalk().args(["lists", "--refresh", "--proxy", &addr]).output().unwrap())
+            .await
+            .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(said.trim(), "sub: updated");
+    assert!(blocked(&p).await, "the new rules are in force when the command returns");
+    assert_eq!(tracker.count(), 1, "only the request before the refresh reached the tracker");
+}

@@ -1,6 +1,7 @@
 //! The proxy's own pages, for requests addressed to the proxy itself: `/` (status and the
-//! privacy receipt), `/proxy.pac`, `/ca.pem`, `/metrics`, `/healthz`, `/readyz`, and
-//! `POST /shopping` (the per-site shopping switch).
+//! privacy receipt), `/proxy.pac`, `/ca.pem`, `/metrics`, `/healthz`, `/readyz`, and the
+//! controls `POST /shopping` (the per-site shopping switch) and `POST /lists/refresh`
+//! (download the subscribed lists now).
 //!
 //! Who may see what: the health checks, the PAC file and the CA for every client that may
 //! connect; the receipt for `[access] allow` clients; `/metrics` and the controls for
@@ -108,6 +109,13 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
             }
         }
+        (&Method::POST, "/lists/refresh") if admin => match same_origin(req.headers()) {
+            Ok(()) => refresh_lists(shared, req).await,
+            Err(why) => {
+                tracing::info!(reason = why, "refused a control request");
+                error_page(StatusCode::FORBIDDEN, "Forbidden", why)
+            }
+        },
         (&Method::POST, "/shopping") if admin => match same_origin(req.headers()) {
             Ok(()) => shopping(shared, req).await,
             Err(why) => {
@@ -116,7 +124,7 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
             }
         },
         (&Method::POST, "/shopping") => forbidden("The shopping switch"),
-        (_, "/" | "/proxy.pac" | "/ca.pem" | "/metrics" | "/healthz" | "/readyz" | "/shopping") => {
+        (_, "/" | "/proxy.pac" | "/ca.pem" | "/metrics" | "/healthz" | "/readyz" | "/shopping" | "/lists/refresh") => {
             error_page(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "This page does not take that method.")
         }
         _ => error_page(
@@ -165,6 +173,42 @@ fn pac(headers: &http::HeaderMap, local: SocketAddr, fallback: crate::config::Pa
         "// nostalk proxy auto-configuration\nfunction FindProxyForURL(url, host) {{\n  if (isPlainHostName(host) || host === \"localhost\" || shExpMatch(host, \"127.*\") || host === \"[::1]\") return \"DIRECT\";\n  return \"PROXY {addr}{direct}\";\n}}\n"
     );
     text(StatusCode::OK, "application/x-ns-proxy-autoconfig", body)
+}
+
+/// `token=...`: download every subscribed list now, swap in the policy when one changed, and
+/// say what each list got.
+async fn refresh_lists(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+    use crate::policy::subscribe::{self, Outcome};
+    let Ok(form) = http_body_util::Limited::new(req.into_body(), 4096).collect().await else {
+        return error_page(StatusCode::BAD_REQUEST, "Bad Request", "The form could not be read.");
+    };
+    let form = form.to_bytes();
+    let token_ok =
+        url::form_urlencoded::parse(&form).any(|(k, v)| k == "token" && v.as_bytes() == shared.page_token.as_bytes());
+    if !token_ok {
+        return error_page(StatusCode::FORBIDDEN, "Forbidden", "The control needs the token of the proxy's own page.");
+    }
+    let max_bytes = shared.policy_config.load().max_list_bytes();
+    let (mut report, mut changed) = (String::new(), false);
+    for (i, summary) in shared.lists.summaries().into_iter().enumerate() {
+        let outcome = shared.lists.refresh(&*shared.upstream, max_bytes, i).await;
+        changed |= outcome == Outcome::Updated;
+        let said = match outcome {
+            Outcome::Updated => "updated".to_string(),
+            Outcome::NotModified => "up to date".to_string(),
+            Outcome::Failed(why) => format!("failed ({why}); the copy in force stays"),
+        };
+        let _ = writeln!(report, "{}: {said}", summary.name);
+    }
+    if shared.lists.is_empty() {
+        report.push_str("no subscribed lists\n");
+    }
+    if changed {
+        let (config, lists, policy) = (shared.policy_config.load_full(), shared.lists.clone(), shared.policy.clone());
+        // The engines are built off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || subscribe::rebuild(&config, &lists, &policy)).await;
+    }
+    text(StatusCode::OK, "text/plain; charset=utf-8", report)
 }
 
 /// `site=example.com&minutes=30` (minutes=0 switches it off).
