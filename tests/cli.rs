@@ -384,10 +384,11 @@ async fn sighup_swaps_the_policy_under_load_and_a_broken_file_is_refused_with_th
          allow = [\"127.0.0.0/8\"]\n[policy]\nembedded_lists = false\n\
          [[lists]]\nname = \"local\"\npath = {rules:?}\n"
     );
-    let (dir, proxy_port, mut child) = run_binary(&extra, Stdio::piped());
-    let log = LogLines::of(&mut child);
+    let (dir, proxy_port, child) = run_binary(&extra, Stdio::piped());
+    let mut child = Running(child);
+    let log = LogLines::of(&mut child.0);
     log.wait_for("listening");
-    let pid = child.id() as i32;
+    let pid = child.0.id() as i32;
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://127.0.0.1:{proxy_port}")).unwrap())
         .timeout(Duration::from_secs(10))
@@ -450,10 +451,7 @@ async fn sighup_swaps_the_policy_under_load_and_a_broken_file_is_refused_with_th
     let (sent, failed) = load.await.unwrap();
     assert_eq!(failed, 0, "no request failed across the reloads ({sent} sent)");
     eprintln!("{sent} requests through two reloads, none failed");
-    assert!(child.try_wait().unwrap().is_none(), "SIGHUP does not end the process");
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let _ = child.wait();
+    assert!(child.0.try_wait().unwrap().is_none(), "SIGHUP does not end the process");
 }
 
 #[test]
@@ -525,4 +523,49 @@ async fn lists_refresh_makes_a_running_proxy_download_now_and_put_the_new_rules_
     assert_eq!(said.trim(), "sub: updated");
     assert!(blocked(&p).await, "the new rules are in force when the command returns");
     assert_eq!(tracker.count(), 1, "only the request before the refresh reached the tracker");
+}
+
+#[test]
+fn an_edited_config_file_is_reloaded_without_a_signal() {
+    let lists = tempfile::tempdir().unwrap();
+    let rules = lists.path().join("rules.txt");
+    std::fs::write(&rules, "||tracker.test^\n").unwrap();
+    // tracker.test is named to a loopback address that destination filtering refuses: an
+    // unlisted request is answered 403 here, with no lookup and no network.
+    let extra = "[upstream]\nresolve = [\"tracker.test:80:127.0.0.1:9\"]\n[policy]\nembedded_lists = false\n";
+    let (dir, port, child) = run_binary(extra, Stdio::piped());
+    let mut child = Running(child);
+    let log = LogLines::of(&mut child.0);
+    log.wait_for("listening");
+    let explain_blocked = |port: u16| {
+        // A tracker request, answered here either way.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET http://tracker.test/t.gif HTTP/1.1\r\nHost: tracker.test\r\nSec-Fetch-Dest: image\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // A blocked image is answered with a GIF: bytes, not text.
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        String::from_utf8_lossy(&resp).contains("x-nostalk: blocked")
+    };
+    assert!(!explain_blocked(port));
+    let cfg_path = dir.path().join("c.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, format!("{cfg}\n[[lists]]\nname = \"mine\"\npath = {:?}\n", rules.display().to_string()))
+        .unwrap();
+    log.wait_for("the config file changed");
+    log.wait_for("config reloaded");
+    assert!(explain_blocked(port), "the edited file's list is in force");
+    drop(child);
+}
+
+/// A child process stopped (SIGTERM, then waited for) however the test ends, so a failed
+/// assertion does not leave it running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
 }

@@ -106,6 +106,9 @@ impl Server {
     /// Serve until `shutdown` completes, then drain for up to `[server] shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server { listener, shared, config_path } = self;
+        if let Some(path) = &config_path {
+            reload::watch(shared.clone(), path.clone());
+        }
         reload::on_sighup(shared.clone(), config_path);
         let swap = subscribe::PolicySwap { config: shared.policy_config.clone(), policy: shared.policy.clone() };
         subscribe::spawn_refresher(shared.lists.clone(), shared.upstream.clone(), swap);

@@ -1,4 +1,6 @@
-//! Reload without a restart: on SIGHUP the config file is read again and checked whole; the
+//! Reload without a restart: on SIGHUP, or when the config file changes (looked at every
+//! second; a change is taken once the file has stayed the same for a second, so an editor's
+//! half-written file is not read), the config file is read again and checked whole; the
 //! policy (lists, trusted sites, ad mode and categories, parameters and cookies) is rebuilt
 //! from it on a blocking thread, off the hot path, and swapped in at once, so requests in
 //! flight finish on the policy they started with and the next ones take the new one. A file
@@ -34,6 +36,34 @@ pub fn on_sighup(shared: Arc<Shared>, path: Option<PathBuf>) {
     }
     #[cfg(not(unix))]
     let _ = (shared, path);
+}
+
+/// Reload when the file at `path` changes (its modification time or size), once it has stayed
+/// unchanged for one look.
+pub fn watch(shared: Arc<Shared>, path: PathBuf) {
+    let stamp = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+    tokio::spawn(async move {
+        let mut seen = stamp(&path);
+        let mut changed_to = None;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = stamp(&path);
+            if now == seen {
+                changed_to = None;
+                continue;
+            }
+            if changed_to != Some(now) {
+                // Changed since the last look: wait until it stays so.
+                changed_to = Some(now);
+                continue;
+            }
+            seen = now;
+            changed_to = None;
+            info!(file = %path.display(), "the config file changed: reloading");
+            let (shared, path) = (shared.clone(), path.clone());
+            let _ = tokio::task::spawn_blocking(move || reload(&shared, Some(&path))).await;
+        }
+    });
 }
 
 /// Read the config again (or take the one in force when there is no file) and swap in the
