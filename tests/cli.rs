@@ -569,3 +569,28 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn the_systemd_unit_verifies_and_is_rated_2_or_below_by_systemd_analyze_security() {
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    }
+    let unit = include_str!("../deploy/systemd/nostalk.service");
+    // The unit as installed, with this build's binary where it names /usr/local/bin/nostalk.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nostalk.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/nostalk", env!("CARGO_BIN_EXE_nostalk"))).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "systemd-analyze verify: {said}");
+    let out = Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&path).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let level: f64 = said
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for nostalk.service: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {said}"));
+    assert!(level <= 2.0, "exposure {level}: {said}");
+}
