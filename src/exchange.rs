@@ -98,6 +98,29 @@ impl Stripped {
 }
 
 impl Exchange {
+    /// An exchange as the tests need one: `url` on `host`, made for a page of `page_site`,
+    /// with `decision`; third party when the sites differ.
+    #[cfg(test)]
+    pub(crate) fn sample(url: &str, page_site: &str, decision: Decision) -> Exchange {
+        let host = crate::policy::site::host_of_url(url).unwrap_or_default().to_string();
+        let site = crate::policy::site::site_of(&host);
+        Exchange {
+            id: 1,
+            received: Instant::now(),
+            url: url.to_string(),
+            third_party: site != page_site,
+            host,
+            site,
+            request_type: RequestType::Other,
+            method: Method::GET,
+            page: TopPage { host: page_site.to_string(), site: page_site.to_string() },
+            decision,
+            shopping: false,
+            client: None,
+            done: Done::default(),
+        }
+    }
+
     pub fn is_ad(&self) -> bool {
         self.decision.verdict == Verdict::Ad
     }

@@ -109,25 +109,14 @@ impl Receipt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{Done, TopPage};
-    use crate::policy::{Decision, RequestType};
+    use crate::policy::Decision;
 
     fn blocked(page_site: &str, host: &str) -> Exchange {
-        Exchange {
-            id: 1,
-            received: std::time::Instant::now(),
-            url: format!("https://{host}/t.js"),
-            host: host.to_string(),
-            site: host.to_string(),
-            request_type: RequestType::Script,
-            method: http::Method::GET,
-            page: TopPage { host: page_site.to_string(), site: page_site.to_string() },
-            third_party: true,
-            decision: Decision { verdict: Verdict::Block, ..Decision::allow() },
-            shopping: false,
-            client: None,
-            done: Done::default(),
-        }
+        Exchange::sample(
+            &format!("https://{host}/t.js"),
+            page_site,
+            Decision { verdict: Verdict::Block, ..Decision::allow() },
+        )
     }
 
     #[test]

@@ -20,26 +20,15 @@ pub fn clean_response(parts: &mut Parts, ex: &mut Exchange, policy: &Policy) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{Done, TopPage};
-    use crate::policy::{Decision, RequestType, Verdict};
+    use crate::policy::{Decision, Verdict};
     use http::{header, Response};
 
     fn third_party_ad() -> Exchange {
-        Exchange {
-            id: 1,
-            received: std::time::Instant::now(),
-            url: "https://ads.example/b.png".into(),
-            host: "ads.example".into(),
-            site: "ads.example".into(),
-            request_type: RequestType::Image,
-            method: http::Method::GET,
-            page: TopPage { host: "news.example".into(), site: "news.example".into() },
-            third_party: true,
-            decision: Decision { verdict: Verdict::Ad, ad_class: true, ..Decision::allow() },
-            shopping: false,
-            client: None,
-            done: Done::default(),
-        }
+        Exchange::sample(
+            "https://ads.example/b.png",
+            "news.example",
+            Decision { verdict: Verdict::Ad, ad_class: true, ..Decision::allow() },
+        )
     }
 
     fn parts(status: StatusCode) -> Parts {

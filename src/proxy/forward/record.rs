@@ -179,26 +179,16 @@ fn log(ex: &Exchange) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{Done, Kind, Removal, TopPage};
-    use crate::policy::{Decision, RequestType};
+    use crate::exchange::{Kind, Removal};
+    use crate::policy::Decision;
     use std::sync::atomic::Ordering;
 
     fn exchange(verdict: Verdict) -> Exchange {
-        Exchange {
-            id: 1,
-            received: std::time::Instant::now(),
-            url: "https://ads.example/banner.png".into(),
-            host: "ads.example".into(),
-            site: "ads.example".into(),
-            request_type: RequestType::Image,
-            method: http::Method::GET,
-            page: TopPage { host: "news.example".into(), site: "news.example".into() },
-            third_party: true,
-            decision: Decision { verdict, ad_class: verdict == Verdict::Ad, ..Decision::allow() },
-            shopping: false,
-            client: None,
-            done: Done::default(),
-        }
+        Exchange::sample(
+            "https://ads.example/banner.png",
+            "news.example",
+            Decision { verdict, ad_class: verdict == Verdict::Ad, ..Decision::allow() },
+        )
     }
 
     #[tokio::test]

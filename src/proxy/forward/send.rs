@@ -41,8 +41,7 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{Done, TopPage};
-    use crate::policy::{Decision, RequestType};
+    use crate::policy::Decision;
     use crate::proxy::dial::Dialer;
 
     #[tokio::test]
@@ -51,21 +50,7 @@ mod tests {
         let cfg = crate::Config::default();
         let tls = crate::tls::upstream_client_config(&[]).unwrap();
         let upstream = Upstream::new(&cfg, Dialer::new(&cfg, tls));
-        let mut ex = Exchange {
-            id: 1,
-            received: std::time::Instant::now(),
-            url: "http://127.0.0.1:9/".into(),
-            host: "127.0.0.1".into(),
-            site: "127.0.0.1".into(),
-            request_type: RequestType::Document,
-            method: http::Method::GET,
-            page: TopPage { host: "127.0.0.1".into(), site: "127.0.0.1".into() },
-            third_party: false,
-            decision: Decision::allow(),
-            shopping: false,
-            client: None,
-            done: Done::default(),
-        };
+        let mut ex = Exchange::sample("http://127.0.0.1:9/", "127.0.0.1", Decision::allow());
         let req = Request::get("http://127.0.0.1:9/").body(crate::empty()).unwrap();
         let Err(page) = send(&upstream, req, &mut ex).await else { panic!("loopback is not reached") };
         assert_eq!(page.status(), StatusCode::FORBIDDEN);
