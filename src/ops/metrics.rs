@@ -169,20 +169,7 @@ impl Metrics {
             "nostalk_time_to_first_byte_seconds",
             "From a request's arrival to its response head going to the client.",
         );
-        let _ = writeln!(s, "# HELP nostalk_list_rules Rules in force, by list.\n# TYPE nostalk_list_rules gauge");
-        for (name, kind, rules, _) in scrape.lists {
-            let _ = writeln!(s, "nostalk_list_rules{{list=\"{}\",kind=\"{kind}\"}} {rules}", escape(name));
-        }
-        let _ = writeln!(
-            s,
-            "# HELP nostalk_list_age_seconds Age of each downloaded or file list's copy in force.\n\
-             # TYPE nostalk_list_age_seconds gauge"
-        );
-        for (name, _, _, age) in scrape.lists {
-            if let Some(age) = age {
-                let _ = writeln!(s, "nostalk_list_age_seconds{{list=\"{}\"}} {}", escape(name), age.as_secs());
-            }
-        }
+        render_lists(&mut s, scrape.lists);
         let _ = writeln!(
             s,
             "# HELP nostalk_build_info The running build.\n# TYPE nostalk_build_info gauge\n\
@@ -190,6 +177,24 @@ impl Metrics {
             env!("CARGO_PKG_VERSION")
         );
         s
+    }
+}
+
+/// Each list's rule count, and the age of those that have a copy on disk.
+fn render_lists(s: &mut String, lists: &[(String, &'static str, usize, Option<Duration>)]) {
+    let _ = writeln!(s, "# HELP nostalk_list_rules Rules in force, by list.\n# TYPE nostalk_list_rules gauge");
+    for (name, kind, rules, _) in lists {
+        let _ = writeln!(s, "nostalk_list_rules{{list=\"{}\",kind=\"{kind}\"}} {rules}", escape(name));
+    }
+    let _ = writeln!(
+        s,
+        "# HELP nostalk_list_age_seconds Age of each downloaded or file list's copy in force.\n\
+         # TYPE nostalk_list_age_seconds gauge"
+    );
+    for (name, _, _, age) in lists {
+        if let Some(age) = age {
+            let _ = writeln!(s, "nostalk_list_age_seconds{{list=\"{}\"}} {}", escape(name), age.as_secs());
+        }
     }
 }
 
