@@ -198,20 +198,17 @@ async fn drain(listener: TcpListener, shared: &Shared, grace: Duration) {
 /// A connection that arrives while the server drains: `/healthz` is still 200 (the process
 /// is alive), everything else, `/readyz` first, is 503 with `Connection: close`.
 async fn draining(stream: tokio::net::TcpStream) {
-    let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-        let (status, text) = match req.uri().path() {
+    let answer = |uri: &http::Uri| {
+        let (status, text) = match uri.path() {
             "/healthz" => (http::StatusCode::OK, "ok\n"),
             _ => (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         };
         let mut r = http::Response::new(crate::full(text));
         *r.status_mut() = status;
-        let h = r.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
-        h.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-        Ok::<_, std::convert::Infallible>(r)
-    });
-    let conn = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), svc);
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        r
+    };
+    serve::answer_and_close(stream, Duration::from_secs(5), answer).await;
 }
 
 fn unmapped(a: SocketAddr) -> SocketAddr {

@@ -90,3 +90,22 @@ pub fn h1_builder() -> hyper::server::conn::http1::Builder {
     builder.timer(TokioTimer::new()).max_headers(MAX_HEADERS);
     builder
 }
+
+/// Answer each request on `stream` with `answer` (its path tells what to say), with
+/// `Connection: close`, and close; the whole exchange bounded by `within`. For clients the
+/// proxy does not serve: refused ones, and those that come while it drains.
+pub async fn answer_and_close(
+    stream: tokio::net::TcpStream,
+    within: Duration,
+    answer: fn(&http::Uri) -> http::Response<crate::Body>,
+) {
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| async move {
+        let mut r = answer(req.uri());
+        r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        Ok::<_, std::convert::Infallible>(r)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+    let _ = tokio::time::timeout(within, conn).await;
+}

@@ -89,7 +89,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         // A DEBUG span: at INFO, a span per request would cost its fields' formatting on every
         // request whether or not anything is logged; the INFO events name their host themselves.
         let span = tracing::debug_span!("req", id, method = %req.method(), host = tracing::field::Empty, verdict = tracing::field::Empty);
-        Box::pin(async move { Ok(this.handle(req, id).await) }.instrument(span))
+        Box::pin(async move { Ok(this.handle(req).await) }.instrument(span))
     }
 }
 
@@ -104,11 +104,11 @@ enum Route {
 }
 
 impl ProxyService {
-    async fn handle(self, req: Request<Incoming>, id: u64) -> Response<Body> {
+    async fn handle(self, req: Request<Incoming>) -> Response<Body> {
         match self.route(&req) {
             Route::Connect => connect::handle(self.shared, req, self.peer, self.local).await,
             Route::Local => pages::serve(&self.shared, req, self.peer, self.local).await,
-            Route::Upstream(uri) => forward::forward(&self.shared, req, uri, self.peer, id).await,
+            Route::Upstream(uri) => forward::forward(&self.shared, req, uri, self.peer).await,
             Route::Bad(why) => {
                 tracing::info!(reason = %why, "bad request");
                 respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", &why)
@@ -205,15 +205,9 @@ pub fn valid_port(authority: Option<&Authority>) -> Result<(), String> {
 /// Answer a client that the access list refuses: 403 to each request, then close.
 pub async fn deny(stream: tokio::net::TcpStream, peer: SocketAddr) {
     tracing::info!(peer = %peer, "refused a client outside [access] allow");
-    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
-        let mut r = respond::error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address.");
-        r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-        Ok::<_, Infallible>(r)
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(false)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), conn).await;
+    let refuse =
+        |_: &Uri| respond::error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address.");
+    crate::proxy::serve::answer_and_close(stream, std::time::Duration::from_secs(10), refuse).await;
 }
 
 #[cfg(test)]

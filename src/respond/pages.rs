@@ -109,21 +109,13 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
             }
         }
-        (&Method::POST, "/lists/refresh") if admin => match same_origin(req.headers()) {
-            Ok(()) => refresh_lists(shared, req).await,
-            Err(why) => {
-                tracing::info!(reason = why, "refused a control request");
-                error_page(StatusCode::FORBIDDEN, "Forbidden", why)
-            }
-        },
-        (&Method::POST, "/shopping") if admin => match same_origin(req.headers()) {
-            Ok(()) => shopping(shared, req).await,
-            Err(why) => {
-                tracing::info!(reason = why, "refused a control request");
-                error_page(StatusCode::FORBIDDEN, "Forbidden", why)
-            }
+        (&Method::POST, "/shopping" | "/lists/refresh") if admin => match control_form(shared, req).await {
+            Ok(form) if path == "/shopping" => shopping(shared, &form),
+            Ok(_) => refresh_lists(shared).await,
+            Err(refused) => refused,
         },
         (&Method::POST, "/shopping") => forbidden("The shopping switch"),
+        (&Method::POST, "/lists/refresh") => forbidden("Refreshing the lists"),
         (_, "/" | "/proxy.pac" | "/ca.pem" | "/metrics" | "/healthz" | "/readyz" | "/shopping" | "/lists/refresh") => {
             error_page(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "This page does not take that method.")
         }
@@ -175,19 +167,34 @@ fn pac(headers: &http::HeaderMap, local: SocketAddr, fallback: crate::config::Pa
     text(StatusCode::OK, "application/x-ns-proxy-autoconfig", body)
 }
 
-/// `token=...`: download every subscribed list now, swap in the policy when one changed, and
-/// say what each list got.
-async fn refresh_lists(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
-    use crate::policy::subscribe::{self, Outcome};
-    let Ok(form) = http_body_util::Limited::new(req.into_body(), 4096).collect().await else {
-        return error_page(StatusCode::BAD_REQUEST, "Bad Request", "The form could not be read.");
+/// The form of a control request, once it is known to come from the proxy's own page: sent
+/// same-origin, read within 4 KB, carrying the page's token. Otherwise the 403 (or 400) it gets.
+async fn control_form(shared: &Shared, req: Request<Incoming>) -> Result<bytes::Bytes, Response<Body>> {
+    if let Err(why) = same_origin(req.headers()) {
+        tracing::info!(reason = why, "refused a control request");
+        return Err(error_page(StatusCode::FORBIDDEN, "Forbidden", why));
+    }
+    let Ok(collected) = http_body_util::Limited::new(req.into_body(), 4096).collect().await else {
+        return Err(error_page(StatusCode::BAD_REQUEST, "Bad Request", "The form could not be read."));
     };
-    let form = form.to_bytes();
+    let form = collected.to_bytes();
     let token_ok =
         url::form_urlencoded::parse(&form).any(|(k, v)| k == "token" && v.as_bytes() == shared.page_token.as_bytes());
     if !token_ok {
-        return error_page(StatusCode::FORBIDDEN, "Forbidden", "The control needs the token of the proxy's own page.");
+        tracing::info!("refused a control request without the page's token");
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "This control works only from the proxy's own page (its token is missing or stale).",
+        ));
     }
+    Ok(form)
+}
+
+/// Download every subscribed list now, swap in the policy when one changed, and
+/// say what each list got.
+async fn refresh_lists(shared: &Shared) -> Response<Body> {
+    use crate::policy::subscribe::{self, Outcome};
     let max_bytes = shared.policy_config.load().max_list_bytes();
     let (mut report, mut changed) = (String::new(), false);
     for (i, summary) in shared.lists.summaries().into_iter().enumerate() {
@@ -212,30 +219,15 @@ async fn refresh_lists(shared: &Shared, req: Request<Incoming>) -> Response<Body
 }
 
 /// `site=example.com&minutes=30` (minutes=0 switches it off).
-async fn shopping(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
-    let limited = http_body_util::Limited::new(req.into_body(), 4096);
-    let Ok(collected) = limited.collect().await else {
-        return error_page(StatusCode::BAD_REQUEST, "Bad Request", "The form could not be read.");
-    };
-    let form = collected.to_bytes();
+fn shopping(shared: &Shared, form: &[u8]) -> Response<Body> {
     let mut site_name = None;
     let mut minutes = 60u64;
-    let mut token_ok = false;
-    for (k, v) in url::form_urlencoded::parse(&form) {
+    for (k, v) in url::form_urlencoded::parse(form) {
         match &*k {
             "site" => site_name = Some(v.trim().to_ascii_lowercase()),
             "minutes" => minutes = v.trim().parse().unwrap_or(60),
-            "token" => token_ok = v.as_bytes() == shared.page_token.as_bytes(),
             _ => {}
         }
-    }
-    if !token_ok {
-        tracing::info!("refused a control request without the page's token");
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "This control works only from the proxy's own page (its token is missing or stale).",
-        );
     }
     let Some(name) = site_name.filter(|s| !s.is_empty()) else {
         return error_page(StatusCode::BAD_REQUEST, "Bad Request", "Say which site: site=example.com");
