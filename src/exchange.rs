@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 /// One request, decided.
 #[derive(Debug, Clone)]
 pub struct Exchange {
-    /// The request's number since start (the log span's `id`).
-    pub id: u64,
     /// When the request was decided (its arrival, near enough).
     pub received: Instant,
     /// The absolute URL as the client asked for it.
@@ -105,7 +103,6 @@ impl Exchange {
         let host = crate::policy::site::host_of_url(url).unwrap_or_default().to_string();
         let site = crate::policy::site::site_of(&host);
         Exchange {
-            id: 1,
             received: Instant::now(),
             url: url.to_string(),
             third_party: site != page_site,

@@ -155,7 +155,6 @@ fn spawn_intercepted(shared: Arc<Shared>, req: Request<Incoming>, host: String, 
 /// own host.
 fn tunnel_exchange(host: &str, url: String, decision: Decision, client: Option<SocketAddr>) -> Exchange {
     Exchange {
-        id: 0,
         received: std::time::Instant::now(),
         url,
         host: host.to_string(),

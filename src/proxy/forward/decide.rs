@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 pub fn decide<B>(
     req: &Request<B>,
     uri: &Uri,
-    id: u64,
     client: Option<SocketAddr>,
     policy: &Policy,
     shopping: &Shopping,
@@ -37,7 +36,6 @@ pub fn decide<B>(
     let decision = policy.decide_with_sites(&info, &own_site, &page_site);
     span.record("verdict", decision.verdict.as_str());
     Ok(Exchange {
-        id,
         received: std::time::Instant::now(),
         third_party: page_site != own_site,
         shopping: shopping.is_shopping(&page_site),
@@ -75,7 +73,7 @@ mod tests {
             .header("referer", "https://www.news.example/story")
             .body(())
             .unwrap();
-        let ex = decide(&req, &uri, 7, None, &policy(), &shopping).unwrap();
+        let ex = decide(&req, &uri, None, &policy(), &shopping).unwrap();
         assert_eq!(ex.page, TopPage { host: "www.news.example".into(), site: "news.example".into() });
         assert_eq!((ex.site.as_str(), ex.third_party, ex.shopping), ("google-analytics.com", true, true));
         assert_eq!(ex.decision.verdict, Verdict::Block);
@@ -86,7 +84,7 @@ mod tests {
     fn a_request_without_a_host_is_a_400() {
         let uri: Uri = "/just/a/path".parse().unwrap();
         let req = Request::builder().uri(uri.clone()).body(()).unwrap();
-        let Err(resp) = decide(&req, &uri, 1, None, &policy(), &Shopping::default()) else { panic!("no host") };
+        let Err(resp) = decide(&req, &uri, None, &policy(), &Shopping::default()) else { panic!("no host") };
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
 }

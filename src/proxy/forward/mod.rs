@@ -28,17 +28,11 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-pub async fn forward(
-    shared: &Arc<Shared>,
-    req: Request<Incoming>,
-    uri: Uri,
-    peer: SocketAddr,
-    id: u64,
-) -> Response<Body> {
+pub async fn forward(shared: &Arc<Shared>, req: Request<Incoming>, uri: Uri, peer: SocketAddr) -> Response<Body> {
     let policy = shared.policy.load_full();
     // A shared gateway names no client next to what was browsed.
     let client = shared.config.receipt.per_person.then_some(peer);
-    let mut ex = match decide::decide(&req, &uri, id, client, &policy, &shared.shopping) {
+    let mut ex = match decide::decide(&req, &uri, client, &policy, &shared.shopping) {
         Ok(ex) => ex,
         Err(bad_request) => return *bad_request,
     };
