@@ -571,19 +571,22 @@ impl Drop for Running {
 }
 
 #[test]
-fn the_systemd_unit_verifies_and_is_rated_2_or_below_by_systemd_analyze_security() {
+fn the_systemd_units_verify_and_the_service_is_rated_2_or_below_by_systemd_analyze_security() {
     if Command::new("systemd-analyze").arg("--version").output().is_err() {
         eprintln!("SKIPPED: systemd-analyze is not installed");
         return;
     }
     let unit = include_str!("../deploy/systemd/nostalk.service");
-    // The unit as installed, with this build's binary where it names /usr/local/bin/nostalk.
+    // The units as installed, with this build's binary where they name /usr/local/bin/nostalk.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nostalk.service");
     std::fs::write(&path, unit.replace("/usr/local/bin/nostalk", env!("CARGO_BIN_EXE_nostalk"))).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let socket = dir.path().join("nostalk.socket");
+    std::fs::write(&socket, include_str!("../deploy/systemd/nostalk.socket")).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).arg(&socket).output().unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "systemd-analyze verify: {said}");
+    assert!(!said.contains("nostalk."), "systemd-analyze verify has something to say about the units: {said}");
     let out = Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&path).output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     let level: f64 = said
@@ -593,4 +596,108 @@ fn the_systemd_unit_verifies_and_is_rated_2_or_below_by_systemd_analyze_security
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in: {said}"));
     assert!(level <= 2.0, "exposure {level}: {said}");
+}
+
+/// `nostalk run` started as systemd starts a socket-activated service: the listening socket
+/// is fd 3, `LISTEN_FDS=1`, and `LISTEN_PID` is the process's own pid (set by a shell that
+/// then execs nostalk, keeping its pid).
+fn run_socket_activated(cfg: &std::path::Path, socket: &std::net::TcpListener) -> Running {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = socket.as_raw_fd();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_nostalk"), "run", "--config"])
+        .arg(cfg)
+        .env("LISTEN_FDS", "1")
+        .stderr(Stdio::piped());
+    // SAFETY: dup2(2) is async-signal-safe; it only places the test's listening socket at fd 3
+    // (without close-on-exec) in the child before exec.
+    unsafe {
+        cmd.pre_exec(move || if libc::dup2(fd, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    Running(cmd.spawn().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_by_socket_hand_over_fails_no_request() {
+    let o = support::origin(None, support::handler(|_req| async { http::Response::new(support::body("page")) })).await;
+    // The test holds the listening socket, as systemd does for a .socket unit.
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = socket.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let ca = dir.path().join("ca").display().to_string();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ca]\ndir = {ca:?}\n[server]\nlisten = \"127.0.0.1:1\"\nshutdown_grace = \"5s\"\n\
+             [upstream]\nresolve = [\"site.test:80:127.0.0.1:{}\"]\nallow = [\"127.0.0.0/8\"]\n",
+            o.addr.port()
+        ),
+    )
+    .unwrap();
+
+    let mut old = run_socket_activated(&cfg, &socket);
+    let old_log = LogLines::of(&mut old.0);
+    let listening = old_log.wait_for("listening");
+    assert!(
+        listening.contains(&format!("127.0.0.1:{proxy_port}")),
+        "serves the passed socket, not [server] listen: {listening}"
+    );
+
+    // A new connection for every request, so each one is accepted by whichever process is
+    // accepting at that moment.
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://127.0.0.1:{proxy_port}")).unwrap())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let old_gone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop_load, old_gone_load) = (stop.clone(), old_gone.clone());
+    let load = tokio::spawn(async move {
+        let (mut sent, mut failed, mut after) = (0, 0, 0);
+        let started = Instant::now();
+        while !stop_load.load(std::sync::atomic::Ordering::SeqCst)
+            && sent < 50_000
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            sent += 1;
+            let ok = match client.get("http://site.test/").send().await {
+                Ok(r) => r.status() == 200 && r.text().await.is_ok_and(|t| t == "page"),
+                Err(_) => false,
+            };
+            if !ok {
+                failed += 1;
+            } else if old_gone_load.load(std::sync::atomic::Ordering::SeqCst) {
+                after += 1;
+            }
+        }
+        (sent, failed, after)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The new process starts on the same socket while the old one serves, then the old one
+    // is told to stop.
+    let mut new = run_socket_activated(&cfg, &socket);
+    let new_log = LogLines::of(&mut new.0);
+    new_log.wait_for("listening");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(old.0.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    while old.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the old process ends once its requests are done");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    old_gone.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (sent, failed, after) = load.await.unwrap();
+    assert_eq!(failed, 0, "no request failed across the hand-over ({sent} sent)");
+    assert!(after > 0, "the new process served once the old one had gone");
+    eprintln!("{sent} requests across the hand-over, {after} after the old process ended, none failed");
+    drop(socket);
 }

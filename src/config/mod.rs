@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// What the PAC file tells a browser to do when the proxy does not answer.
     pub pac_fallback: PacFallback,
+    /// Bind with SO_REUSEPORT, so a new nostalk can bind the same address before the old one
+    /// stops (a restart with no refused connection; see deploy/README.md).
+    pub reuse_port: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -159,6 +162,7 @@ impl Default for ServerConfig {
             tunnel_idle_timeout: Dur::secs(600),
             max_connections: 4096,
             pac_fallback: PacFallback::None,
+            reuse_port: false,
         }
     }
 }

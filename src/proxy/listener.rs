@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::policy::subscribe::{self, Subscriptions};
 use crate::policy::Policy;
-use crate::proxy::{dial, limits, reload, serve, service, upstream};
+use crate::proxy::{dial, limits, reload, serve, service, socket, upstream};
 use crate::{ops, tls, Shared};
 use arc_swap::ArcSwap;
 use hyper_util::rt::TokioIo;
@@ -33,6 +33,9 @@ pub enum StartError {
 
 pub struct Server {
     listener: TcpListener,
+    /// Another holder keeps the socket open (systemd, or SO_REUSEPORT): let go of it at once
+    /// on shutdown instead of answering 503 on it.
+    shared_socket: bool,
     shared: Arc<Shared>,
     /// The file SIGHUP re-reads; None when running on the embedded default.
     config_path: Option<std::path::PathBuf>,
@@ -42,7 +45,8 @@ impl Server {
     /// Bind and build everything a request needs; nothing is served until [`Server::run`].
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let addr = config.listen_addr();
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let socket::Listening { listener, shared: shared_socket } =
+            socket::listen(&config).map_err(|source| StartError::Bind { addr, source })?;
         let listen = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
 
         let ca = if config.intercept.enabled {
@@ -85,7 +89,7 @@ impl Server {
             config,
             ready: std::sync::atomic::AtomicBool::new(true),
         });
-        Ok(Server { listener, shared, config_path: None })
+        Ok(Server { listener, shared_socket, shared, config_path: None })
     }
 
     /// The config file to re-read on SIGHUP (without one, SIGHUP rebuilds the policy from
@@ -105,7 +109,7 @@ impl Server {
 
     /// Serve until `shutdown` completes, then drain for up to `[server] shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { listener, shared, config_path } = self;
+        let Server { listener, shared_socket, shared, config_path } = self;
         if let Some(path) = &config_path {
             reload::watch(shared.clone(), path.clone());
         }
@@ -161,14 +165,20 @@ impl Server {
                 .instrument(span),
             );
         }
-        drain(listener, &shared, grace).await;
+        if shared_socket {
+            // The next process (or systemd, holding the socket) takes what arrives from now on.
+            drop(listener);
+            drain(None, &shared, grace).await;
+        } else {
+            drain(Some(listener), &shared, grace).await;
+        }
     }
 }
 
-/// Shut down: `/readyz` turns 503 and open connections close as their requests finish. The
-/// listener stays open while they drain, so a load balancer's probe of `/readyz` is answered
-/// 503 (the replica is leaving) rather than refused; then it closes.
-async fn drain(listener: TcpListener, shared: &Shared, grace: Duration) {
+/// Shut down: `/readyz` turns 503 and open connections close as their requests finish. A
+/// listener of this process's own stays open while they drain, so a load balancer's probe of
+/// `/readyz` is answered 503 (the replica is leaving) rather than refused; then it closes.
+async fn drain(listener: Option<TcpListener>, shared: &Shared, grace: Duration) {
     shared.ready.store(false, std::sync::atomic::Ordering::SeqCst);
     let _ = shared.shutdown.send(true);
     shared.tasks.close();
@@ -185,7 +195,7 @@ async fn drain(listener: TcpListener, shared: &Shared, grace: Duration) {
                 warn!("grace period over; closing remaining connections");
                 break;
             }
-            accepted = listener.accept() => {
+            accepted = accept(listener.as_ref()) => {
                 if let Ok((stream, _)) = accepted {
                     tokio::spawn(draining(stream));
                 }
@@ -193,6 +203,14 @@ async fn drain(listener: TcpListener, shared: &Shared, grace: Duration) {
         }
     }
     drop(listener);
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A connection that arrives while the server drains: `/healthz` is still 200 (the process

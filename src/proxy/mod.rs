@@ -12,4 +12,5 @@ pub mod listener;
 pub mod reload;
 pub mod serve;
 pub mod service;
+pub mod socket;
 pub mod upstream;

@@ -132,7 +132,9 @@ impl CertificateAuthority {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&key_path).map_err(io_err(&key_path))?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
+            // Others may not read or write it. Its group may read it: that is how Kubernetes
+            // (fsGroup) and a shared service group hand a secret to a non-root process.
+            if mode & 0o007 != 0 || mode & 0o020 != 0 {
                 return Err(TlsError::KeyExposed { path: key_path, mode });
             }
         }
@@ -289,5 +291,10 @@ mod tests {
         std::fs::set_permissions(ca_dir.join(CA_KEY_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
         let Err(e) = CertificateAuthority::load(&ca_dir) else { panic!("an exposed key must be refused") };
         assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(ca_dir.join(CA_KEY_FILE), std::fs::Permissions::from_mode(0o660)).unwrap();
+        assert!(CertificateAuthority::load(&ca_dir).is_err(), "a key its group may write is refused");
+        // Readable by its group: how a Kubernetes Secret (fsGroup) reaches a non-root process.
+        std::fs::set_permissions(ca_dir.join(CA_KEY_FILE), std::fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(CertificateAuthority::load(&ca_dir).is_ok());
     }
 }

@@ -1,0 +1,113 @@
+//! What deploy/ ships, checked as an operator would: the Kubernetes manifests validated against
+//! Kubernetes' own schemas (kubernetes-validate, strict: no unknown field), with what the
+//! gateway needs in them; the config they carry accepted by nostalk; the OpenWrt init script
+//! and the container file well-formed.
+
+use std::path::Path;
+use std::process::Command;
+
+const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+#[test]
+fn the_kubernetes_manifests_pass_strict_schema_validation() {
+    let mut files: Vec<_> = std::fs::read_dir(MANIFESTS)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let out = match Command::new("kubernetes-validate").arg("--strict").args(&files).output() {
+        Ok(out) => out,
+        Err(_) => {
+            eprintln!("SKIPPED: kubernetes-validate is not installed (./scripts/test installs it)");
+            return;
+        }
+    };
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    for kind in ["configmap", "secret", "deployment", "service", "poddisruptionbudget", "horizontalpodautoscaler"] {
+        assert!(said.contains(&format!("passed for resource {kind}/")), "{kind} was not validated: {said}");
+    }
+}
+
+#[test]
+fn the_deployment_has_what_a_gateway_needs() {
+    let d = read("deploy/kubernetes/deployment.yaml");
+    for needed in [
+        "replicas: 3",
+        "path: /readyz",
+        "path: /healthz",
+        "limits:",
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "secretName: nostalk-ca",
+        "name: nostalk-config",
+    ] {
+        assert!(d.contains(needed), "deployment.yaml lacks `{needed}`");
+    }
+    let d = read("deploy/kubernetes/disruption.yaml");
+    assert!(d.contains("kind: PodDisruptionBudget") && d.contains("kind: HorizontalPodAutoscaler"));
+    assert!(d.contains("name: cpu"));
+}
+
+/// The config the ConfigMap carries: the block under `nostalk.toml: |`, de-indented.
+fn configmap_config() -> String {
+    let text = read("deploy/kubernetes/configmap.yaml");
+    let mut lines = text.lines().skip_while(|l| !l.trim_start().starts_with("nostalk.toml: |")).skip(1);
+    let mut out = String::new();
+    for line in lines.by_ref() {
+        if !line.is_empty() && !line.starts_with("    ") {
+            break;
+        }
+        out.push_str(line.strip_prefix("    ").unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_configmaps_config_is_one_nostalk_accepts_and_keeps_no_per_person_history() {
+    let text = configmap_config();
+    let cfg = nostalk::config::Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(!cfg.receipt.per_person);
+    assert_eq!(cfg.server.listen, "0.0.0.0:8877");
+    assert!(
+        cfg.server.shutdown_grace.get() < std::time::Duration::from_secs(30),
+        "drains within the pod's grace period"
+    );
+}
+
+#[test]
+fn the_openwrt_init_script_is_valid_shell_and_reloads_with_sighup() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/openwrt/nostalk/files/nostalk.init");
+    let out = Command::new("sh").arg("-n").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("USE_PROCD=1") && text.contains("procd_open_instance"));
+    assert!(text.contains("reload_service") && text.contains("HUP"));
+    let makefile = read("deploy/openwrt/nostalk/Makefile");
+    assert!(makefile.contains("BuildPackage,nostalk"), "an OpenWrt SDK package");
+}
+
+#[test]
+fn the_container_runs_a_static_binary_as_non_root() {
+    let c = read("deploy/container/Containerfile");
+    assert!(c.contains("-musl"), "a static (musl) build");
+    assert!(c.contains("USER 65532"), "non-root");
+    assert!(c.lines().any(|l| l.starts_with("FROM") && (l.contains("distroless") || l.contains("scratch"))));
+}
+
+#[test]
+fn the_containers_own_config_is_one_nostalk_accepts() {
+    let text = read("deploy/container/nostalk.toml");
+    let cfg = nostalk::config::Config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.server.listen, "0.0.0.0:8877", "reachable from outside the container");
+    assert!(
+        read("deploy/container/Containerfile").contains("COPY deploy/container/nostalk.toml /etc/nostalk/nostalk.toml")
+    );
+}
