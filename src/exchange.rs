@@ -37,6 +37,8 @@ pub struct Exchange {
     pub shopping: bool,
     /// Who asked, where the config keeps that (`[receipt] per_person`); None on a gateway.
     pub client: Option<SocketAddr>,
+    /// The signed-in user and group, where the config logs them (`[auth] log_users`).
+    pub user: Option<Arc<crate::ops::auth::Who>>,
     /// What the phases did.
     pub done: Done,
 }
@@ -114,6 +116,7 @@ impl Exchange {
             decision,
             shopping: false,
             client: None,
+            user: None,
             done: Done::default(),
         }
     }

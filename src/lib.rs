@@ -59,6 +59,8 @@ pub struct Shared {
     pub upstream: Arc<proxy::upstream::Upstream>,
     pub listen: SocketAddr,
     pub access: ops::access::Access,
+    /// Proxy authentication and groups (`[auth]`); None when the config asks for none.
+    pub auth: Option<Arc<ops::auth::Auth>>,
     pub metrics: Arc<ops::metrics::Metrics>,
     pub receipt: Arc<receipt::Receipt>,
     pub shopping: hygiene::shopping::Shopping,

@@ -83,6 +83,18 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8877")]
         proxy: String,
     },
+    /// Add a user to the proxy's users file, or change their password (asked for twice on a
+    /// terminal, else read as one line from stdin). A running proxy sees it within seconds.
+    Passwd {
+        /// The user name.
+        user: String,
+        /// The users file; `[auth] users` of --config when absent.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The config whose `[auth] users` file to change.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +207,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Lists { config, .. } => lists(config.as_deref()),
+        Command::Passwd { user, file, config } => passwd(&user, file, config.as_deref()),
         Command::Shop { site, minutes, proxy } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(shop(&proxy, &site, minutes))?;
@@ -417,4 +430,30 @@ async fn shop(proxy: &str, site: &str, minutes: u64) -> Result<()> {
     }
     println!("{}", resp.trim());
     Ok(())
+}
+
+/// `nostalk passwd USER`: the password asked for (twice, on a terminal) or read from stdin,
+/// hashed with argon2id into the users file.
+fn passwd(user: &str, file: Option<PathBuf>, config: Option<&Path>) -> Result<i32> {
+    let path = match (file, config) {
+        (Some(f), _) => f,
+        (None, Some(c)) => load_config(Some(c))?
+            .auth
+            .users
+            .with_context(|| format!("{} has no [auth] users file; give one with --file", c.display()))?,
+        (None, None) => anyhow::bail!("say which users file to change: --file PATH or --config PATH"),
+    };
+    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password(format!("password for {user}: "))?;
+        let again = rpassword::prompt_password("again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ; nothing was changed");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    nostalk::ops::auth::set_password(&path, user, &password).map_err(anyhow::Error::msg)?;
+    println!("{user} can now sign in ({})", path.display());
+    Ok(0)
 }

@@ -239,7 +239,8 @@ fn log_of_one_block(extra: &str) -> (serde_json::Value, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(
         b"GET http://www.google-analytics.com/analytics.js?cid=PERSON123 HTTP/1.1\r\nHost: www.google-analytics.com\r\n\
-          Sec-Fetch-Dest: script\r\nSec-Fetch-Site: cross-site\r\nReferer: http://news.example/story\r\nConnection: close\r\n\r\n",
+          Sec-Fetch-Dest: script\r\nSec-Fetch-Site: cross-site\r\nReferer: http://news.example/story\r\nConnection: close\r\n\
+          Proxy-Authorization: Basic YWxpY2U6Y29ycmVjdCBob3JzZQ==\r\n\r\n",
     )
     .unwrap();
     let mut resp = String::new();
@@ -700,4 +701,54 @@ async fn a_restart_by_socket_hand_over_fails_no_request() {
     assert!(after > 0, "the new process served once the old one had gone");
     eprintln!("{sent} requests across the hand-over, {after} after the old process ended, none failed");
     drop(socket);
+}
+
+#[test]
+fn passwd_adds_a_user_with_an_argon2_hash_and_check_names_a_broken_users_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    let mut child = nostalk()
+        .args(["passwd", "alice", "--file"])
+        .arg(&users)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice can now sign in"));
+    let text = std::fs::read_to_string(&users).unwrap();
+    assert!(text.starts_with("alice:$argon2id$") && !text.contains("correct horse"), "{text}");
+
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&users, "alice:not-a-hash\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[auth]\nusers = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n", users.display().to_string()),
+    )
+    .unwrap();
+    let out = nostalk().args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("auth.users") && said.contains("users:1"), "{said}");
+}
+
+#[test]
+fn the_user_and_group_are_in_the_decision_log_only_when_the_config_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    // The raw request of log_of_one_block signs in as alice:correct horse.
+    nostalk::ops::auth::set_password(&users, "alice", "correct horse").unwrap();
+    let auth = |log: bool| {
+        format!(
+            "[auth]\nusers = {:?}\nlog_users = {log}\n[[groups]]\nname = \"strict\"\nmembers = [\"alice\"]\n",
+            users.display().to_string()
+        )
+    };
+    let (d, all) = log_of_one_block(&auth(false));
+    assert_eq!(d["fields"]["decision"], "block");
+    assert!(d["fields"].get("user").is_none() && !all.contains("alice"), "{all}");
+    let (d, _) = log_of_one_block(&auth(true));
+    assert_eq!((d["fields"]["user"].as_str(), d["fields"]["group"].as_str()), (Some("alice"), Some("strict")), "{d}");
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub access: AccessConfig,
     pub admin: AdminConfig,
     pub receipt: ReceiptConfig,
+    pub auth: AuthConfig,
+    pub groups: Vec<GroupConfig>,
     pub lists: Vec<ListConfig>,
 }
 
@@ -133,6 +135,40 @@ impl Default for ReceiptConfig {
     fn default() -> Self {
         ReceiptConfig { per_person: true }
     }
+}
+
+/// Proxy authentication for a team: with `users` set, every proxied request (and every
+/// CONNECT) needs `Proxy-Authorization: Basic` with a user and password from that file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `user:argon2-hash` lines, as `nostalk passwd` writes them; no authentication when absent.
+    pub users: Option<PathBuf>,
+    /// The realm the browser's password prompt names.
+    pub realm: String,
+    /// Name the user and group in the decision log (off: who browsed what stays unwritten).
+    pub log_users: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { users: None, realm: "nostalk".into(), log_users: false }
+    }
+}
+
+/// A group of users with its own policy on top of the proxy's: `[[groups]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    /// User names from the `[auth] users` file.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// What this group's ads get, instead of `[policy] ads`.
+    pub ads: Option<AdMode>,
+    /// Sites this group trusts, besides `[policy] trusted_sites`.
+    #[serde(default)]
+    pub trusted_sites: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -320,6 +356,9 @@ impl Config {
             }
         };
         self.upstream.extra_roots.iter_mut().for_each(fix);
+        if let Some(p) = &mut self.auth.users {
+            fix(p);
+        }
         for l in &mut self.lists {
             if let Some(p) = &mut l.path {
                 fix(p);
@@ -383,6 +422,24 @@ impl Config {
         }
         if !(1..=MAX_LIST_MB).contains(&self.policy.max_list_mb) {
             push(&["policy", "max_list_mb"], None, format!("must be between 1 and {MAX_LIST_MB}"));
+        }
+        let mut grouped = std::collections::HashSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if g.name.trim().is_empty() {
+                push(&["groups"], Some(i), "a group needs a name".into());
+            }
+            if self.auth.users.is_none() {
+                push(
+                    &["groups"],
+                    Some(i),
+                    format!("group `{}` needs [auth] users: without it no one is known", g.name),
+                );
+            }
+            for m in &g.members {
+                if !grouped.insert(m.as_str()) {
+                    push(&["groups"], Some(i), format!("`{m}` is in more than one group"));
+                }
+            }
         }
         for (i, l) in self.lists.iter().enumerate() {
             if l.url.is_none() == l.path.is_none() {

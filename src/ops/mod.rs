@@ -3,6 +3,7 @@
 //! on SIGINT/SIGTERM).
 
 pub mod access;
+pub mod auth;
 pub mod metrics;
 pub mod preflight;
 pub mod signals;

@@ -27,6 +27,9 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
             }
         }
     }
+    if let Err(e) = crate::ops::auth::Auth::new(cfg) {
+        error(format!("auth.users: {e}"));
+    }
     for root in &cfg.upstream.extra_roots {
         if let Err(e) = tls::upstream_client_config(std::slice::from_ref(root)) {
             error(format!("upstream.extra_roots: {e}"));

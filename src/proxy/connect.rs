@@ -9,6 +9,7 @@
 //! `[server] tunnel_idle_timeout`.
 
 use crate::exchange::{Done, Exchange, TopPage};
+use crate::ops::auth::Who;
 use crate::policy::{Decision, RequestInfo, RequestType, Verdict};
 use crate::proxy::forward;
 use crate::proxy::limits::{self, Activity, Tracked};
@@ -33,6 +34,7 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     local: SocketAddr,
+    who: Option<Arc<Who>>,
 ) -> Response<Body> {
     let (host, port) = match target(&shared, &req) {
         Ok(t) => t,
@@ -43,7 +45,11 @@ pub async fn handle(
     let url = format!("https://{host}/");
     let info =
         RequestInfo { url: &url, host: &host, page_host: None, request_type: RequestType::Other, method: "CONNECT" };
-    let decision = policy.decide(&info);
+    let mut decision = policy.decide(&info);
+    let site = crate::policy::site::site_of(&host);
+    if let Some(group) = who.as_ref().and_then(|w| w.group.as_ref()) {
+        decision = group.adjust(decision, &site, &site);
+    }
     if decision.verdict == Verdict::Block {
         let client = shared.config.receipt.per_person.then_some(peer);
         let mut ex = tunnel_exchange(&host, url, decision, client);
@@ -52,12 +58,12 @@ pub async fn handle(
         let why = format!("nostalk blocks {host}: it is a tracker.");
         return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &why);
     }
-    let site = crate::policy::site::site_of(&host);
     let intercept = shared.ca.is_some()
         && !is_passthrough(&shared.config.intercept.passthrough, &host)
-        && !policy.is_trusted(&site);
+        && !policy.is_trusted(&site)
+        && !decision.is_trusted();
     if intercept {
-        spawn_intercepted(shared, req, host, port, Addrs { peer, local });
+        spawn_intercepted(shared, req, host, port, ClientSide { peer, local, who });
         Response::new(empty())
     } else {
         pass_through(&shared, req, &host, port).await
@@ -134,7 +140,7 @@ async fn pass_through(shared: &Shared, req: Request<Incoming>, host: &str, port:
 }
 
 /// Serve the tunnel's requests here, once the client's side of the CONNECT is upgraded.
-fn spawn_intercepted(shared: Arc<Shared>, req: Request<Incoming>, host: String, port: u16, at: Addrs) {
+fn spawn_intercepted(shared: Arc<Shared>, req: Request<Incoming>, host: String, port: u16, at: ClientSide) {
     let span = tracing::debug_span!("intercept", host = %host, port);
     let tasks = shared.tasks.clone();
     tasks.spawn(
@@ -166,6 +172,7 @@ fn tunnel_exchange(host: &str, url: String, decision: Decision, client: Option<S
         decision,
         shopping: false,
         client,
+        user: None,
         done: Done::default(),
     }
 }
@@ -180,10 +187,11 @@ fn is_passthrough(list: &[String], host: &str) -> bool {
     })
 }
 
-/// The client's address and the proxy's address it reached.
-struct Addrs {
+/// The client's address, the proxy's address it reached, and who signed in (`[auth]`).
+struct ClientSide {
     peer: SocketAddr,
     local: SocketAddr,
+    who: Option<Arc<Who>>,
 }
 
 async fn serve_intercepted<S>(
@@ -191,7 +199,7 @@ async fn serve_intercepted<S>(
     mut io: S,
     host: String,
     port: u16,
-    at: Addrs,
+    at: ClientSide,
 ) -> Result<(), crate::BoxError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -209,7 +217,7 @@ where
         // Not a TLS handshake: plain HTTP inside the tunnel, h1 or h2 as its first bytes say.
         let builder = serve::auto_builder();
         let tunnel = Some(Arc::new(Tunnel::new(&host, port, false)));
-        let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone());
+        let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone()).signed_in(at.who);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
         drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
         return Ok(());
@@ -231,7 +239,7 @@ where
     .map_err(|_| "TLS handshake timed out")?;
     let (tls, name) = tls?;
     let tunnel = Some(Arc::new(Tunnel::new(&name, port, true)));
-    let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone());
+    let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone()).signed_in(at.who);
     // ALPN has said which protocol the client speaks; serving it directly spares every read
     // the auto builder's look at the first bytes.
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {

@@ -27,6 +27,8 @@ pub enum StartError {
     Ca { dir: std::path::PathBuf, source: tls::TlsError },
     #[error("upstream trust roots: {0}")]
     Roots(tls::TlsError),
+    #[error("[auth] users: {0}")]
+    Auth(String),
     #[error("policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
 }
@@ -71,6 +73,7 @@ impl Server {
         limits::raise_fd_limit();
         let shared = Arc::new(Shared {
             access: ops::access::Access::new(&config),
+            auth: ops::auth::Auth::new(&config).map_err(StartError::Auth)?.map(Arc::new),
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             policy_config: Arc::new(ArcSwap::from_pointee(config.clone())),
             ca,

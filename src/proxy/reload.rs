@@ -114,6 +114,8 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
         ("access", started.access != new.access),
         ("admin", started.admin != new.admin),
         ("receipt", started.receipt != new.receipt),
+        ("auth", started.auth != new.auth),
+        ("groups", started.groups != new.groups),
         ("lists (subscriptions)", subscriptions(started) != subscriptions(new)),
     ]
     .into_iter()

@@ -6,6 +6,7 @@
 //! Inside an intercepted CONNECT the same service runs with the tunnel's host, so requests
 //! there are forwarded to that host over TLS.
 
+use crate::ops::auth::Who;
 use crate::proxy::limits::Activity;
 use crate::proxy::{connect, forward};
 use crate::respond::{self, pages};
@@ -63,6 +64,8 @@ pub struct ProxyService {
     tunnel: Option<Arc<Tunnel>>,
     /// When a request last came on this connection (for the idle timeout).
     activity: Arc<Activity>,
+    /// Inside an intercepted tunnel: who opened it (`[auth]`), for every request in it.
+    who: Option<Arc<Who>>,
 }
 
 impl ProxyService {
@@ -73,7 +76,29 @@ impl ProxyService {
         tunnel: Option<Arc<Tunnel>>,
         activity: Arc<Activity>,
     ) -> Self {
-        ProxyService { shared, peer, local, tunnel, activity }
+        ProxyService { shared, peer, local, tunnel, activity, who: None }
+    }
+
+    /// The service of a tunnel opened by `who`.
+    pub fn signed_in(mut self, who: Option<Arc<Who>>) -> Self {
+        self.who = who;
+        self
+    }
+
+    /// Who sent `req`: inside a tunnel, who opened it; otherwise from its credentials, when
+    /// `[auth]` asks for them. `Err` is the 407 to answer with.
+    async fn sign_in(&self, req: &Request<Incoming>) -> Result<Option<Arc<Who>>, Response<Body>> {
+        let Some(auth) = &self.shared.auth else { return Ok(None) };
+        if self.tunnel.is_some() {
+            return Ok(self.who.clone());
+        }
+        match auth.check(req.headers().get(http::header::PROXY_AUTHORIZATION)).await {
+            Some(who) => Ok(Some(who)),
+            None => {
+                tracing::info!(peer = %self.peer, "proxy authentication required");
+                Err(auth.challenge())
+            }
+        }
     }
 }
 
@@ -106,9 +131,15 @@ enum Route {
 impl ProxyService {
     async fn handle(self, req: Request<Incoming>) -> Response<Body> {
         match self.route(&req) {
-            Route::Connect => connect::handle(self.shared, req, self.peer, self.local).await,
+            Route::Connect => match self.sign_in(&req).await {
+                Ok(who) => connect::handle(self.shared, req, self.peer, self.local, who).await,
+                Err(challenge) => challenge,
+            },
             Route::Local => pages::serve(&self.shared, req, self.peer, self.local).await,
-            Route::Upstream(uri) => forward::forward(&self.shared, req, uri, self.peer).await,
+            Route::Upstream(uri) => match self.sign_in(&req).await {
+                Ok(who) => forward::forward(&self.shared, req, uri, self.peer, who).await,
+                Err(challenge) => challenge,
+            },
             Route::Bad(why) => {
                 tracing::info!(reason = %why, "bad request");
                 respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", &why)

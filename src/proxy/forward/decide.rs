@@ -4,16 +4,19 @@
 
 use crate::exchange::{Done, Exchange, TopPage};
 use crate::hygiene::shopping::Shopping;
+use crate::ops::auth::Who;
 use crate::policy::{party, site, Policy, RequestInfo, RequestType};
 use crate::respond;
 use crate::Body;
 use http::{Request, Response, StatusCode, Uri};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub fn decide<B>(
     req: &Request<B>,
     uri: &Uri,
     client: Option<SocketAddr>,
+    who: Option<&Arc<Who>>,
     policy: &Policy,
     shopping: &Shopping,
 ) -> Result<Exchange, Box<Response<Body>>> {
@@ -33,7 +36,10 @@ pub fn decide<B>(
         request_type,
         method: req.method().as_str(),
     };
-    let decision = policy.decide_with_sites(&info, &own_site, &page_site);
+    let mut decision = policy.decide_with_sites(&info, &own_site, &page_site);
+    if let Some(group) = who.and_then(|w| w.group.as_ref()) {
+        decision = group.adjust(decision, &own_site, &page_site);
+    }
     span.record("verdict", decision.verdict.as_str());
     Ok(Exchange {
         received: std::time::Instant::now(),
@@ -47,6 +53,7 @@ pub fn decide<B>(
         page: TopPage { host: page_host, site: page_site },
         decision,
         client,
+        user: None,
         done: Done::default(),
     })
 }
@@ -73,7 +80,7 @@ mod tests {
             .header("referer", "https://www.news.example/story")
             .body(())
             .unwrap();
-        let ex = decide(&req, &uri, None, &policy(), &shopping).unwrap();
+        let ex = decide(&req, &uri, None, None, &policy(), &shopping).unwrap();
         assert_eq!(ex.page, TopPage { host: "www.news.example".into(), site: "news.example".into() });
         assert_eq!((ex.site.as_str(), ex.third_party, ex.shopping), ("google-analytics.com", true, true));
         assert_eq!(ex.decision.verdict, Verdict::Block);
@@ -84,7 +91,7 @@ mod tests {
     fn a_request_without_a_host_is_a_400() {
         let uri: Uri = "/just/a/path".parse().unwrap();
         let req = Request::builder().uri(uri.clone()).body(()).unwrap();
-        let Err(resp) = decide(&req, &uri, None, &policy(), &Shopping::default()) else { panic!("no host") };
+        let Err(resp) = decide(&req, &uri, None, None, &policy(), &Shopping::default()) else { panic!("no host") };
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -19,6 +19,7 @@ mod websocket;
 pub use record::record;
 
 use crate::exchange::Exchange;
+use crate::ops::auth::Who;
 use crate::policy::{Policy, Verdict};
 use crate::respond::blocked;
 use crate::rewrite::Removals;
@@ -28,14 +29,23 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-pub async fn forward(shared: &Arc<Shared>, req: Request<Incoming>, uri: Uri, peer: SocketAddr) -> Response<Body> {
+pub async fn forward(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    uri: Uri,
+    peer: SocketAddr,
+    who: Option<Arc<Who>>,
+) -> Response<Body> {
     let policy = shared.policy.load_full();
     // A shared gateway names no client next to what was browsed.
     let client = shared.config.receipt.per_person.then_some(peer);
-    let mut ex = match decide::decide(&req, &uri, client, &policy, &shared.shopping) {
+    let mut ex = match decide::decide(&req, &uri, client, who.as_ref(), &policy, &shared.shopping) {
         Ok(ex) => ex,
         Err(bad_request) => return *bad_request,
     };
+    if shared.auth.as_ref().is_some_and(|a| a.log_users) {
+        ex.user = who;
+    }
     let (resp, removals) = exchange(shared, &policy, req, uri, &mut ex, peer).await;
     record::finish(resp, ex, record::Books::of(shared), removals)
 }

@@ -1,0 +1,315 @@
+//! Proxy authentication for a team (`[auth]`, `[[groups]]`): who a proxied request is from,
+//! from its `Proxy-Authorization: Basic` header, checked against the users file (one
+//! `user:$argon2id$...` line per user, as `nostalk passwd` writes it); and the policy of that
+//! user's group on top of the proxy's (its ad mode, its trusted sites). Argon2 is slow on
+//! purpose, so a credential once verified is remembered by its SHA-256 (never the password),
+//! and checks run on the blocking pool two at a time, so a flood of wrong passwords costs at
+//! most two threads. The file is re-read when it changes (checked at most every few seconds):
+//! a user added by `nostalk passwd` can sign in without a reload, and one removed is
+//! forgotten. The Basic scheme and the file format are a few lines each, written here; the
+//! hashing is the argon2 crate's.
+
+use crate::config::{AdMode, Config};
+use crate::policy::{Decision, Reason, Verdict};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use sha2::Digest;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often, at most, the users file is looked at for changes.
+const RECHECK: Duration = Duration::from_secs(2);
+/// Verified credentials remembered.
+const REMEMBERED: usize = 4096;
+/// Password checks running at once.
+const CHECKS_AT_ONCE: usize = 2;
+
+/// Who sent a request, once authenticated.
+#[derive(Debug)]
+pub struct Who {
+    pub user: String,
+    pub group: Option<Arc<Group>>,
+}
+
+/// A group's policy, applied on top of the proxy's decision.
+#[derive(Debug)]
+pub struct Group {
+    pub name: String,
+    ads: Option<AdMode>,
+    trusted: HashSet<String>,
+}
+
+impl Group {
+    /// The decision for this group: its trusted sites are allowed, its ad mode replaces the
+    /// proxy's for what an ad list matched.
+    pub fn adjust(&self, mut d: Decision, site: &str, page_site: &str) -> Decision {
+        if self.trusted.contains(site) || self.trusted.contains(page_site) {
+            return Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false };
+        }
+        if let (true, Some(mode)) = (d.ad_class, self.ads) {
+            d.verdict = match mode {
+                AdMode::Ad => Verdict::Ad,
+                AdMode::Block => Verdict::Block,
+                AdMode::Allow => Verdict::Allow,
+            };
+        }
+        d
+    }
+}
+
+struct Users {
+    modified: Option<SystemTime>,
+    looked: Instant,
+    hashes: HashMap<String, String>,
+}
+
+pub struct Auth {
+    path: PathBuf,
+    realm: String,
+    /// Name the user and group in the decision log.
+    pub log_users: bool,
+    users: Mutex<Users>,
+    remembered: quick_cache::sync::Cache<[u8; 32], Arc<Who>>,
+    checks: Arc<tokio::sync::Semaphore>,
+    groups: HashMap<String, Arc<Group>>,
+}
+
+impl Auth {
+    /// The authenticator `[auth]` asks for, or None when it asks for none.
+    pub fn new(config: &Config) -> Result<Option<Auth>, String> {
+        let Some(path) = &config.auth.users else { return Ok(None) };
+        let (hashes, modified) = read_users(path)?;
+        let mut groups = HashMap::new();
+        for g in &config.groups {
+            let group = Arc::new(Group {
+                name: g.name.clone(),
+                ads: g.ads,
+                trusted: g
+                    .trusted_sites
+                    .iter()
+                    .map(|s| crate::policy::site::site_of(&s.to_ascii_lowercase()))
+                    .collect(),
+            });
+            for m in &g.members {
+                groups.insert(m.clone(), group.clone());
+            }
+        }
+        Ok(Some(Auth {
+            path: path.clone(),
+            realm: config.auth.realm.replace(['"', '\\'], ""),
+            log_users: config.auth.log_users,
+            users: Mutex::new(Users { modified, looked: Instant::now(), hashes }),
+            remembered: quick_cache::sync::Cache::new(REMEMBERED),
+            checks: Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
+            groups,
+        }))
+    }
+
+    /// Who the request's `Proxy-Authorization` names, if its password is right.
+    pub async fn check(&self, header: Option<&http::HeaderValue>) -> Option<Arc<Who>> {
+        let header = header?.as_bytes();
+        self.look_for_changes();
+        let key: [u8; 32] = sha2::Sha256::digest(header).into();
+        if let Some(who) = self.remembered.get(&key) {
+            return Some(who);
+        }
+        let (user, password) = parse_basic(header)?;
+        let hash = self.users.lock().unwrap_or_else(|e| e.into_inner()).hashes.get(&user).cloned()?;
+        let _permit = self.checks.acquire().await.ok()?;
+        let right = tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false);
+        if !right {
+            return None;
+        }
+        let who = Arc::new(Who { group: self.groups.get(&user).cloned(), user });
+        self.remembered.insert(key, who.clone());
+        Some(who)
+    }
+
+    /// Re-read the users file when it changed; forget every remembered credential then.
+    fn look_for_changes(&self) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if users.looked.elapsed() < RECHECK {
+            return;
+        }
+        users.looked = Instant::now();
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if modified == users.modified {
+            return;
+        }
+        match read_users(&self.path) {
+            Ok((hashes, modified)) => {
+                tracing::info!(users = hashes.len(), file = %self.path.display(), "the users file changed; re-read");
+                *users = Users { modified, looked: Instant::now(), hashes };
+            }
+            Err(e) => {
+                // Nobody signs in against a file that cannot be read.
+                tracing::warn!(error = %e, "the users file cannot be read; no one is let in until it can");
+                *users = Users { modified, looked: Instant::now(), hashes: HashMap::new() };
+            }
+        }
+        self.remembered.clear();
+    }
+
+    /// The 407 a browser answers with its password prompt.
+    pub fn challenge(&self) -> http::Response<crate::Body> {
+        let mut r = crate::respond::error_page(
+            http::StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "Proxy Authentication Required",
+            "This proxy needs your user name and password.",
+        );
+        let value = format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm);
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            r.headers_mut().insert(http::header::PROXY_AUTHENTICATE, v);
+        }
+        r
+    }
+}
+
+/// `Basic base64(user:password)`.
+fn parse_basic(header: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(header).ok()?.trim();
+    let (scheme, encoded) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn verify(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// The argon2id hash (PHC string) of a password, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+type UserHashes = HashMap<String, String>;
+
+fn read_users(path: &Path) -> Result<(UserHashes, Option<SystemTime>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut hashes = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':') {
+            Some((user, hash)) if !user.is_empty() && PasswordHash::new(hash).is_ok() => {
+                hashes.insert(user.to_string(), hash.to_string());
+            }
+            _ => return Err(format!("{}:{}: not a `user:argon2-hash` line", path.display(), n + 1)),
+        }
+    }
+    Ok((hashes, modified))
+}
+
+/// Add `user` with `password` to the users file, or change their password; the file is made
+/// readable by its owner alone.
+pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), String> {
+    if user.is_empty() || user.contains([':', '\n', '\r']) {
+        return Err("a user name cannot be empty or hold `:` or a line break".into());
+    }
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let hash = hash_password(password)?;
+    let mut out: Vec<String> =
+        old.lines().filter(|l| l.split_once(':').is_none_or(|(u, _)| u != user)).map(str::to_string).collect();
+    out.push(format!("{user}:{hash}"));
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all((out.join("\n") + "\n").as_bytes()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user: &str, password: &str) -> http::HeaderValue {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        http::HeaderValue::from_str(&format!("Basic {token}")).unwrap()
+    }
+
+    fn config(users: &Path, groups: &str) -> Config {
+        Config::parse(&format!("[auth]\nusers = {:?}\n{groups}", users.display().to_string())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_right_password_names_the_user_and_group_and_a_wrong_one_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        set_password(&users, "alice", "correct horse").unwrap();
+        set_password(&users, "bob", "battery staple").unwrap();
+        let cfg = config(&users, "[[groups]]\nname = \"kids\"\nmembers = [\"alice\"]\nads = \"block\"\n");
+        let auth = Auth::new(&cfg).unwrap().unwrap();
+        let who = auth.check(Some(&basic("alice", "correct horse"))).await.unwrap();
+        assert_eq!((who.user.as_str(), who.group.as_ref().map(|g| g.name.as_str())), ("alice", Some("kids")));
+        let who = auth.check(Some(&basic("bob", "battery staple"))).await.unwrap();
+        assert!(who.group.is_none());
+        assert!(auth.check(Some(&basic("alice", "battery staple"))).await.is_none());
+        assert!(auth.check(Some(&basic("carol", "x"))).await.is_none());
+        assert!(auth.check(None).await.is_none());
+        assert!(auth.check(Some(&http::HeaderValue::from_static("Bearer abc"))).await.is_none());
+        // The file keeps hashes, never a password, and is its owner's alone.
+        let text = std::fs::read_to_string(&users).unwrap();
+        assert!(text.contains("alice:$argon2id$") && !text.contains("correct horse"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&users).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_changed_password_replaces_the_old_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        set_password(&users, "alice", "one").unwrap();
+        set_password(&users, "alice", "two").unwrap();
+        let (hashes, _) = read_users(&users).unwrap();
+        assert_eq!(hashes.len(), 1);
+        assert!(verify("two", &hashes["alice"]) && !verify("one", &hashes["alice"]));
+        assert!(set_password(&users, "a:b", "x").is_err());
+        std::fs::write(&users, "alice:plaintext\n").unwrap();
+        assert!(read_users(&users).unwrap_err().contains(":1:"));
+    }
+
+    #[test]
+    fn a_groups_ad_mode_and_trusted_sites_apply_on_top_of_the_decision() {
+        let group = Group { name: "g".into(), ads: Some(AdMode::Block), trusted: ["shop.example".to_string()].into() };
+        let ad = Decision { verdict: Verdict::Ad, reason: Reason::NoRule, ad_class: true };
+        assert_eq!(group.adjust(ad.clone(), "ads.example", "news.example").verdict, Verdict::Block);
+        let tracker = Decision { verdict: Verdict::Block, reason: Reason::NoRule, ad_class: false };
+        assert_eq!(group.adjust(tracker.clone(), "t.example", "news.example").verdict, Verdict::Block);
+        assert!(group.adjust(tracker, "t.example", "shop.example").is_trusted());
+        let lenient = Group { name: "h".into(), ads: Some(AdMode::Ad), trusted: HashSet::new() };
+        let blocked_ad = Decision { verdict: Verdict::Block, ..ad };
+        assert_eq!(lenient.adjust(blocked_ad, "ads.example", "news.example").verdict, Verdict::Ad);
+    }
+}
