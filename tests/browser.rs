@@ -78,7 +78,7 @@ fn chromium_flags(profile: &Path, proxy: &str) -> Vec<String> {
 
 /// A HOME whose NSS database trusts `ca_pem`, and a profile that allows third-party cookies
 /// (so that it is the proxy, not the browser, that keeps them from the ad server).
-fn browser_home(dir: &Path, ca_pem: &Path) -> (PathBuf, PathBuf) {
+fn browser_home(dir: &Path, ca_pem: Option<&Path>) -> (PathBuf, PathBuf) {
     let home = dir.join("home");
     let nssdb = home.join(".pki").join("nssdb");
     std::fs::create_dir_all(&nssdb).unwrap();
@@ -88,7 +88,9 @@ fn browser_home(dir: &Path, ca_pem: &Path) -> (PathBuf, PathBuf) {
         assert!(out.status.success(), "certutil {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     run(&["-N", "-d", &db, "--empty-password"]);
-    run(&["-A", "-d", &db, "-n", "nostalk-test", "-t", "C,,", "-i", ca_pem.to_str().unwrap()]);
+    if let Some(ca_pem) = ca_pem {
+        run(&["-A", "-d", &db, "-n", "nostalk-test", "-t", "C,,", "-i", ca_pem.to_str().unwrap()]);
+    }
     let profile = dir.join("profile");
     std::fs::create_dir_all(profile.join("Default")).unwrap();
     std::fs::write(
@@ -142,7 +144,7 @@ async fn a_page_with_trackers_and_an_ad_in_headless_chromium() {
     );
     let proxy = Proxy::start(&resolve_to, &cfg).await;
 
-    let (home, profile) = browser_home(dir.path(), &proxy.ca_path());
+    let (home, profile) = browser_home(dir.path(), Some(&proxy.ca_path()));
     let mut cmd = tokio::process::Command::new(CHROMIUM);
     cmd.env("HOME", &home)
         .args(chromium_flags(&profile, &proxy.url()))
@@ -181,4 +183,39 @@ async fn a_page_with_trackers_and_an_ad_in_headless_chromium() {
         }
     }
     proxy.stop().await;
+}
+
+/// What Chromium shows of http://nostalk.internal/ through the proxy, with or without
+/// nostalk's CA in its certificate store.
+async fn status_page_in_chromium(trust_ca: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&[], "").await;
+    let (home, profile) = browser_home(dir.path(), trust_ca.then(|| proxy.ca_path()).as_deref());
+    let mut cmd = tokio::process::Command::new(CHROMIUM);
+    cmd.env("HOME", &home)
+        .args(chromium_flags(&profile, &proxy.url()))
+        .args(["--virtual-time-budget=5000", "--dump-dom", "http://nostalk.internal/"])
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("chromium finished within 90 s")
+        .expect("chromium started");
+    proxy.stop().await;
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test]
+async fn the_status_page_at_nostalk_internal_says_the_browser_goes_through_nostalk_and_whether_it_trusts_the_ca() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("SKIPPED: {CHROMIUM} is missing; scripts/test installs Debian's chromium");
+        return;
+    }
+    let dom = status_page_in_chromium(true).await;
+    assert!(dom.contains("This page came through nostalk"), "reached by its name through the proxy:\n{dom}");
+    assert!(dom.contains("This browser trusts nostalk's CA"), "{dom}");
+    assert!(dom.contains("Install nostalk's CA") && dom.contains("/ca.crt"), "the CA offered per system:\n{dom}");
+
+    let dom = status_page_in_chromium(false).await;
+    assert!(dom.contains("This page came through nostalk"), "{dom}");
+    assert!(dom.contains("does not trust nostalk's CA yet"), "{dom}");
 }

@@ -44,6 +44,11 @@ impl Tunnel {
         Tunnel { scheme, authority: authority.ok() }
     }
 
+    /// A tunnel to the proxy's own name.
+    fn is_local(&self) -> bool {
+        self.authority.as_ref().is_some_and(|a| is_local_name(a.host()))
+    }
+
     /// The absolute URL of a request made inside the tunnel.
     fn uri(&self, req: &Uri) -> Result<Uri, String> {
         let authority = self.authority.clone().ok_or("the tunnel's host is not a valid authority")?;
@@ -135,7 +140,12 @@ impl ProxyService {
                 Ok(who) => connect::handle(self.shared, req, self.peer, self.local, who).await,
                 Err(challenge) => challenge,
             },
-            Route::Local => pages::serve(&self.shared, req, self.peer, self.local).await,
+            Route::Local => {
+                // Absolute-form, or inside a tunnel: the browser sent this through its proxy
+                // setting, so its web traffic goes through nostalk.
+                let proxied = self.tunnel.is_some() || req.uri().scheme().is_some();
+                pages::serve(&self.shared, req, self.peer, self.local, proxied).await
+            }
             Route::Upstream(uri) => match self.sign_in(&req).await {
                 Ok(who) => forward::forward(&self.shared, req, uri, self.peer, who).await,
                 Err(challenge) => challenge,
@@ -163,6 +173,11 @@ impl ProxyService {
             };
         }
         if let Some(t) = &self.tunnel {
+            // https://nostalk.internal/: the proxy's own pages, over its own certificate (the
+            // status page loads one image this way to see whether the browser trusts the CA).
+            if t.is_local() {
+                return Route::Local;
+            }
             return match t.uri(req.uri()) {
                 Ok(uri) => Route::Upstream(uri),
                 Err(why) => Route::Bad(why),

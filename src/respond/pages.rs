@@ -67,7 +67,15 @@ fn metrics(shared: &Shared) -> String {
     })
 }
 
-pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, local: SocketAddr) -> Response<Body> {
+/// Answer a request to the proxy's own pages. `proxied`: the browser sent it through its
+/// proxy setting (not straight to the listen address).
+pub async fn serve(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proxied: bool,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let ip = peer.ip();
     let user = shared.access.is_user(ip);
@@ -80,19 +88,22 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
             let page = req.uri().query().and_then(|q| {
                 url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "page").and_then(|(_, v)| v.parse().ok())
             });
-            status_page(shared, local, admin, page.unwrap_or(1))
+            status_page(shared, local, admin, proxied, page.unwrap_or(1))
         }
         (&Method::GET | &Method::HEAD, "/") => {
             error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address.")
         }
         (&Method::GET | &Method::HEAD, "/proxy.pac") => pac(req.headers(), local, shared.config.server.pac_fallback),
-        (&Method::GET | &Method::HEAD, "/ca.pem") => match &shared.ca {
+        (&Method::GET | &Method::HEAD, "/ca.pem" | "/ca.crt") => match &shared.ca {
             Some(ca) => {
-                let mut r = text(StatusCode::OK, "application/x-pem-file", ca.cert_pem.clone());
-                r.headers_mut().insert(
-                    header::CONTENT_DISPOSITION,
-                    HeaderValue::from_static("attachment; filename=\"nostalk-ca.pem\""),
-                );
+                // The same PEM; `.crt` with the type phones and Windows open as a CA to install.
+                let (content_type, disposition) = if path == "/ca.crt" {
+                    ("application/x-x509-ca-cert", "attachment; filename=\"nostalk-ca.crt\"")
+                } else {
+                    ("application/x-pem-file", "attachment; filename=\"nostalk-ca.pem\"")
+                };
+                let mut r = text(StatusCode::OK, content_type, ca.cert_pem.clone());
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(disposition));
                 r
             }
             None => {
@@ -102,6 +113,9 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
         (&Method::GET, "/metrics") if admin => text(StatusCode::OK, "text/plain; version=0.0.4", metrics(shared)),
         (&Method::GET, "/metrics") => forbidden("/metrics"),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
+        // Loaded by the status page over https://nostalk.internal/: it loads only when the
+        // browser trusts the CA that signed nostalk's certificate for that name.
+        (&Method::GET, "/ca-check.gif") => text(StatusCode::OK, "image/gif", crate::respond::blocked::TRANSPARENT_GIF),
         (&Method::GET, "/readyz") => {
             if shared.ready.load(Ordering::SeqCst) {
                 text(StatusCode::OK, "text/plain", "ready\n")
@@ -116,9 +130,11 @@ pub async fn serve(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, lo
         },
         (&Method::POST, "/shopping") => forbidden("The shopping switch"),
         (&Method::POST, "/lists/refresh") => forbidden("Refreshing the lists"),
-        (_, "/" | "/proxy.pac" | "/ca.pem" | "/metrics" | "/healthz" | "/readyz" | "/shopping" | "/lists/refresh") => {
-            error_page(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "This page does not take that method.")
-        }
+        (
+            _,
+            "/" | "/proxy.pac" | "/ca.pem" | "/ca.crt" | "/ca-check.gif" | "/metrics" | "/healthz" | "/readyz"
+            | "/shopping" | "/lists/refresh",
+        ) => error_page(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "This page does not take that method."),
         _ => error_page(
             StatusCode::NOT_FOUND,
             "Not Found",
@@ -249,10 +265,10 @@ fn shopping(shared: &Shared, form: &[u8]) -> Response<Body> {
 /// Sites shown on one page of the receipt.
 const SITES_PER_PAGE: usize = 50;
 
-fn status_page(shared: &Shared, local: SocketAddr, admin: bool, page: usize) -> Response<Body> {
+fn status_page(shared: &Shared, local: SocketAddr, admin: bool, proxied: bool, page: usize) -> Response<Body> {
     let policy = shared.policy.load();
     let mut h = String::with_capacity(8192);
-    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>nostalk</title><style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2em .5em;border-bottom:1px solid #eee;vertical-align:top}.b{color:#b00}.a{color:#a60}small{color:#777}</style></head><body>");
+    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>nostalk</title><style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2em .5em;border-bottom:1px solid #eee;vertical-align:top}.b{color:#b00}.ok{color:#070}.a{color:#a60}small{color:#777}</style></head><body>");
     let _ = write!(
         h,
         "<h1>nostalk</h1><p>Listening on <code>{local}</code>. PAC file: <a href=\"/proxy.pac\">/proxy.pac</a>."
@@ -262,6 +278,7 @@ fn status_page(shared: &Shared, local: SocketAddr, admin: bool, page: usize) -> 
     } else {
         h.push_str(" HTTPS is tunnelled untouched (interception is off).</p>");
     }
+    this_browser(&mut h, proxied, shared.ca.is_some());
     let (b, a) = policy.rule_counts();
     let _ = write!(h, "<h2>Lists</h2><p>{b} surveillance rules, {a} ad rules.</p><ul>");
     for s in &policy.sources {
@@ -320,4 +337,35 @@ fn status_page(shared: &Shared, local: SocketAddr, admin: bool, page: usize) -> 
     }
     h.push_str("</body></html>\n");
     text(StatusCode::OK, "text/html; charset=utf-8", h)
+}
+
+/// "This browser": whether its traffic goes through nostalk (this page came through its proxy
+/// setting), whether it trusts the CA (an image from https://nostalk.internal/, whose
+/// certificate the CA signs, loads or not), and how to install the CA on each system, as
+/// mitm.it does.
+fn this_browser(h: &mut String, proxied: bool, intercepting: bool) {
+    h.push_str("<h2>This browser</h2>");
+    if proxied {
+        h.push_str("<p id=\"through\" class=\"ok\">&#10003; This page came through nostalk: this browser's web traffic goes through it.</p>");
+    } else {
+        h.push_str("<p id=\"through\" class=\"b\">This page was opened directly, not through the proxy, so this browser's traffic may not go through nostalk. Set its proxy (or the PAC file above), then open <a href=\"http://nostalk.internal/\">http://nostalk.internal/</a>: that name answers only through nostalk.</p>");
+    }
+    if !intercepting {
+        return;
+    }
+    if proxied {
+        h.push_str("<p id=\"ca\">Checking whether this browser trusts nostalk's CA&hellip;</p>\
+<img id=\"ca-probe\" src=\"https://nostalk.internal/ca-check.gif\" alt=\"\" width=\"1\" height=\"1\">\
+<script>(function(){var p=document.getElementById('ca-probe'),c=document.getElementById('ca');\
+function say(ok){c.className=ok?'ok':'b';c.textContent=ok?'\\u2713 This browser trusts nostalk\\'s CA: HTTPS pages are cleaned too.':'This browser does not trust nostalk\\'s CA yet: HTTPS pages will show certificate errors. Install it as below.';}\
+if(p.complete&&p.naturalWidth){say(true);}else{p.onload=function(){say(true)};p.onerror=function(){say(false)};}})();</script>");
+    }
+    h.push_str("<details><summary>Install nostalk's CA</summary><p>Download it: <a href=\"/ca.pem\">nostalk-ca.pem</a> (computers) or <a href=\"/ca.crt\">nostalk-ca.crt</a> (phones, Windows). Anyone holding its key can read your HTTPS traffic; it never leaves this machine.</p><dl>\
+<dt>Windows</dt><dd>Open nostalk-ca.crt, <i>Install Certificate</i>, <i>Current User</i>, <i>Place all certificates in the following store</i>: <i>Trusted Root Certification Authorities</i>. Or: <code>certutil -user -addstore Root nostalk-ca.crt</code></dd>\
+<dt>macOS</dt><dd><code>security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db nostalk-ca.pem</code>, or open it in Keychain Access and set <i>Always Trust</i>.</dd>\
+<dt>Debian, Ubuntu</dt><dd><code>sudo cp nostalk-ca.pem /usr/local/share/ca-certificates/nostalk-ca.crt &amp;&amp; sudo update-ca-certificates</code>; Chromium and Chrome on Linux read their own store: <code>certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n nostalk -i nostalk-ca.pem</code></dd>\
+<dt>Firefox (every system)</dt><dd>Settings, <i>Privacy &amp; Security</i>, <i>View Certificates</i>, <i>Authorities</i>, <i>Import</i>, and tick <i>Trust this CA to identify websites</i>.</dd>\
+<dt>iPhone, iPad</dt><dd>Open nostalk-ca.crt in Safari, then <i>Settings, General, VPN &amp; Device Management</i> to install it, and <i>Settings, General, About, Certificate Trust Settings</i> to turn full trust on.</dd>\
+<dt>Android</dt><dd><i>Settings, Security, Encryption &amp; credentials, Install a certificate, CA certificate</i>, and pick nostalk-ca.crt. Apps other than the browser may keep trusting only their own CAs.</dd>\
+</dl></details>");
 }
