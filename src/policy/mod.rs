@@ -7,6 +7,7 @@
 //!
 //! Matching is the adblock crate's (Brave's adblock-rust); we write no filter engine.
 
+mod engine_cache;
 pub mod lists;
 pub mod party;
 pub mod request_type;
@@ -21,6 +22,7 @@ use lists::{ListKind, ListSource};
 pub use request_type::RequestType;
 use serde::Serialize;
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -152,23 +154,32 @@ struct ClassEngine {
 }
 
 impl ClassEngine {
-    fn build(sources: &[&ListSource]) -> ClassEngine {
+    /// The engine of `sources`: read from the compiled-engine cache in `cache_dir` when one
+    /// was built from exactly these lists, else built (and cached, when a list in it is not
+    /// embedded: those are the large ones).
+    fn build(sources: &[&ListSource], class: &'static str, cache_dir: &Path) -> ClassEngine {
+        // adblock numbers the sources in the order they are added, one per list.
+        let lists: Vec<(Arc<str>, ListKind)> = sources.iter().map(|s| (Arc::from(s.name.as_str()), s.kind)).collect();
+        let rules = sources.iter().map(|s| s.rule_count).sum();
+        let cacheable = sources.iter().any(|s| !matches!(s.origin, lists::Origin::Embedded));
+        let cache = cacheable.then(|| {
+            let parts = sources.iter().map(|s| (s.name.as_str(), s.kind.as_str(), &*s.text));
+            engine_cache::CacheFile::new(cache_dir, class, parts)
+        });
+        if let Some(engine) = cache.as_ref().and_then(engine_cache::CacheFile::load) {
+            return ClassEngine { engine, lists, rules };
+        }
         let mut set = FilterSet::new(true);
-        let mut lists = Vec::new();
         let opts = ParseOptions { rule_types: RuleTypes::NetworkOnly, ..ParseOptions::default() };
-        let mut rules = 0;
         for src in sources {
-            let record = set.add_filter_list(src.text.to_string(), opts);
-            let entry = (Arc::from(src.name.as_str()), src.kind);
-            while lists.len() <= record.source_index {
-                lists.push(entry.clone());
-            }
-            lists[record.source_index] = entry;
-            rules += src.rule_count;
+            set.add_filter_list(src.text.to_string(), opts);
         }
         // Without the optimizer, no two rules are fused, so every match names its own rule and
         // list (BENCHMARKS.md measures what that costs).
         let engine = Engine::new_with_filter_set_no_optimize(set);
+        if let Some(cache) = &cache {
+            cache.store(&engine);
+        }
         ClassEngine { engine, lists, rules }
     }
 
@@ -245,8 +256,9 @@ impl Policy {
             .chain(categories.iter().filter(|c| c.rule_count > 0))
             .collect();
         let ad_sources: Vec<&ListSource> = sources.iter().filter(|s| s.kind == ListKind::Ad).collect();
-        let block = ClassEngine::build(&block_sources);
-        let ad = ClassEngine::build(&ad_sources);
+        let cache_dir = cfg.list_cache_dir();
+        let block = ClassEngine::build(&block_sources, "block", &cache_dir);
+        let ad = ClassEngine::build(&ad_sources, "ad", &cache_dir);
 
         let mut params = lists::ParamList::default();
         let mut cookies = lists::CookieList::default();

@@ -157,3 +157,50 @@ fn a_url_in_raw_unicode_is_decided_as_its_ascii_form_and_never_panics() {
     let e = crate::policy::explain(&policy, "https://bücher.example/", Some("https://news.example/"), None).unwrap();
     assert_eq!(e.decision, Verdict::Allow);
 }
+
+#[test]
+fn an_engine_built_from_a_list_file_is_cached_and_read_back_with_its_rules_and_lists_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("mine.txt");
+    std::fs::write(&list, "||tracker-one.example^\n||tracker-two.example/pixel\n").unwrap();
+    let cache = dir.path().join("cache");
+    let cfg = Config::parse(&format!(
+        "[policy]\nlist_cache_dir = {:?}\n[[lists]]\nname = \"mine\"\npath = {:?}\nverdict = \"block\"\n",
+        cache.display().to_string(),
+        list.display().to_string()
+    ))
+    .unwrap();
+    let cached = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+        v.sort();
+        v
+    };
+    let check = |p: &Policy| {
+        let e = ex(p, "https://tracker-two.example/pixel?u=1", Some("https://news.example/"), "image");
+        assert_eq!(e.decision, Verdict::Block);
+        assert_eq!((e.rule.as_deref(), e.list.as_deref()), (Some("||tracker-two.example/pixel"), Some("mine")));
+        // The embedded lists are in the same engine, after the file's list.
+        let e = ex(p, "https://www.google-analytics.com/g/collect", Some("https://news.example/"), "ping");
+        assert_eq!(e.list.as_deref(), Some("nostalk-surveillance"));
+    };
+    check(&Policy::build(&cfg, &[]).unwrap());
+    let files = cached();
+    assert_eq!(files.len(), 1, "one engine cached (the ad class holds embedded lists only): {files:?}");
+    assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("engine-block-"));
+
+    // Read back: the same decisions, the same file.
+    check(&Policy::build(&cfg, &[]).unwrap());
+    assert_eq!(cached(), files);
+
+    // A damaged file is not trusted: the engine is built again and the file rewritten.
+    std::fs::write(&files[0], b"not an engine").unwrap();
+    check(&Policy::build(&cfg, &[]).unwrap());
+    assert!(std::fs::read(&files[0]).unwrap().len() > 100);
+
+    // A changed list is another engine; the old file goes.
+    std::fs::write(&list, "||tracker-two.example/pixel\n").unwrap();
+    check(&Policy::build(&cfg, &[]).unwrap());
+    let now = cached();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, files);
+}

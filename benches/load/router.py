@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Size and memory of the builds a router runs (see BENCHMARKS.md, "The router build").
+
+For each nostalk binary given (default: the release build and the router profile build, and
+the static musl router builds when present), on the default logging: the binary's size; with
+the embedded lists and with EasyList + EasyPrivacy (from ../shared/data), started cold (no
+compiled-engine cache) and warm (the cache the cold start wrote): time to /readyz, RSS idle
+one second after, the peak RSS of the start (VmHWM); and RSS with 500 open keep-alive
+connections through it to a local nginx. Everything on loopback; every wait is bounded.
+
+Usage: python3 benches/load/router.py [BINARY ...]
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import load  # noqa: E402  (the harness: nginx origin, certificates, configs, /proc readings)
+
+ROOT = load.ROOT
+PORT = load.PORTS["nostalk"]
+
+
+def default_binaries():
+    out = [("release (glibc)", os.path.join(ROOT, "target", "release", "nostalk"))]
+    for label, path in (
+        ("router (glibc)", os.path.join(ROOT, "target", "router", "nostalk")),
+        ("router, x86_64 musl", os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "router", "nostalk")),
+    ):
+        if os.path.exists(path):
+            out.append((label, path))
+    return out
+
+
+def start(binary, cfg):
+    """Spawn, wait for /readyz 200 (at most 30 s); (process, ms to ready) or (None, None)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen([binary, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while time.perf_counter() - t0 < 30:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return p, (time.perf_counter() - t0) * 1000
+        except OSError:
+            time.sleep(0.002)
+    load.stop(p)
+    return None, None
+
+
+def measure(binary, work, lists, warm, conns):
+    cfg = load.nostalk_config(work, lists)
+    cache = os.path.join(work, "nostalk-lists")
+    if not warm:
+        shutil.rmtree(cache, ignore_errors=True)
+    ready = []
+    for i in range(3):
+        if not warm:
+            shutil.rmtree(cache, ignore_errors=True)
+        p, ms = start(binary, cfg)
+        if p is None:
+            return None
+        ready.append(ms)
+        if i < 2:
+            load.stop(p)
+    time.sleep(1.0)
+    _, idle, hwm, _, _ = load.proc_stat(p.pid)
+    socks = load.open_keepalive(PORT, conns)
+    time.sleep(0.5)
+    _, with_conns, _, _, _ = load.proc_stat(p.pid)
+    for s in socks:
+        s.close()
+    load.stop(p)
+    return statistics.median(ready), idle / 1024, hwm / 1024, with_conns / 1024
+
+
+def main():
+    binaries = [(os.path.basename(b), b) for b in sys.argv[1:]] or default_binaries()
+    conns = int(os.environ.get("ROUTER_CONNECTIONS", "500"))
+    work = tempfile.mkdtemp(prefix="nostalk-router-")
+    os.chmod(work, 0o755)
+    load.make_certs(work)
+    www = load.make_content(work)
+    nginx = load.start_nginx(work, www)
+    rows = []
+    try:
+        for label, binary in binaries:
+            size = os.path.getsize(binary) / 1e6
+            for lists in ("embedded", "easylist"):
+                if lists == "easylist" and not os.path.isdir(load.SHARED):
+                    continue
+                for warm in ((False,) if lists == "embedded" else (False, True)):
+                    m = measure(binary, work, lists, warm, conns)
+                    if m:
+                        rows.append((label, size, lists, warm, *m))
+    finally:
+        load.stop(nginx)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"| build | size (MB) | lists | start | ready (ms) | RSS idle (MiB) | peak RSS at start (MiB) | RSS, {conns} connections (MiB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, size, lists, warm, ms, idle, hwm, with_conns in rows:
+        lists_label = "embedded" if lists == "embedded" else "+ EasyList + EasyPrivacy"
+        start_label = "cached engine" if warm else "parse lists"
+        print(f"| {label} | {size:.1f} | {lists_label} | {start_label} | {ms:.0f} | {idle:.1f} | {hwm:.1f} | {with_conns:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
