@@ -111,3 +111,33 @@ fn the_containers_own_config_is_one_nostalk_accepts() {
         read("deploy/container/Containerfile").contains("COPY deploy/container/nostalk.toml /etc/nostalk/nostalk.toml")
     );
 }
+
+#[test]
+fn the_openwrt_firewall_rules_send_ports_80_and_443_to_the_transparent_listeners_of_router_toml() {
+    let redirect = read("deploy/openwrt/nostalk/files/nostalk-redirect.nft");
+    let router = read("config/examples/router.toml");
+    // The ports the rules redirect to are the ones router.toml's [transparent] names.
+    let uncommented: String = router
+        .lines()
+        .map(|l| {
+            if l.starts_with("# [transparent]") || l.starts_with("# http") || l.starts_with("# https") {
+                &l[2..]
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = nostalk::config::Config::parse(&uncommented).unwrap_or_else(|e| panic!("{e}"));
+    let port = |a: &Option<String>| a.as_deref().unwrap().rsplit(':').next().unwrap().to_string();
+    assert!(redirect.contains(&format!(
+        "tcp dport 80 fib daddr type != local counter redirect to :{}",
+        port(&cfg.transparent.http)
+    )));
+    assert!(redirect.contains(&format!(
+        "tcp dport 443 fib daddr type != local counter redirect to :{}",
+        port(&cfg.transparent.https)
+    )));
+    assert!(read("deploy/openwrt/nostalk/files/nostalk-noquic.nft").contains("udp dport 443"));
+    assert!(read("deploy/openwrt/nostalk/Makefile").contains("nostalk-redirect.nft"));
+}

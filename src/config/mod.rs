@@ -30,6 +30,7 @@ pub struct Config {
     pub receipt: ReceiptConfig,
     pub auth: AuthConfig,
     pub groups: Vec<GroupConfig>,
+    pub transparent: TransparentConfig,
     pub lists: Vec<ListConfig>,
 }
 
@@ -154,6 +155,18 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig { users: None, realm: "nostalk".into(), log_users: false }
     }
+}
+
+/// Transparent interception (`[transparent]`): addresses where connections a firewall
+/// redirected (a router's LAN, ports 80 and 443) are served as if the client had asked the
+/// proxy. Off when absent.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransparentConfig {
+    /// Plain HTTP redirected here (from port 80): each request's Host says where it goes.
+    pub http: Option<String>,
+    /// TLS redirected here (from port 443): the ClientHello's server name says where it goes.
+    pub https: Option<String>,
 }
 
 /// A group of users with its own policy on top of the proxy's: `[[groups]]`.
@@ -422,6 +435,20 @@ impl Config {
         }
         if !(1..=MAX_LIST_MB).contains(&self.policy.max_list_mb) {
             push(&["policy", "max_list_mb"], None, format!("must be between 1 and {MAX_LIST_MB}"));
+        }
+        for (key, addr) in [("http", &self.transparent.http), ("https", &self.transparent.https)] {
+            if let Some(a) = addr {
+                if a.parse::<SocketAddr>().is_err() {
+                    push(&["transparent", key], None, format!("`{a}` is not an address like 0.0.0.0:8080"));
+                }
+                if self.auth.users.is_some() {
+                    push(
+                        &["transparent", key],
+                        None,
+                        "a transparent listener cannot ask for a password ([auth] users): its clients do not know they use a proxy".into(),
+                    );
+                }
+            }
         }
         let mut grouped = std::collections::HashSet::new();
         for (i, g) in self.groups.iter().enumerate() {

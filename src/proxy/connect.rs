@@ -40,33 +40,55 @@ pub async fn handle(
         Ok(t) => t,
         Err(refused) => return *refused,
     };
+    match plan(&shared, &host, peer, who.as_ref()) {
+        Plan::Refuse => {
+            let why = format!("nostalk blocks {host}: it is a tracker.");
+            respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &why)
+        }
+        Plan::Intercept => {
+            spawn_intercepted(shared, req, host, port, ClientSide { peer, local, who });
+            Response::new(empty())
+        }
+        Plan::PassThrough => pass_through(&shared, req, &host, port).await,
+    }
+}
+
+/// What becomes of a tunnel to `host`.
+pub(crate) enum Plan {
+    /// A tracker's host: refused (and recorded).
+    Refuse,
+    /// Its TLS is terminated here and its requests served like plain ones.
+    Intercept,
+    /// Passed through byte for byte: passthrough list, trusted site, or no CA.
+    PassThrough,
+}
+
+/// Decide a tunnel to `host` on the host alone (only rules that match the bare host can
+/// refuse one), with the group's policy of `who`; a refusal is recorded here.
+pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&Arc<Who>>) -> Plan {
     let policy = shared.policy.load();
-    // Host-level decision: only rules that match the bare host can refuse a tunnel.
     let url = format!("https://{host}/");
-    let info =
-        RequestInfo { url: &url, host: &host, page_host: None, request_type: RequestType::Other, method: "CONNECT" };
+    let info = RequestInfo { url: &url, host, page_host: None, request_type: RequestType::Other, method: "CONNECT" };
     let mut decision = policy.decide(&info);
-    let site = crate::policy::site::site_of(&host);
-    if let Some(group) = who.as_ref().and_then(|w| w.group.as_ref()) {
+    let site = crate::policy::site::site_of(host);
+    if let Some(group) = who.and_then(|w| w.group.as_ref()) {
         decision = group.adjust(decision, &site, &site);
     }
     if decision.verdict == Verdict::Block {
         let client = shared.config.receipt.per_person.then_some(peer);
-        let mut ex = tunnel_exchange(&host, url, decision, client);
+        let mut ex = tunnel_exchange(host, url, decision, client);
         ex.done.status = Some(StatusCode::FORBIDDEN);
         forward::record(&ex, &shared.receipt, &shared.metrics);
-        let why = format!("nostalk blocks {host}: it is a tracker.");
-        return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &why);
+        return Plan::Refuse;
     }
     let intercept = shared.ca.is_some()
-        && !is_passthrough(&shared.config.intercept.passthrough, &host)
+        && !is_passthrough(&shared.config.intercept.passthrough, host)
         && !policy.is_trusted(&site)
         && !decision.is_trusted();
     if intercept {
-        spawn_intercepted(shared, req, host, port, ClientSide { peer, local, who });
-        Response::new(empty())
+        Plan::Intercept
     } else {
-        pass_through(&shared, req, &host, port).await
+        Plan::PassThrough
     }
 }
 
@@ -188,13 +210,15 @@ fn is_passthrough(list: &[String], host: &str) -> bool {
 }
 
 /// The client's address, the proxy's address it reached, and who signed in (`[auth]`).
-struct ClientSide {
-    peer: SocketAddr,
-    local: SocketAddr,
-    who: Option<Arc<Who>>,
+pub(crate) struct ClientSide {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub who: Option<Arc<Who>>,
 }
 
-async fn serve_intercepted<S>(
+/// Serve a tunnel's bytes: TLS terminated with a leaf for the name the client asks for (or
+/// plain HTTP), and the requests inside served like plain ones.
+pub(crate) async fn serve_intercepted<S>(
     shared: Arc<Shared>,
     mut io: S,
     host: String,

@@ -157,6 +157,10 @@ impl<S> Tracked<S> {
         Tracked { inner, state: Arc::new(ConnState::default()), table: None }
     }
 
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// The connection's entry, whose clock can be waited on to go quiet.
     pub fn quiet_clock(&self) -> Arc<ConnState> {
         self.state.clone()

@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::policy::subscribe::{self, Subscriptions};
 use crate::policy::Policy;
-use crate::proxy::{dial, limits, reload, serve, service, socket, upstream};
+use crate::proxy::{dial, limits, reload, serve, service, socket, transparent, upstream};
 use crate::{ops, tls, Shared};
 use arc_swap::ArcSwap;
 use hyper_util::rt::TokioIo;
@@ -41,6 +41,8 @@ pub struct Server {
     shared: Arc<Shared>,
     /// The file SIGHUP re-reads; None when running on the embedded default.
     config_path: Option<std::path::PathBuf>,
+    /// `[transparent]` listeners, for connections a firewall redirected.
+    transparent: Vec<(TcpListener, transparent::Mode)>,
 }
 
 impl Server {
@@ -50,6 +52,17 @@ impl Server {
         let socket::Listening { listener, shared: shared_socket } =
             socket::listen(&config).map_err(|source| StartError::Bind { addr, source })?;
         let listen = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let mut redirected = Vec::new();
+        for (a, mode) in
+            [(&config.transparent.http, transparent::Mode::Http), (&config.transparent.https, transparent::Mode::Https)]
+        {
+            if let Some(a) = a {
+                // validate() checked it.
+                let addr: SocketAddr = a.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+                let l = socket::bind_listener(addr, false).map_err(|source| StartError::Bind { addr, source })?;
+                redirected.push((l, mode));
+            }
+        }
 
         let ca = if config.intercept.enabled {
             let dir = config.ca_dir();
@@ -92,7 +105,7 @@ impl Server {
             config,
             ready: std::sync::atomic::AtomicBool::new(true),
         });
-        Ok(Server { listener, shared_socket, shared, config_path: None })
+        Ok(Server { listener, shared_socket, shared, config_path: None, transparent: redirected })
     }
 
     /// The config file to re-read on SIGHUP (without one, SIGHUP rebuilds the policy from
@@ -112,7 +125,10 @@ impl Server {
 
     /// Serve until `shutdown` completes, then drain for up to `[server] shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { listener, shared_socket, shared, config_path } = self;
+        let Server { listener, shared_socket, shared, config_path, transparent } = self;
+        for (l, mode) in transparent {
+            tokio::spawn(accept_redirected(shared.clone(), l, mode));
+        }
         if let Some(path) = &config_path {
             reload::watch(shared.clone(), path.clone());
         }
@@ -175,6 +191,41 @@ impl Server {
         } else {
             drain(Some(listener), &shared, grace).await;
         }
+    }
+}
+
+/// Accept connections a firewall redirected to a `[transparent]` listener until shutdown.
+async fn accept_redirected(shared: Arc<Shared>, listener: TcpListener, mode: transparent::Mode) {
+    if let Ok(a) = listener.local_addr() {
+        info!(listen = %a, mode = ?mode, "taking redirected connections");
+    }
+    let mut stop = shared.shutdown.subscribe();
+    if *stop.borrow() {
+        return;
+    }
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if !shared.access.allows(peer.ip()) {
+            shared.metrics.inc(&shared.metrics.denied);
+            shared.tasks.spawn(service::deny(stream, peer));
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let (local, peer) = (unmapped(stream.local_addr().unwrap_or(shared.listen)), unmapped(peer));
+        shared.metrics.inc(&shared.metrics.connections);
+        let stream = shared.conns.admit(stream);
+        let span = tracing::debug_span!("redirected", host = tracing::field::Empty);
+        shared.tasks.spawn(transparent::serve(shared.clone(), stream, peer, local, mode).instrument(span));
     }
 }
 

@@ -13,4 +13,5 @@ pub mod reload;
 pub mod serve;
 pub mod service;
 pub mod socket;
+pub mod transparent;
 pub mod upstream;

@@ -116,6 +116,7 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
         ("receipt", started.receipt != new.receipt),
         ("auth", started.auth != new.auth),
         ("groups", started.groups != new.groups),
+        ("transparent", started.transparent != new.transparent),
         ("lists (subscriptions)", subscriptions(started) != subscriptions(new)),
     ]
     .into_iter()

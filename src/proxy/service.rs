@@ -71,6 +71,9 @@ pub struct ProxyService {
     activity: Arc<Activity>,
     /// Inside an intercepted tunnel: who opened it (`[auth]`), for every request in it.
     who: Option<Arc<Who>>,
+    /// A connection a firewall redirected here (`[transparent] http`): its requests are
+    /// origin-form, for the host their Host header names.
+    transparent: bool,
 }
 
 impl ProxyService {
@@ -81,7 +84,13 @@ impl ProxyService {
         tunnel: Option<Arc<Tunnel>>,
         activity: Arc<Activity>,
     ) -> Self {
-        ProxyService { shared, peer, local, tunnel, activity, who: None }
+        ProxyService { shared, peer, local, tunnel, activity, who: None, transparent: false }
+    }
+
+    /// The service of a connection redirected here by a firewall.
+    pub fn transparent(mut self) -> Self {
+        self.transparent = true;
+        self
     }
 
     /// The service of a tunnel opened by `who`.
@@ -198,6 +207,7 @@ impl ProxyService {
                 }
             }
             (Some(other), _) => Route::Bad(format!("the scheme `{other}` is not proxied")),
+            (None, _) if self.transparent => self.transparent_route(req, user),
             (None, _) => match req.headers().get(http::header::HOST).map(|h| h.to_str()) {
                 // HTTP/1.0 without a Host: only the proxy itself can be meant.
                 None => Route::Local,
@@ -206,6 +216,33 @@ impl ProxyService {
                     "This is nostalk. Its pages answer only to its own names (nostalk.internal, or the address it listens on), not to a name that merely leads here.",
                 ),
             },
+        }
+    }
+
+    /// An origin-form request on a redirected connection: for the host its Host names (the
+    /// proxy's own pages only under the proxy's own names).
+    fn transparent_route(&self, req: &Request<Incoming>, user: bool) -> Route {
+        let Some(Ok(authority)) = req.headers().get(http::header::HOST).map(|h| h.as_bytes().try_into()) else {
+            return Route::Bad("a request without a valid Host header cannot be forwarded".into());
+        };
+        let authority: Authority = authority;
+        if let Err(why) = valid_port(Some(&authority)) {
+            return Route::Bad(why);
+        }
+        if is_local_name(authority.host()) {
+            return Route::Local;
+        }
+        if !user {
+            return Route::Refused("This proxy does not forward for your address.");
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority);
+        parts.path_and_query =
+            Some(req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        match Uri::from_parts(parts) {
+            Ok(uri) => Route::Upstream(uri),
+            Err(e) => Route::Bad(format!("cannot make a URL of this request: {e}")),
         }
     }
 

@@ -35,6 +35,11 @@ pub fn listen(config: &Config) -> std::io::Result<Listening> {
     Ok(Listening { listener: tokio::net::TcpListener::from_std(listener)?, shared: reuse_port })
 }
 
+/// A tokio listener bound to `addr` (dual-stack for `[::]`).
+pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::from_std(bind(addr, reuse_port)?)
+}
+
 fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
