@@ -402,3 +402,23 @@ async fn the_pac_file_fails_closed_unless_told_to_go_direct() {
     let pac = reqwest::get(format!("{}/proxy.pac", p.url())).await.unwrap().text().await.unwrap();
     assert!(pac.contains(&format!("return \"PROXY {}; DIRECT\";", p.addr)), "{pac}");
 }
+
+#[tokio::test]
+async fn a_pac_file_names_the_address_its_client_reached_never_the_wildcard_and_no_direct() {
+    // Listening on every address, as on a router; the client reaches one of them (127.0.0.3
+    // stands for the router's LAN address: any 127/8 address reaches this machine).
+    let p = Proxy::start(&[], "[server]\nlisten = \"0.0.0.0:0\"\n").await;
+    let port = p.addr.port();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for head in [
+        format!("GET /proxy.pac HTTP/1.1\r\nHost: 127.0.0.3:{port}\r\nConnection: close\r\n\r\n"),
+        "GET /proxy.pac HTTP/1.0\r\n\r\n".to_string(),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.3", port)).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut pac = String::new();
+        s.read_to_string(&mut pac).await.unwrap();
+        assert!(pac.contains(&format!("return \"PROXY 127.0.0.3:{port}\";")), "{pac}");
+        assert!(!pac.contains("0.0.0.0") && !pac.contains("; DIRECT"), "no fallback to going direct: {pac}");
+    }
+}
