@@ -11,6 +11,15 @@ fn nostalk() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nostalk"))
 }
 
+/// A config for a test run: the tests reach nothing but loopback, so no default
+/// subscription is fetched from the web.
+fn offline(toml: &str) -> String {
+    match toml.find("[policy]\n") {
+        Some(i) => format!("{}[policy]\ndefault_subscriptions = false\n{}", &toml[..i], &toml[i + 9..]),
+        None => format!("{toml}\n[policy]\ndefault_subscriptions = false\n"),
+    }
+}
+
 #[test]
 fn check_accepts_a_valid_file_and_names_key_and_line_of_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,7 +157,7 @@ fn run_answers_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, format!("[ca]\ndir = {:?}\n", dir.path().join("ca").display().to_string())).unwrap();
+    std::fs::write(&cfg, offline(&format!("[ca]\ndir = {:?}\n", dir.path().join("ca").display().to_string()))).unwrap();
     let mut child = nostalk()
         .args(["run", "--config", cfg.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
         .stderr(Stdio::piped())
@@ -216,8 +225,11 @@ fn run_binary(server_extra: &str, stderr: Stdio) -> (tempfile::TempDir, u16, std
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.path().join("c.toml");
     let ca = dir.path().join("ca").display().to_string();
-    std::fs::write(&cfg, format!("[ca]\ndir = {ca:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}"))
-        .unwrap();
+    std::fs::write(
+        &cfg,
+        offline(&format!("[ca]\ndir = {ca:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}")),
+    )
+    .unwrap();
     let child = nostalk().args(["run", "--config", cfg.to_str().unwrap()]).stderr(stderr).spawn().unwrap();
     (dir, port, child)
 }
@@ -630,11 +642,11 @@ async fn a_restart_by_socket_hand_over_fails_no_request() {
     let ca = dir.path().join("ca").display().to_string();
     std::fs::write(
         &cfg,
-        format!(
+        offline(&format!(
             "[ca]\ndir = {ca:?}\n[server]\nlisten = \"127.0.0.1:1\"\nshutdown_grace = \"5s\"\n\
              [upstream]\nresolve = [\"site.test:80:127.0.0.1:{}\"]\nallow = [\"127.0.0.0/8\"]\n",
             o.addr.port()
-        ),
+        )),
     )
     .unwrap();
 

@@ -168,6 +168,9 @@ extra_roots = ["{work}/origin-ca.pem"]
 allow = ["127.0.0.0/8"]
 [policy]
 list_cache_dir = "{work}/nostalk-lists"
+# Nothing here reaches the web: the "easylist" runs give the lists by path instead, which is
+# what the default subscriptions load once downloaded.
+default_subscriptions = false
 {extra}""")
     return cfg
 

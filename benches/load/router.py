@@ -8,7 +8,7 @@ compiled-engine cache) and warm (the cache the cold start wrote): time to /ready
 one second after, the peak RSS of the start (VmHWM); and RSS with 500 open keep-alive
 connections through it to a local nginx. Everything on loopback; every wait is bounded.
 
-Usage: python3 benches/load/router.py [BINARY ...]
+Usage: python3 benches/load/router.py [[LABEL=]BINARY ...]
 """
 import os
 import shutil
@@ -79,7 +79,9 @@ def measure(binary, work, lists, warm, conns):
 
 
 def main():
-    binaries = [(os.path.basename(b), b) for b in sys.argv[1:]] or default_binaries()
+    # Arguments: BINARY or LABEL=BINARY.
+    binaries = [tuple(a.split("=", 1)) if "=" in a else (os.path.basename(a), a) for a in sys.argv[1:]]
+    binaries = binaries or default_binaries()
     conns = int(os.environ.get("ROUTER_CONNECTIONS", "500"))
     work = tempfile.mkdtemp(prefix="nostalk-router-")
     os.chmod(work, 0o755)

@@ -100,6 +100,10 @@ pub struct PolicyConfig {
     pub list_cache_dir: Option<PathBuf>,
     /// The largest list file taken, downloaded or read from a path, in megabytes.
     pub max_list_mb: usize,
+    /// Subscribe to EasyPrivacy (`block`) and EasyList (`ad`) besides the `[[lists]]` given:
+    /// fetched in the background, cached on disk, refreshed daily, the embedded lists in force
+    /// until they arrive. False on a machine offline or short of flash.
+    pub default_subscriptions: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -196,6 +200,33 @@ pub struct ListConfig {
     pub refresh: Dur,
 }
 
+/// What `[policy] default_subscriptions` subscribes to: (name, URL, verdict).
+pub const DEFAULT_SUBSCRIPTIONS: [(&str, &str, ListVerdict); 2] = [
+    ("easyprivacy", "https://easylist.to/easylist/easyprivacy.txt", ListVerdict::Block),
+    ("easylist", "https://easylist.to/easylist/easylist.txt", ListVerdict::Ad),
+];
+
+impl Config {
+    /// Add the default subscriptions the file does not already have (by name or URL).
+    fn add_default_subscriptions(&mut self) {
+        if !self.policy.default_subscriptions {
+            return;
+        }
+        for (name, url, verdict) in DEFAULT_SUBSCRIPTIONS {
+            if self.lists.iter().any(|l| l.name == name || l.url.as_deref() == Some(url)) {
+                continue;
+            }
+            self.lists.push(ListConfig {
+                name: name.into(),
+                url: Some(url.into()),
+                path: None,
+                verdict,
+                refresh: default_refresh(),
+            });
+        }
+    }
+}
+
 fn default_refresh() -> Dur {
     Dur::secs(24 * 3600)
 }
@@ -244,6 +275,7 @@ impl Default for PolicyConfig {
             decision_cache: 20_000,
             list_cache_dir: None,
             max_list_mb: 32,
+            default_subscriptions: true,
         }
     }
 }
@@ -342,8 +374,9 @@ impl Config {
         // Each round blanks at least one key, so this ends; the cap is for safety only.
         for _ in 0..64 {
             match toml::from_str::<Config>(&work) {
-                Ok(cfg) => {
+                Ok(mut cfg) => {
                     issues.extend(cfg.validate(text));
+                    cfg.add_default_subscriptions();
                     return if issues.is_empty() { Ok(cfg) } else { Err(ConfigError::Invalid(issues)) };
                 }
                 Err(e) => {
@@ -651,6 +684,29 @@ mod tests {
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].key, "upstream.resolve[1]");
         assert_eq!(issues[0].line, Some(5));
+    }
+
+    #[test]
+    fn easylist_and_easyprivacy_are_subscribed_by_default_once_and_can_be_turned_off() {
+        let subs = |c: &Config| -> Vec<(String, Option<String>, ListVerdict)> {
+            c.lists.iter().map(|l| (l.name.clone(), l.url.clone(), l.verdict)).collect()
+        };
+        let c = Config::embedded();
+        assert_eq!(
+            subs(&c),
+            DEFAULT_SUBSCRIPTIONS.iter().map(|(n, u, v)| (n.to_string(), Some(u.to_string()), *v)).collect::<Vec<_>>()
+        );
+        assert!(c.lists.iter().all(|l| l.refresh.get() == std::time::Duration::from_secs(86400)), "refreshed daily");
+        assert!(c.policy.embedded_lists, "the embedded lists stay in force beside them");
+        let off = Config::parse("[policy]\ndefault_subscriptions = false\n").unwrap();
+        assert!(off.lists.is_empty());
+        // A file that subscribes to one itself (another name, its own refresh) is not given it twice.
+        let own = Config::parse(
+            "[[lists]]\nname = \"privacy\"\nurl = \"https://easylist.to/easylist/easyprivacy.txt\"\nrefresh = \"12h\"\n",
+        )
+        .unwrap();
+        let names: Vec<_> = own.lists.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["privacy", "easylist"]);
     }
 
     #[test]

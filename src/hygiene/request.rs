@@ -167,6 +167,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_parameters_brave_and_adguard_strip_are_stripped_and_a_sites_own_stay() {
+        let policy = crate::policy::Policy::build(&crate::Config::default(), &[]).unwrap();
+        // A sample of what Brave's query filter and AdGuard's URL-tracking protection strip.
+        for name in [
+            "fb_source",
+            "fbclid",
+            "mc_eid",
+            "_hsenc",
+            "igshid",
+            "srsltid",
+            "gclid",
+            "msclkid",
+            "yclid",
+            "ttclid",
+            "twclid",
+            "fb_ref",
+            "fb_action_ids",
+            "__tn__",
+            "mibextid",
+            "_bhlid",
+            "_branch_match_id",
+            "ck_subscriber_id",
+            "vgo_ee",
+            "oly_enc_id",
+            "rb_clickid",
+            "wickedid",
+            "ml_subscriber_hash",
+            "_kx",
+            "__s",
+            "ns_campaign",
+            "wt_mc",
+            "xtor",
+            "guccounter",
+            "ScCid",
+            "li_fat_id",
+            "epik",
+            "mkt_tok",
+            "utm_id",
+            "stm_source",
+        ] {
+            let url = format!("https://news.example/story?id=7&{name}=x1");
+            assert_eq!(
+                strip_query_params(&url, &policy.params, false, false).as_deref(),
+                Some("https://news.example/story?id=7"),
+                "{name}"
+            );
+        }
+        // Names sites use for themselves are kept on ordinary requests.
+        for name in ["ref", "source", "cid", "sid", "si", "eid", "page", "q", "lang"] {
+            let url = format!("https://shop.example/p?{name}=1");
+            assert_eq!(strip_query_params(&url, &policy.params, false, false), None, "{name}");
+        }
+    }
+
+    #[test]
     fn tracking_params_go_and_the_rest_stays_in_order() {
         let mut p = ParamList::default();
         p.extend_from("utm_*\nfbclid\nuid$ad\nawc$shopping\n");

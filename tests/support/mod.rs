@@ -219,7 +219,11 @@ impl Proxy {
         let mut toml =
             format!("{before}\n[server]\n{server}[ca]\ndir = {:?}\n", dir.path().join("ca").display().to_string(),);
         toml.push_str(after);
-        let cache = format!("list_cache_dir = {:?}", dir.path().join("lists").display().to_string());
+        // Tests reach nothing but loopback: no default subscription to fetch from the web.
+        let cache = format!(
+            "list_cache_dir = {:?}\ndefault_subscriptions = false",
+            dir.path().join("lists").display().to_string()
+        );
         if toml.contains("[policy]") {
             toml = toml.replacen("[policy]", &format!("[policy]\n{cache}"), 1);
         } else {
