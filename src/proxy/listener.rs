@@ -142,29 +142,14 @@ impl Server {
         tokio::pin!(shutdown);
         let mut conn_id: u64 = 0;
         loop {
-            let (stream, peer) = tokio::select! {
+            let accepted = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a moment, never spin.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = next_connection(&listener) => accepted,
+            };
+            let Some((stream, local, peer)) = accepted.and_then(|(stream, peer)| let_in(&shared, stream, peer)) else {
+                continue;
             };
             conn_id += 1;
-            if !shared.access.allows(peer.ip()) {
-                shared.metrics.inc(&shared.metrics.denied);
-                shared.tasks.spawn(service::deny(stream, peer));
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            // On a dual-stack listener an IPv4 client comes as ::ffff:a.b.c.d: the pages and the
-            // PAC file name the address as that client knows it.
-            let (local, peer) = (unmapped(stream.local_addr().unwrap_or(shared.listen)), unmapped(peer));
-            shared.metrics.inc(&shared.metrics.connections);
             let activity = Arc::new(limits::Activity::default());
             let svc = service::ProxyService::new(shared.clone(), peer, local, None, activity.clone());
             let io = TokioIo::new(shared.conns.admit(stream));
@@ -194,6 +179,39 @@ impl Server {
     }
 }
 
+/// The next connection on `listener`; None after a failed accept, once a short pause has
+/// passed (out of file descriptors and the like: never spin).
+async fn next_connection(listener: &TcpListener) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// A connection let in, with the proxy's address it reached and its client's; None when
+/// `[access]` refuses its client (answered 403 and closed, counted).
+fn let_in(
+    shared: &Shared,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<(tokio::net::TcpStream, SocketAddr, SocketAddr)> {
+    if !shared.access.allows(peer.ip()) {
+        shared.metrics.inc(&shared.metrics.denied);
+        shared.tasks.spawn(service::deny(stream, peer));
+        return None;
+    }
+    let _ = stream.set_nodelay(true);
+    // On a dual-stack listener an IPv4 client comes as ::ffff:a.b.c.d: the pages and the PAC
+    // file name the address as that client knows it.
+    let (local, peer) = (unmapped(stream.local_addr().unwrap_or(shared.listen)), unmapped(peer));
+    shared.metrics.inc(&shared.metrics.connections);
+    Some((stream, local, peer))
+}
+
 /// Accept connections a firewall redirected to a `[transparent]` listener until shutdown.
 async fn accept_redirected(shared: Arc<Shared>, listener: TcpListener, mode: transparent::Mode) {
     if let Ok(a) = listener.local_addr() {
@@ -204,25 +222,13 @@ async fn accept_redirected(shared: Arc<Shared>, listener: TcpListener, mode: tra
         return;
     }
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             _ = stop.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = next_connection(&listener) => accepted,
         };
-        if !shared.access.allows(peer.ip()) {
-            shared.metrics.inc(&shared.metrics.denied);
-            shared.tasks.spawn(service::deny(stream, peer));
+        let Some((stream, local, peer)) = accepted.and_then(|(stream, peer)| let_in(&shared, stream, peer)) else {
             continue;
-        }
-        let _ = stream.set_nodelay(true);
-        let (local, peer) = (unmapped(stream.local_addr().unwrap_or(shared.listen)), unmapped(peer));
-        shared.metrics.inc(&shared.metrics.connections);
+        };
         let stream = shared.conns.admit(stream);
         let span = tracing::debug_span!("redirected", host = tracing::field::Empty);
         shared.tasks.spawn(transparent::serve(shared.clone(), stream, peer, local, mode).instrument(span));
