@@ -456,3 +456,58 @@ async fn pages_in_other_charsets_keep_their_bytes() {
         assert!(!out.windows(15).any(|w| w == b"facebook.com/tr"), "the pixel is gone");
     }
 }
+
+/// Real pages whose one inline script holds both the site's own code and an analytics
+/// snippet (Medium's font loader beside Google Analytics, Breitbart's ad slots beside it,
+/// BuzzFeed's page tracker setup): the script is kept whole, so the page still works; a script
+/// that is the snippet and nothing else (the same pages' and others') is still taken out.
+#[tokio::test]
+async fn a_script_with_the_pages_own_code_is_kept_and_a_bare_snippet_is_removed() {
+    let Some(data) = shared_data() else { return };
+    let pages: Vec<(&str, Vec<u8>)> =
+        ["medium-1.html", "breitbart.html", "buzzfeed-1.html", "toc-missing.html", "ars-1.html"]
+            .iter()
+            .map(|n| (*n, std::fs::read(data.join("pages").join(n)).unwrap()))
+            .collect();
+    let served: Arc<Vec<(&'static str, Bytes)>> =
+        Arc::new(pages.iter().map(|(n, b)| (*n, Bytes::from(b.clone()))).collect());
+    let s = served.clone();
+    let o = origin(
+        None,
+        handler(move |req| {
+            let s = s.clone();
+            async move {
+                let name = req.uri().path().trim_start_matches('/').to_string();
+                let page = s.iter().find(|p| p.0 == name).map(|p| p.1.clone()).unwrap_or_default();
+                Response::builder().header("content-type", "text/html").body(body(page)).unwrap()
+            }
+        }),
+    )
+    .await;
+    let p = Proxy::start(&[resolve("pages.test", 80, &o)], "").await;
+    let c = p.client(&[]);
+    let get = |name: &'static str| {
+        let c = c.clone();
+        async move {
+            let r =
+                c.get(format!("http://pages.test/{name}")).header("sec-fetch-dest", "document").send().await.unwrap();
+            r.text().await.unwrap()
+        }
+    };
+    // Mixed: the page's own code and the snippet stay together.
+    for (name, own, snippet) in [
+        ("medium-1.html", "function _asyncScript(u)", "_gaq.push([\"_trackPageview\"])"),
+        ("breitbart.html", "googletag.defineSlot(\"/1003622/Breitbart.ROS.Top.Leader\"", "ga('send', 'pageview')"),
+        ("buzzfeed-1.html", "function GAPageLoad()", "_gaq.push(['_setAccount', 'UA-1740781-1'])"),
+    ] {
+        let html = get(name).await;
+        assert!(html.contains(own), "{name}: the page's own code was taken out");
+        assert!(html.contains(snippet), "{name}: the script was cut, not kept whole");
+    }
+    // Bare snippets: gone.
+    let html = get("toc-missing.html").await;
+    assert!(!html.contains("ga('create'"), "a bare Google Analytics snippet is removed");
+    let html = get("ars-1.html").await;
+    assert!(!html.contains("googletagmanager.com/gtm.js"), "a bare Tag Manager snippet is removed");
+    p.stop().await;
+}

@@ -4,6 +4,7 @@
 //! signatures) use a one-entry-per-line format of our own, read here, because no filter syntax
 //! covers them.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -273,6 +274,9 @@ impl CookieList {
 pub struct InlineSignatures {
     entries: Vec<(Arc<str>, String)>,
     automaton: Option<aho_corasick::AhoCorasick>,
+    /// Globals a tracker's snippet may define (`defines | NAME` lines): a script that
+    /// declares anything else holds the page's own code too.
+    globals: HashSet<String>,
 }
 
 impl InlineSignatures {
@@ -282,8 +286,10 @@ impl InlineSignatures {
             if line.is_empty() || line.starts_with('!') || line.starts_with('#') {
                 continue;
             }
-            if let Some((family, sig)) = line.split_once(" | ") {
-                self.entries.push((Arc::from(family.trim()), sig.trim().to_string()));
+            match line.split_once(" | ") {
+                Some(("defines", names)) => self.globals.extend(names.split_whitespace().map(str::to_string)),
+                Some((family, sig)) => self.entries.push((Arc::from(family.trim()), sig.trim().to_string())),
+                None => {}
             }
         }
         // A DFA: a few dozen signatures, matched against every inline script of every page.
@@ -304,9 +310,114 @@ impl InlineSignatures {
         Some((family.clone(), sig.as_str()))
     }
 
+    /// Whether `script` is a tracker's snippet and nothing else: every name it declares at
+    /// its top level is a tracker's global. A script that also defines the page's own
+    /// functions or variables (a font loader beside the analytics snippet) is not one, and is
+    /// kept whole: its tracker calls reach only what the network side blocks or stubs.
+    pub fn is_only_tracking(&self, script: &str) -> bool {
+        top_level_names(script).iter().all(|n| self.globals.contains(*n))
+    }
+
     pub fn families(&self) -> std::collections::BTreeSet<&str> {
         self.entries.iter().map(|(f, _)| &**f).collect()
     }
+}
+
+/// The names a script declares at its top level: `function NAME`, `var`/`let`/`const` NAME
+/// (each of a comma-separated list), `window.NAME =`. A lexical scan, not a parser (no crate
+/// gives this without parsing the whole language, and a script is read on every page): strings,
+/// template literals and comments are skipped, and anything inside brackets of any kind is
+/// not at the top level.
+pub fn top_level_names(script: &str) -> Vec<&str> {
+    let b = script.as_bytes();
+    let ident_start = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c == b'$';
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
+    let word_at = |i: usize| {
+        let mut j = i;
+        while j < b.len() && ident(b[j]) {
+            j += 1;
+        }
+        j
+    };
+    let skip_space = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let (mut names, mut depth, mut in_decl, mut i) = (Vec::new(), 0usize, false, 0usize);
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' | b'"' | b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = script[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 2);
+            }
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b')' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b';' if depth == 0 => {
+                in_decl = false;
+                i += 1;
+            }
+            b',' if depth == 0 && in_decl => {
+                let s = skip_space(i + 1);
+                let e = word_at(s);
+                if e > s && ident_start(b[s]) {
+                    names.push(&script[s..e]);
+                }
+                i = e.max(i + 1);
+            }
+            c if ident_start(c) && (i == 0 || !(ident(b[i - 1]) || b[i - 1] == b'.')) => {
+                let e = word_at(i);
+                let word = &script[i..e];
+                i = e;
+                if depth > 0 {
+                    continue;
+                }
+                match word {
+                    "function" | "var" | "let" | "const" | "class" => {
+                        in_decl = matches!(word, "var" | "let" | "const");
+                        let s = skip_space(i);
+                        let s = if b.get(s) == Some(&b'*') { skip_space(s + 1) } else { s };
+                        let e = word_at(s);
+                        if e > s && ident_start(b[s]) {
+                            names.push(&script[s..e]);
+                            i = e;
+                        }
+                    }
+                    "window" if b.get(i) == Some(&b'.') => {
+                        let s = i + 1;
+                        let e = word_at(s);
+                        let after = skip_space(e);
+                        if e > s && b.get(after) == Some(&b'=') && b.get(after + 1) != Some(&b'=') {
+                            names.push(&script[s..e]);
+                        }
+                        i = e;
+                    }
+                    _ => {}
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    names
 }
 
 /// A list file's text, refused unread when it is larger than `max` bytes (`[policy]

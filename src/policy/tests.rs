@@ -204,3 +204,16 @@ fn an_engine_built_from_a_list_file_is_cached_and_read_back_with_its_rules_and_l
     assert_eq!(now.len(), 1);
     assert_ne!(now, files);
 }
+
+#[test]
+fn the_names_a_script_declares_at_its_top_level_tell_a_bare_snippet_from_page_code() {
+    let ga = "(function(i,s,o,g,r,a,m){i['GoogleAnalyticsObject']=r;i[r]=i[r]||function(){(i[r].q=i[r].q||[]).push(arguments)}})(window,document,'script','//www.google-analytics.com/analytics.js','ga'); ga('create', 'UA-1', 'auto');";
+    assert!(lists::top_level_names(ga).is_empty());
+    let gtag = "window.dataLayer = window.dataLayer || []; function gtag(){dataLayer.push(arguments);} gtag('js', new Date());";
+    assert_eq!(lists::top_level_names(gtag), ["dataLayer", "gtag"]);
+    let mixed = "var a = 1, b = f(1, 2), c; /* var no */ 'var no2'; function load(u) { var inner = u; } let x = `{`; window.y == 2; window.z = 3;";
+    assert_eq!(lists::top_level_names(mixed), ["a", "b", "c", "load", "x", "z"]);
+    let p = policy_with(|_| {});
+    assert!(p.inline.is_only_tracking(ga) && p.inline.is_only_tracking(gtag));
+    assert!(!p.inline.is_only_tracking(&format!("{gtag} function loadFonts() {{}}")));
+}

@@ -144,14 +144,17 @@ impl Handlers {
         // The common case: the whole script in one chunk. Look at it in place and leave it
         // untouched unless it is a tracker's snippet (no copy, no mutation).
         if st.script.is_empty() && chunk.last_in_text_node() {
-            if let Some((family, sig)) = self.policy.inline.find(chunk.as_str()) {
+            let text = chunk.as_str();
+            if let Some((family, sig)) =
+                self.policy.inline.find(text).filter(|_| self.policy.inline.is_only_tracking(text))
+            {
                 chunk.replace(surrogates::INLINE_STUB, ContentType::Html);
                 self.removed_snippet(&family, sig);
             }
             return Ok(());
         }
         if let Step::Whole(held) = st.script.hold(chunk) {
-            match self.policy.inline.find(&held) {
+            match self.policy.inline.find(&held).filter(|_| self.policy.inline.is_only_tracking(&held)) {
                 Some((family, sig)) => {
                     chunk.replace(surrogates::INLINE_STUB, ContentType::Html);
                     self.removed_snippet(&family, sig);
