@@ -328,6 +328,23 @@ fn without_query(u: &str) -> &str {
     u.split(['?', '#']).next().unwrap_or(u)
 }
 
+/// An origin serving each page at `/NAME` as text/html (an empty body for any other path).
+async fn pages_origin(pages: Vec<(String, Bytes)>) -> Origin {
+    let pages = Arc::new(pages);
+    origin(
+        None,
+        handler(move |req| {
+            let pages = pages.clone();
+            async move {
+                let name = req.uri().path().trim_start_matches('/');
+                let page = pages.iter().find(|p| p.0 == name).map(|p| p.1.clone()).unwrap_or_default();
+                Response::builder().header("content-type", "text/html").body(body(page)).unwrap()
+            }
+        }),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn the_real_pages_keep_their_text_and_lose_only_blocked_services() {
     let Some(data) = shared_data() else { return };
@@ -343,20 +360,7 @@ async fn the_real_pages_keep_their_text_and_lose_only_blocked_services() {
         }
     }
     pages.sort();
-    let served: Arc<Vec<(String, String, Bytes)>> = Arc::new(pages.clone());
-    let s = served.clone();
-    let o = origin(
-        None,
-        handler(move |req| {
-            let s = s.clone();
-            async move {
-                let name = req.uri().path().trim_start_matches('/').to_string();
-                let page = s.iter().find(|p| p.0 == name).map(|p| p.2.clone()).unwrap_or_default();
-                Response::builder().header("content-type", "text/html").body(body(page)).unwrap()
-            }
-        }),
-    )
-    .await;
+    let o = pages_origin(pages.iter().map(|(name, _, page)| (name.clone(), page.clone())).collect()).await;
     let mut hosts: Vec<String> = pages.iter().map(|p| p.1.clone()).collect();
     hosts.sort();
     hosts.dedup();
@@ -464,26 +468,11 @@ async fn pages_in_other_charsets_keep_their_bytes() {
 #[tokio::test]
 async fn a_script_with_the_pages_own_code_is_kept_and_a_bare_snippet_is_removed() {
     let Some(data) = shared_data() else { return };
-    let pages: Vec<(&str, Vec<u8>)> =
-        ["medium-1.html", "breitbart.html", "buzzfeed-1.html", "toc-missing.html", "ars-1.html"]
-            .iter()
-            .map(|n| (*n, std::fs::read(data.join("pages").join(n)).unwrap()))
-            .collect();
-    let served: Arc<Vec<(&'static str, Bytes)>> =
-        Arc::new(pages.iter().map(|(n, b)| (*n, Bytes::from(b.clone()))).collect());
-    let s = served.clone();
-    let o = origin(
-        None,
-        handler(move |req| {
-            let s = s.clone();
-            async move {
-                let name = req.uri().path().trim_start_matches('/').to_string();
-                let page = s.iter().find(|p| p.0 == name).map(|p| p.1.clone()).unwrap_or_default();
-                Response::builder().header("content-type", "text/html").body(body(page)).unwrap()
-            }
-        }),
-    )
-    .await;
+    let pages = ["medium-1.html", "breitbart.html", "buzzfeed-1.html", "toc-missing.html", "ars-1.html"]
+        .iter()
+        .map(|n| (n.to_string(), Bytes::from(std::fs::read(data.join("pages").join(n)).unwrap())))
+        .collect();
+    let o = pages_origin(pages).await;
     let p = Proxy::start(&[resolve("pages.test", 80, &o)], "").await;
     let c = p.client(&[]);
     let get = |name: &'static str| {
