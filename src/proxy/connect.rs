@@ -81,10 +81,9 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
         forward::record(&ex, &shared.receipt, &shared.metrics);
         return Plan::Refuse;
     }
-    let intercept = shared.ca.is_some()
-        && !is_passthrough(&shared.config.intercept.passthrough, host)
-        && !policy.is_trusted(&site)
-        && !decision.is_trusted();
+    // A trusted site (the proxy's or the group's) is decided TrustedSite: passed through.
+    let intercept =
+        shared.ca.is_some() && !is_passthrough(&shared.config.intercept.passthrough, host) && !decision.is_trusted();
     if intercept {
         Plan::Intercept
     } else {

@@ -52,11 +52,7 @@ impl Tunnel {
     /// The absolute URL of a request made inside the tunnel.
     fn uri(&self, req: &Uri) -> Result<Uri, String> {
         let authority = self.authority.clone().ok_or("the tunnel's host is not a valid authority")?;
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(authority);
-        parts.path_and_query = Some(req.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
-        Uri::from_parts(parts).map_err(|e| format!("cannot make a URL of this request: {e}"))
+        absolute(self.scheme.clone(), authority, req)
     }
 }
 
@@ -235,14 +231,9 @@ impl ProxyService {
         if !user {
             return Route::Refused("This proxy does not forward for your address.");
         }
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(authority);
-        parts.path_and_query =
-            Some(req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
-        match Uri::from_parts(parts) {
+        match absolute(Scheme::HTTP, authority, req.uri()) {
             Ok(uri) => Route::Upstream(uri),
-            Err(e) => Route::Bad(format!("cannot make a URL of this request: {e}")),
+            Err(why) => Route::Bad(why),
         }
     }
 
@@ -267,6 +258,15 @@ impl ProxyService {
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         is_local_name(host) || host.parse::<std::net::IpAddr>().is_ok() || host.eq_ignore_ascii_case("localhost")
     }
+}
+
+/// The absolute URL of an origin-form request sent to `authority` over `scheme`.
+fn absolute(scheme: Scheme, authority: Authority, req: &Uri) -> Result<Uri, String> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(req.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+    Uri::from_parts(parts).map_err(|e| format!("cannot make a URL of this request: {e}"))
 }
 
 /// A port that is there must be a number from 1 to 65535: `:99999` or `:abc` is a 400, never
