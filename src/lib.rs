@@ -64,6 +64,9 @@ pub struct Shared {
     pub metrics: Arc<ops::metrics::Metrics>,
     pub receipt: Arc<receipt::Receipt>,
     pub shopping: hygiene::shopping::Shopping,
+    /// One-time passes: loads the person let through with a click ("Open anyway", a social
+    /// widget's placeholder).
+    pub passes: policy::passes::Passes,
     pub lists: Arc<policy::subscribe::Subscriptions>,
     /// The `[server]` timeouts, parsed once.
     pub timeouts: proxy::limits::Timeouts,

@@ -7,11 +7,10 @@
 mod support;
 
 use http::Response;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+use support::cdp::{browser_home, chromium_flags, CHROMIUM};
 use support::*;
-
-const CHROMIUM: &str = "/usr/lib/chromium/chromium";
 
 const PAGE: &str = r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Local news</title>
@@ -52,54 +51,6 @@ const AD_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" hei
 
 const TRACKER_NAMES: [&str; 4] =
     ["www.googletagmanager.com", "connect.facebook.net", "www.facebook.com", "www.google-analytics.com"];
-
-fn chromium_flags(profile: &Path, proxy: &str) -> Vec<String> {
-    let mut f: Vec<String> = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-domain-reliability",
-        "--disable-client-side-phishing-detection",
-        "--disable-default-apps",
-        "--disable-features=OptimizationHints,OptimizationHintsFetching,OptimizationGuideModelDownloading,AutofillServerCommunication,MediaRouter",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    f.push(format!("--user-data-dir={}", profile.display()));
-    f.push(format!("--proxy-server={proxy}"));
-    f
-}
-
-/// A HOME whose NSS database trusts `ca_pem`, and a profile that allows third-party cookies
-/// (so that it is the proxy, not the browser, that keeps them from the ad server).
-fn browser_home(dir: &Path, ca_pem: Option<&Path>) -> (PathBuf, PathBuf) {
-    let home = dir.join("home");
-    let nssdb = home.join(".pki").join("nssdb");
-    std::fs::create_dir_all(&nssdb).unwrap();
-    let db = format!("sql:{}", nssdb.display());
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("certutil").args(args).output().expect("certutil (libnss3-tools)");
-        assert!(out.status.success(), "certutil {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(&["-N", "-d", &db, "--empty-password"]);
-    if let Some(ca_pem) = ca_pem {
-        run(&["-A", "-d", &db, "-n", "nostalk-test", "-t", "C,,", "-i", ca_pem.to_str().unwrap()]);
-    }
-    let profile = dir.join("profile");
-    std::fs::create_dir_all(profile.join("Default")).unwrap();
-    std::fs::write(
-        profile.join("Default").join("Preferences"),
-        r#"{"profile": {"cookie_controls_mode": 0, "block_third_party_cookies": false}}"#,
-    )
-    .unwrap();
-    (home, profile)
-}
 
 #[tokio::test]
 async fn a_page_with_trackers_and_an_ad_in_headless_chromium() {

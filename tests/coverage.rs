@@ -120,6 +120,7 @@ fn the_embedded_lists_cover_the_trackers_and_ads_on_the_real_pages() {
     let ours = Policy::build(&nostalk::Config::default(), &[]).unwrap();
     let mut services: BTreeMap<String, Service> = BTreeMap::new();
     let (mut ordinary, mut ordinary_blocked, mut ordinary_ad, mut judge_gaps) = (0usize, 0usize, 0usize, 0usize);
+    let mut social = 0usize;
     let mut wrongly_blocked: BTreeMap<String, String> = BTreeMap::new();
     let mut pages = 0;
     for e in std::fs::read_dir(data.join("pages")).unwrap() {
@@ -147,9 +148,15 @@ fn the_embedded_lists_cover_the_trackers_and_ads_on_the_real_pages() {
                 method: "GET",
             };
             let j = judge.decide(&info).verdict;
-            let o = ours.decide(&info).verdict;
+            let d = ours.decide(&info);
+            let o = d.verdict;
             if j == Verdict::Allow {
                 ordinary += 1;
+                // Social widgets are blocked by design (click to load), not by mistake.
+                if d.is_social() {
+                    social += 1;
+                    continue;
+                }
                 match o {
                     Verdict::Block if JUDGE_GAPS.iter().any(|(g, _)| *g == s) => judge_gaps += 1,
                     Verdict::Block => {
@@ -194,10 +201,11 @@ fn the_embedded_lists_cover_the_trackers_and_ads_on_the_real_pages() {
     );
     println!(
         "  ordinary third-party resources: {ordinary_blocked} of {} blocked ({:.2}%), {ordinary_ad} marked ad",
-        ordinary - judge_gaps,
-        100.0 * ordinary_blocked as f64 / (ordinary - judge_gaps).max(1) as f64
+        ordinary - judge_gaps - social,
+        100.0 * ordinary_blocked as f64 / (ordinary - judge_gaps - social).max(1) as f64
     );
     println!("  blocked where the judge's snapshot has a gap (known surveillance services): {judge_gaps}");
+    println!("  social widgets EasyList and EasyPrivacy let through, held for a click: {social}");
     for (name, s) in &services {
         if !covered(s) {
             println!(

@@ -118,10 +118,11 @@ async fn blocked_requests_never_leave_and_get_an_answer_of_their_shape() {
     assert_eq!(r.status(), 204);
     let r = c.post("http://tracker.test/ping").header("content-type", "text/ping").body("PING").send().await.unwrap();
     assert_eq!(r.status(), 204);
-    // curl, as a user would, and a navigation to the tracker.
-    let (ok, out, err) = curl(&["-x", &w.proxy.url(), "-H", "Sec-Fetch-Dest: document", "http://tracker.test/"]).await;
+    // curl, as a user would, asking for the tracker's script (a navigation to the tracker's
+    // host is a page of its own: a_navigation_through_a_listed_trackers_host_...).
+    let (ok, out, err) = curl(&["-x", &w.proxy.url(), "-i", "http://tracker.test/t.js"]).await;
     assert!(ok, "{err}");
-    assert!(String::from_utf8_lossy(&out).contains("nostalk blocked"));
+    assert!(String::from_utf8_lossy(&out).contains("x-nostalk: blocked"), "{}", String::from_utf8_lossy(&out));
     assert_eq!(w.tracker.count(), 0, "the tracker received nothing: {:?}", w.tracker.seen());
 }
 
@@ -155,8 +156,8 @@ async fn blocked_tracker_libraries_are_answered_with_working_surrogates() {
 }
 
 #[tokio::test]
-async fn a_connect_to_a_blocked_host_is_refused_at_once() {
-    let w = web("").await;
+async fn without_interception_a_connect_to_a_blocked_host_is_refused_at_once() {
+    let w = web("[intercept]\nenabled = false\n").await;
     let mut s = tokio::net::TcpStream::connect(w.proxy.addr).await.unwrap();
     s.write_all(b"CONNECT tracker.test:443 HTTP/1.1\r\nHost: tracker.test:443\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 1024];
@@ -167,6 +168,124 @@ async fn a_connect_to_a_blocked_host_is_refused_at_once() {
     let (ok, _, err) = curl(&["-x", &w.proxy.url(), "https://tracker.test/"]).await;
     assert!(!ok && err.contains("403"), "{err}");
     assert_eq!(w.tracker.count(), 0);
+}
+
+#[tokio::test]
+async fn with_interception_a_trackers_host_is_opened_and_each_request_in_it_decided() {
+    let w = web("").await;
+    let ca = w.proxy.ca_path();
+    let ca = ca.to_str().unwrap();
+    // A pixel inside the tunnel gets its GIF, never leaving the proxy.
+    let (ok, gif, err) = curl(&[
+        "-x",
+        &w.proxy.url(),
+        "--cacert",
+        ca,
+        "-H",
+        "sec-fetch-dest: image",
+        "-H",
+        "referer: https://news.test/",
+        "https://tracker.test/p.gif?uid=1",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(gif.starts_with(b"GIF89a"), "{}", String::from_utf8_lossy(&gif));
+    assert_eq!(w.tracker.count(), 0);
+}
+
+#[tokio::test]
+async fn a_navigation_through_a_listed_trackers_host_that_redirects_back_completes() {
+    let news = cookie_setting_origin("text/plain", "signed in, welcome back").await;
+    let tracker = origin(
+        None,
+        handler(|_req| async move {
+            Response::builder()
+                .status(302)
+                .header("location", "http://news.test/done?result=ok")
+                .body(body(""))
+                .unwrap()
+        }),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("block.txt");
+    std::fs::write(&list, "||tracker.test^\n").unwrap();
+    let toml =
+        format!("[[lists]]\nname = \"test-block\"\npath = {:?}\nverdict = \"block\"\n", list.display().to_string());
+    let proxy =
+        Proxy::start_in(dir, &[resolve("news.test", 80, &news), resolve("tracker.test", 80, &tracker)], &toml).await;
+    let r = proxy
+        .client(&[])
+        .get("http://tracker.test/sso?return=news")
+        .header("sec-fetch-dest", "document")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().as_str(), "http://news.test/done?result=ok");
+    assert_eq!(r.text().await.unwrap(), "signed in, welcome back");
+    assert_eq!(tracker.count(), 1, "the hop through the tracker's host was made");
+    // The same host as a page's subresource is still kept off the network.
+    let pixel = proxy
+        .client(&[])
+        .get("http://tracker.test/p.gif")
+        .header("sec-fetch-dest", "image")
+        .header("referer", "http://news.test/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pixel.headers().get("x-nostalk").unwrap(), "blocked");
+    assert_eq!(tracker.count(), 1);
+}
+
+#[tokio::test]
+async fn a_navigation_a_document_rule_blocks_says_why_and_open_anyway_opens_it_once() {
+    let page = cookie_setting_origin("text/plain", "the page itself").await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("block.txt");
+    std::fs::write(&list, "! strict\n||strict.test^$document\n").unwrap();
+    let toml =
+        format!("[[lists]]\nname = \"test-strict\"\npath = {:?}\nverdict = \"block\"\n", list.display().to_string());
+    let proxy = Proxy::start_in(dir, &[resolve("strict.test", 80, &page)], &toml).await;
+    let c = no_redirects(&proxy);
+    let nav = |url: String| c.get(url).header("sec-fetch-dest", "document").header("sec-fetch-mode", "navigate").send();
+    let r = nav("http://strict.test/offer?id=7".into()).await.unwrap();
+    assert_eq!(r.headers().get("x-nostalk").unwrap(), "blocked");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("nostalk blocked this page") && html.contains("<b>test-strict</b>"), "{html}");
+    assert!(html.contains("||strict.test^$document") && html.contains("Go back"), "{html}");
+    assert_eq!(page.count(), 0);
+    let open =
+        html.split("id=\"open-anyway\" href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+    assert!(open.starts_with("http://strict.test/offer?id=7&nostalk-pass="), "{open}");
+    let r = nav(open.clone()).await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "the page itself");
+    let seen = page.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri, "/offer?id=7", "the pass never reaches the server");
+    // That navigation only: the same link again, or the address again, is blocked.
+    assert_eq!(nav(open).await.unwrap().headers().get("x-nostalk").unwrap(), "blocked");
+    assert_eq!(
+        nav("http://strict.test/offer?id=7".into()).await.unwrap().headers().get("x-nostalk").unwrap(),
+        "blocked"
+    );
+    assert_eq!(page.count(), 1);
+}
+
+#[tokio::test]
+async fn a_click_trackers_url_lands_on_its_destination_and_the_tracker_sees_nothing() {
+    let w = web("").await;
+    let tracker = &w.tracker;
+    let p = Proxy::start(&[resolve("l.facebook.com", 80, tracker), resolve("news.test", 80, &w.news)], "").await;
+    let url = "http://l.facebook.com/l.php?u=http%3A%2F%2Fnews.test%2Fstory%3Fid%3D3&h=AT0xyz";
+    let r = no_redirects(&p).get(url).header("sec-fetch-dest", "document").send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers().get("location").unwrap(), "http://news.test/story?id=3");
+    assert_eq!(r.headers().get("x-nostalk").unwrap(), "bounced");
+    // A browser follows it to the page.
+    let r = p.client(&[]).get(url).header("sec-fetch-dest", "document").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "news");
+    assert_eq!(tracker.count(), 0, "the redirector was never contacted");
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ pub mod values;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-pub use values::{parse_duration, AdMode, Dur, ListVerdict, LogFormat, OutputEncoding, PacFallback};
+pub use values::{parse_duration, AdMode, Dur, ListVerdict, LogFormat, OutputEncoding, PacFallback, SocialMode};
 
 /// The embedded default configuration, also the commented reference for every key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -93,6 +93,8 @@ pub struct UpstreamConfig {
 pub struct PolicyConfig {
     pub embedded_lists: bool,
     pub ads: AdMode,
+    /// Social widgets: click to load, block, or allow.
+    pub social: SocialMode,
     pub blocked_ad_categories: Vec<String>,
     pub trusted_sites: Vec<String>,
     pub dnt: bool,
@@ -269,6 +271,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             embedded_lists: true,
             ads: AdMode::Ad,
+            social: SocialMode::Click,
             blocked_ad_categories: Vec::new(),
             trusted_sites: Vec::new(),
             dnt: false,

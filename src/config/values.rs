@@ -1,6 +1,6 @@
 //! The typed values a config file holds besides plain numbers and strings: durations written
 //! as "10s" or "24h" ([`Dur`]), and every choice among fixed words as an enum ([`LogFormat`],
-//! [`AdMode`], [`OutputEncoding`], [`ListVerdict`], [`PacFallback`]). serde reads and checks
+//! [`AdMode`], [`SocialMode`], [`OutputEncoding`], [`ListVerdict`], [`PacFallback`]). serde reads and checks
 //! them while the file is parsed, so a wrong word or duration is reported by `check` with its
 //! key and line like any other error, and nothing later re-matches a string with a fallback.
 
@@ -49,6 +49,18 @@ pub enum AdMode {
     Block,
     #[default]
     Ad,
+    Allow,
+}
+
+/// `[policy] social`: what to do with social widgets (config/lists/social.txt): put a
+/// placeholder the person can click to load that one widget (`click`, the default), block
+/// them outright, or leave them to the other lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocialMode {
+    #[default]
+    Click,
+    Block,
     Allow,
 }
 

@@ -16,6 +16,11 @@ pub enum ListKind {
     Ad,
     /// Tagged ad-category rules (`$tag=political`), in force only for blocked categories.
     Categories,
+    /// Social widgets (`config/lists/social.txt`): a match is `block` with the category
+    /// social, checked before the other engines, and in force unless `[policy] social = "allow"`.
+    Social,
+    /// Redirectors whose destination is in the URL (`$urlskip`, policy/bounce.rs).
+    Bounce,
     Params,
     Cookies,
     Inline,
@@ -33,6 +38,8 @@ impl ListKind {
             ListKind::Block => "block",
             ListKind::Ad => "ad",
             ListKind::Categories => "categories",
+            ListKind::Social => "social",
+            ListKind::Bounce => "bounce",
             ListKind::Params => "params",
             ListKind::Cookies => "cookies",
             ListKind::Inline => "inline",
@@ -101,6 +108,8 @@ pub fn embedded() -> Vec<ListSource> {
         embedded_list!("surveillance", ListKind::Block),
         embedded_list!("ads", ListKind::Ad),
         embedded_list!("categories", ListKind::Categories),
+        embedded_list!("social", ListKind::Social),
+        embedded_list!("bounce", ListKind::Bounce),
         embedded_list!("params", ListKind::Params),
         embedded_list!("cookies", ListKind::Cookies),
         embedded_list!("inline", ListKind::Inline),

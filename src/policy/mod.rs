@@ -7,9 +7,11 @@
 //!
 //! Matching is the adblock crate's (Brave's adblock-rust); we write no filter engine.
 
+pub mod bounce;
 mod engine_cache;
 pub mod lists;
 pub mod party;
+pub mod passes;
 pub mod request_type;
 pub mod site;
 pub mod subscribe;
@@ -43,7 +45,7 @@ impl Verdict {
     }
 }
 
-pub use crate::config::AdMode;
+pub use crate::config::{AdMode, SocialMode};
 
 /// The one decision a request gets, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,13 @@ pub enum Reason {
     Exception(Matched),
     /// The request's site or its page's site is trusted in the config.
     TrustedSite,
+    /// A social widget (a rule of a social list): blocked, and with `[policy] social =
+    /// "click"` shown as a placeholder that loads it on a click.
+    Social(Matched),
+    /// A navigation to a redirector whose destination is in its URL: sent straight there.
+    Bounce { matched: Matched, to: Arc<str> },
+    /// The person let this one load through with a click ([`passes`]).
+    LetThrough,
 }
 
 /// A rule that matched, and the list it came from.
@@ -84,8 +93,9 @@ impl Decision {
     /// The list rule behind the decision, if one is.
     pub fn matched(&self) -> Option<&Matched> {
         match &self.reason {
-            Reason::Rule(m) | Reason::AdCategory(m) | Reason::Exception(m) => Some(m),
-            Reason::NoRule | Reason::TrustedSite => None,
+            Reason::Rule(m) | Reason::AdCategory(m) | Reason::Exception(m) | Reason::Social(m) => Some(m),
+            Reason::Bounce { matched, .. } => Some(matched),
+            Reason::NoRule | Reason::TrustedSite | Reason::LetThrough => None,
         }
     }
 
@@ -93,6 +103,7 @@ impl Decision {
     pub fn rule(&self) -> Option<&str> {
         match &self.reason {
             Reason::TrustedSite => Some("trusted site"),
+            Reason::LetThrough => Some("let through once"),
             _ => self.matched().map(|m| &*m.rule),
         }
     }
@@ -101,6 +112,7 @@ impl Decision {
     pub fn list(&self) -> Option<&str> {
         match &self.reason {
             Reason::TrustedSite => Some("config"),
+            Reason::LetThrough => Some("your click"),
             _ => self.matched().map(|m| &*m.list),
         }
     }
@@ -109,6 +121,24 @@ impl Decision {
     pub fn is_trusted(&self) -> bool {
         self.reason == Reason::TrustedSite
     }
+
+    /// A social widget kept off the network.
+    pub fn is_social(&self) -> bool {
+        matches!(self.reason, Reason::Social(_))
+    }
+
+    /// The person's click let this request through, whatever the lists say.
+    pub fn let_through() -> Decision {
+        Decision { verdict: Verdict::Allow, reason: Reason::LetThrough, ad_class: false }
+    }
+}
+
+/// Whether a rule applies to top-level documents by its own word (`$document`, `$doc`, `$all`),
+/// as ABP and uBO syntax read it: a navigation is blocked only by such a rule.
+pub fn names_document(rule: &str) -> bool {
+    // Options follow the last `$` (a `$` inside a regex pattern comes before it).
+    let Some((_, options)) = rule.rsplit_once('$') else { return false };
+    options.split(',').any(|o| matches!(o.trim(), "document" | "doc" | "all"))
 }
 
 /// What the policy needs to know of one request.
@@ -203,9 +233,12 @@ impl ClassEngine {
 
 /// The compiled policy: immutable, shared by every request through one `Arc`.
 pub struct Policy {
+    social: ClassEngine,
     block: ClassEngine,
     ad: ClassEngine,
     pub ad_mode: AdMode,
+    pub social_mode: SocialMode,
+    pub bounce: bounce::BounceList,
     trusted_sites: HashSet<String>,
     pub blocked_categories: Vec<String>,
     pub params: lists::ParamList,
@@ -256,15 +289,23 @@ impl Policy {
             .chain(categories.iter().filter(|c| c.rule_count > 0))
             .collect();
         let ad_sources: Vec<&ListSource> = sources.iter().filter(|s| s.kind == ListKind::Ad).collect();
+        let social_mode = cfg.policy.social;
+        let social_sources: Vec<&ListSource> = match social_mode {
+            SocialMode::Allow => Vec::new(),
+            SocialMode::Click | SocialMode::Block => sources.iter().filter(|s| s.kind == ListKind::Social).collect(),
+        };
         let cache_dir = cfg.list_cache_dir();
+        let social = ClassEngine::build(&social_sources, "social", &cache_dir);
         let block = ClassEngine::build(&block_sources, "block", &cache_dir);
         let ad = ClassEngine::build(&ad_sources, "ad", &cache_dir);
 
         let mut params = lists::ParamList::default();
         let mut cookies = lists::CookieList::default();
         let mut inline = lists::InlineSignatures::default();
+        let mut bounce = bounce::BounceList::default();
         for s in &sources {
             match s.kind {
+                ListKind::Bounce => bounce.extend_from(&s.text, &s.name),
                 ListKind::Params => params.extend_from(&s.text),
                 ListKind::Cookies => cookies.extend_from(&s.text),
                 ListKind::Inline => inline.extend_from(&s.text),
@@ -274,9 +315,12 @@ impl Policy {
         let ad_mode = cfg.policy.ads;
         let cache = (cfg.policy.decision_cache > 0).then(|| quick_cache::sync::Cache::new(cfg.policy.decision_cache));
         Ok(Policy {
+            social,
             block,
             ad,
             ad_mode,
+            social_mode,
+            bounce,
             trusted_sites: cfg.policy.trusted_sites.iter().map(|s| site::site_of(s)).collect(),
             blocked_categories,
             params,
@@ -345,6 +389,15 @@ impl Policy {
         if self.is_trusted(site) || page_site.is_some_and(|p| self.is_trusted(p)) {
             return Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false };
         }
+        // A top-level document: a redirector is skipped, and only a rule that names documents
+        // blocks it (ABP's and uBO's `$document`); otherwise it is loaded and cleaned like any
+        // first-party page, so a flow that passes through a tracker's domain goes on.
+        let top_level = info.request_type == RequestType::Document;
+        if top_level && info.method == "GET" {
+            if let Some((matched, to)) = self.bounce.destination(info.url) {
+                return Decision { verdict: Verdict::Block, reason: Reason::Bounce { matched, to }, ad_class: false };
+            }
+        }
         let third_party = page_site.is_some_and(|p| p != site);
         let source_host = info.page_host.unwrap_or(info.host);
         let req = AbRequest::preparsed(
@@ -356,18 +409,23 @@ impl Policy {
             info.method,
         );
 
+        let applies = |m: &Matched| !top_level || names_document(&m.rule);
+        if !top_level && self.social.rules > 0 {
+            let s = self.social.check(&req);
+            if let Some(m) = s.filter.as_ref().filter(|_| s.should_block()).map(|f| self.social.describe(f).0) {
+                return Decision { verdict: Verdict::Block, reason: Reason::Social(m), ad_class: false };
+            }
+        }
         let b = self.block.check(&req);
-        if b.should_block() {
-            let reason = match b.filter.as_ref().map(|f| self.block.describe(f)) {
-                Some((m, true)) => Reason::AdCategory(m),
-                Some((m, false)) => Reason::Rule(m),
-                None => Reason::NoRule,
-            };
+        let described = b.filter.as_ref().filter(|_| b.should_block()).map(|f| self.block.describe(f));
+        if let Some((m, category)) = described.filter(|(m, _)| applies(m)) {
+            let reason = if category { Reason::AdCategory(m) } else { Reason::Rule(m) };
             return Decision { verdict: Verdict::Block, reason, ad_class: false };
         }
         let a = self.ad.check(&req);
-        if a.should_block() {
-            let reason = a.filter.as_ref().map_or(Reason::NoRule, |f| Reason::Rule(self.ad.describe(f).0));
+        let described = a.filter.as_ref().filter(|_| a.should_block()).map(|f| self.ad.describe(f).0);
+        if let Some(m) = described.filter(applies) {
+            let reason = Reason::Rule(m);
             let verdict = match self.ad_mode {
                 AdMode::Ad => Verdict::Ad,
                 AdMode::Block => Verdict::Block,

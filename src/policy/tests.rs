@@ -217,3 +217,84 @@ fn the_names_a_script_declares_at_its_top_level_tell_a_bare_snippet_from_page_co
     assert!(p.inline.is_only_tracking(ga) && p.inline.is_only_tracking(gtag));
     assert!(!p.inline.is_only_tracking(&format!("{gtag} function loadFonts() {{}}")));
 }
+
+/// A policy of the embedded lists plus one block list of `rules`.
+fn policy_with_block_list(rules: &str) -> Policy {
+    let mut cfg = Config::default();
+    cfg.policy.default_subscriptions = false;
+    let extra = ListSource::new("test-block", ListKind::Block, rules, lists::Origin::Embedded);
+    Policy::build(&cfg, &[extra]).unwrap()
+}
+
+#[test]
+fn a_navigation_is_blocked_only_by_a_rule_that_names_documents() {
+    let p = policy_with_block_list("||tracker.example^\n||strict.example^$document\n");
+    // A tracker's host, as a page of its own: loaded and cleaned like any first-party page.
+    let nav = ex(&p, "https://tracker.example/login?next=/", None, "document");
+    assert_eq!((nav.decision, nav.rule.as_deref()), (Verdict::Allow, None));
+    assert_eq!(
+        ex(&p, "https://tracker.example/p.gif", Some("https://news.example/"), "image").decision,
+        Verdict::Block
+    );
+    // The same for a subscribed list's or our own host rules.
+    assert_eq!(ex(&p, "https://www.google-analytics.com/", None, "document").decision, Verdict::Allow);
+    // A rule that says `$document` blocks the navigation, and names itself.
+    let strict = ex(&p, "https://strict.example/", None, "document");
+    assert_eq!((strict.decision, strict.rule.as_deref()), (Verdict::Block, Some("||strict.example^$document")));
+    assert!(names_document("||x.example^$document") && names_document("||x.example^$script,doc"));
+    assert!(!names_document("||x.example^$third-party") && !names_document("||x.example^"));
+    assert!(!names_document("||x.example^$~document"));
+}
+
+#[test]
+fn social_widgets_are_their_own_category_and_follow_the_social_setting() {
+    let page = Some("https://news.example/story");
+    let p = policy_with(|c| c.policy.default_subscriptions = false);
+    for (url, t) in [
+        ("https://platform.twitter.com/widgets.js", "script"),
+        ("https://connect.facebook.net/en_US/sdk.js", "script"),
+        ("https://www.facebook.com/plugins/like.php?href=https%3A%2F%2Fnews.example", "sub_frame"),
+        ("https://platform.linkedin.com/in.js", "script"),
+        ("https://newsdesk.disqus.com/embed.js", "script"),
+    ] {
+        let info_host = site::host_of_url(url).unwrap().to_string();
+        let info = RequestInfo {
+            url,
+            host: &info_host,
+            page_host: Some("news.example"),
+            request_type: RequestType::parse(t).unwrap(),
+            method: "GET",
+        };
+        let d = p.decide_uncached(&info);
+        assert!(d.is_social() && d.verdict == Verdict::Block, "{url}: {d:?}");
+        assert_eq!(d.list(), Some("nostalk-social"));
+    }
+    // The pixel on the same host stays a surveillance rule; the network's own site works.
+    let pixel = ex(&p, "https://connect.facebook.net/en_US/fbevents.js", page, "script");
+    assert_eq!(pixel.list.as_deref(), Some("nostalk-surveillance"));
+    assert_eq!(
+        ex(&p, "https://platform.twitter.com/widgets.js", Some("https://twitter.com/home"), "script").decision,
+        Verdict::Allow
+    );
+    // "allow" leaves widgets to the other lists.
+    let p = policy_with(|c| {
+        c.policy.default_subscriptions = false;
+        c.policy.social = SocialMode::Allow;
+    });
+    assert_eq!(ex(&p, "https://platform.twitter.com/widgets.js", page, "script").decision, Verdict::Allow);
+}
+
+#[test]
+fn a_navigation_to_a_redirector_is_sent_to_its_destination() {
+    let p = policy_with(|c| c.policy.default_subscriptions = false);
+    let url = "https://l.facebook.com/l.php?u=https%3A%2F%2Fshop.example%2Fitem%3Fid%3D3&h=AT1";
+    let host = "l.facebook.com";
+    let info = RequestInfo { url, host, page_host: None, request_type: RequestType::Document, method: "GET" };
+    let d = p.decide_uncached(&info);
+    let Reason::Bounce { matched, to } = &d.reason else { panic!("{d:?}") };
+    assert_eq!((&**to, &*matched.list), ("https://shop.example/item?id=3", "nostalk-bounce"));
+    assert_eq!(d.verdict, Verdict::Block);
+    // Only navigations: the same URL fetched by a page is decided as usual.
+    let fetch = RequestInfo { request_type: RequestType::XmlHttpRequest, page_host: Some("news.example"), ..info };
+    assert!(!matches!(p.decide_uncached(&fetch).reason, Reason::Bounce { .. }));
+}

@@ -55,7 +55,7 @@ pub async fn handle(
 
 /// What becomes of a tunnel to `host`.
 pub(crate) enum Plan {
-    /// A tracker's host: refused (and recorded).
+    /// A tracker's host that cannot be intercepted (no CA, or passthrough): refused, recorded.
     Refuse,
     /// Its TLS is terminated here and its requests served like plain ones.
     Intercept,
@@ -74,7 +74,12 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
     if let Some(group) = who.and_then(|w| w.group.as_ref()) {
         decision = group.adjust(decision, &site, &site);
     }
-    if decision.verdict == Verdict::Block {
+    // With the CA, a tracker's host is intercepted like any other: each request inside is
+    // decided on its own, so a blocked script gets its surrogate, a frame its placeholder, and
+    // a navigation through the host goes on (only a `$document` rule blocks one). Without
+    // interception only the whole host can be blocked, here.
+    let intercept = shared.ca.is_some() && !is_passthrough(&shared.config.intercept.passthrough, host);
+    if decision.verdict == Verdict::Block && !intercept {
         let client = shared.config.receipt.per_person.then_some(peer);
         let mut ex = tunnel_exchange(host, url, decision, client);
         ex.done.status = Some(StatusCode::FORBIDDEN);
@@ -82,9 +87,7 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
         return Plan::Refuse;
     }
     // A trusted site (the proxy's or the group's) is decided TrustedSite: passed through.
-    let intercept =
-        shared.ca.is_some() && !is_passthrough(&shared.config.intercept.passthrough, host) && !decision.is_trusted();
-    if intercept {
+    if intercept && !decision.is_trusted() {
         Plan::Intercept
     } else {
         Plan::PassThrough

@@ -96,6 +96,7 @@ impl Server {
             metrics: Arc::default(),
             receipt: Arc::default(),
             shopping: Default::default(),
+            passes: Default::default(),
             lists,
             timeouts: limits::Timeouts::new(&config),
             conns: limits::ConnTable::new(config.server.max_connections),

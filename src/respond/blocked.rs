@@ -1,9 +1,14 @@
 //! The answer a blocked request gets, shaped for its request type so the page does not break:
 //! 204 for beacons and fetches, a 1x1 transparent GIF for images, an empty stylesheet, an
-//! empty script (or a surrogate of the tracker's API), a small placeholder document for frames.
+//! empty script (or a surrogate of the tracker's API), a small placeholder document for frames;
+//! a social widget's placeholder (respond/social.rs); for a navigation blocked by a `$document`
+//! rule, a page that says what blocked it with "Go back" and "Open anyway" (uBlock Origin's
+//! strict-blocking page); a redirector skipped, a 307 to its destination.
 
-use super::surrogates;
-use crate::policy::{Decision, RequestType};
+use super::{social, surrogates};
+use crate::exchange::Exchange;
+use crate::policy::passes::Passes;
+use crate::policy::{Reason, RequestType};
 use crate::{empty, full, Body};
 use http::{header, HeaderValue, Response, StatusCode};
 
@@ -14,15 +19,33 @@ pub const TRANSPARENT_GIF: &[u8] = &[
     0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
-pub fn respond(request_type: RequestType, url: &str, decision: &Decision) -> Response<Body> {
-    let (status, content_type, body): (StatusCode, Option<&'static str>, Body) = match request_type {
+pub fn respond(ex: &Exchange, passes: &Passes, social_click: bool) -> Response<Body> {
+    let decision = &ex.decision;
+    if let Reason::Bounce { to, .. } = &decision.reason {
+        return bounce(to);
+    }
+    let social = social_click && decision.is_social();
+    let mut cors = true;
+    let (status, content_type, body): (StatusCode, Option<&'static str>, Body) = match ex.request_type {
         RequestType::Image => (StatusCode::OK, Some("image/gif"), full(TRANSPARENT_GIF)),
         RequestType::Stylesheet => (StatusCode::OK, Some("text/css"), full("/* blocked by nostalk */\n")),
-        RequestType::Script => {
-            let js = surrogates::for_url(url).unwrap_or("/* blocked by nostalk */\n");
+        RequestType::Script if social => {
+            // The surrogate carries a pass: no other origin may read it (a `<script src>`
+            // needs no CORS).
+            cors = false;
+            let js = social::surrogate(&ex.url, &ex.site, passes);
             (StatusCode::OK, Some("application/javascript"), full(js))
         }
-        RequestType::Document | RequestType::SubFrame => {
+        RequestType::Script => {
+            let js = surrogates::for_url(&ex.url).unwrap_or("/* blocked by nostalk */\n");
+            (StatusCode::OK, Some("application/javascript"), full(js))
+        }
+        RequestType::Document => (StatusCode::OK, Some("text/html; charset=utf-8"), full(strict_page(ex, passes))),
+        RequestType::SubFrame if social => {
+            let page = social::frame_placeholder(&ex.url, &ex.site, passes);
+            (StatusCode::OK, Some("text/html; charset=utf-8"), full(page))
+        }
+        RequestType::SubFrame => {
             let rule = decision.rule().unwrap_or("");
             let list = decision.list().unwrap_or("");
             let page = format!(
@@ -45,7 +68,57 @@ pub fn respond(request_type: RequestType, url: &str, decision: &Decision) -> Res
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Cross-origin scripts and images must stay usable by the page that asked for them.
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if cors {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
     h.insert("x-nostalk", HeaderValue::from_static("blocked"));
     resp
+}
+
+/// A navigation to a redirector goes straight to the destination its URL carries.
+fn bounce(to: &str) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    let h = resp.headers_mut();
+    // The destination came out of a URL http accepted and was re-serialized by the url crate:
+    // it is a valid header value; if it were not, the browser gets the error page instead.
+    match HeaderValue::from_str(to) {
+        Ok(v) => h.insert(header::LOCATION, v),
+        Err(_) => {
+            return super::error_page(StatusCode::BAD_GATEWAY, "Bad Gateway", "the redirect's destination is not a URL")
+        }
+    };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("x-nostalk", HeaderValue::from_static("bounced"));
+    resp
+}
+
+/// The page a navigation blocked by a `$document` rule gets: what was blocked, by which rule of
+/// which list, "Go back", and "Open anyway" (a one-time pass for this address alone).
+fn strict_page(ex: &Exchange, passes: &Passes) -> String {
+    let e = super::html_escape;
+    let rule = ex.decision.rule().unwrap_or("");
+    let list = ex.decision.list().unwrap_or("");
+    let shown: String = ex.url.chars().take(300).collect();
+    let open = passes.link(&ex.url);
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <link rel=\"icon\" href=\"data:,\"><title>nostalk blocked a page</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;\
+         margin:3em auto;padding:0 1em;color:#222}}code{{background:#f3f3f3;padding:0 .2em;word-break:break-all}}\
+         .b{{display:inline-block;margin:.3em .6em .3em 0;padding:.4em 1em;border:1px solid #888;border-radius:4px;\
+         color:#222;background:#f3f3f3;text-decoration:none;font:inherit;cursor:pointer}}</style></head><body>\
+         <h1>nostalk blocked this page</h1>\
+         <p><b>{host}</b> is on a list of trackers as a page not to be opened.</p>\
+         <p>Address: <code>{url}</code></p><p>Rule: <code>{rule}</code> from the list <b>{list}</b></p>\
+         <p><button class=\"b\" type=\"button\" onclick=\"history.back()\">Go back</button>\
+         <a class=\"b\" id=\"open-anyway\" href=\"{open}\">Open anyway</a></p>\
+         <p><small>\"Open anyway\" opens this address this once. To stop blocking {host} for good, add its site \
+         to <code>[policy] trusted_sites</code>.</small></p></body></html>\n",
+        host = e(&ex.host),
+        url = e(&shown),
+        rule = e(rule),
+        list = e(list),
+        open = e(&open),
+    )
 }

@@ -4,6 +4,7 @@
 
 pub mod blocked;
 pub mod pages;
+pub mod social;
 pub mod surrogates;
 
 use crate::{full, Body};

@@ -1,6 +1,7 @@
-//! Whether the page's Content-Security-Policy lets our one-line GPC script run, and how: with no
-//! policy, or one that allows inline scripts, as it is; with a nonce the policy already carries;
-//! with a policy that already lists script hashes, by adding our script's hash to that list.
+//! Whether the page's Content-Security-Policy lets our one-line scripts run (GPC, and in an ad's
+//! frame the storage shim), and how: with no policy, or one that allows inline scripts, as they
+//! are; with a nonce the policy already carries; with a policy that already lists script
+//! hashes, by adding our scripts' hashes to that list.
 //! A policy that forbids inline scripts outright (no 'unsafe-inline', no nonce, no hash, or
 //! 'none') is never loosened: the script is left out.
 
@@ -8,8 +9,14 @@ use base64::Engine as _;
 use http::header::{HeaderMap, HeaderValue, CONTENT_SECURITY_POLICY};
 use sha2::Digest;
 
-/// The script that announces Global Privacy Control to the page's own code.
-pub const GPC_SCRIPT: &str = "Object.defineProperty(Navigator.prototype,'globalPrivacyControl',{get:function(){return true},configurable:true,enumerable:true});";
+/// The script that announces Global Privacy Control to the page's own code, and to the frames
+/// of its own origin whose documents nostalk does not rewrite (a frame showing JSON or text, or
+/// `about:blank`): set on each frame's window as the page reaches it or the frame loads.
+pub const GPC_SCRIPT: &str = "(function(){function g(w){try{Object.defineProperty(w.Navigator.prototype,'globalPrivacyControl',{get:function(){return true},configurable:true,enumerable:true})}catch(e){}}g(window);try{var d=Object.getOwnPropertyDescriptor(HTMLIFrameElement.prototype,'contentWindow');Object.defineProperty(HTMLIFrameElement.prototype,'contentWindow',{get:function(){var w=d.get.call(this);if(w){g(w)}return w},configurable:true,enumerable:true})}catch(e){}document.addEventListener('load',function(e){var t=e.target;if(t&&(t.tagName==='IFRAME'||t.tagName==='FRAME')){try{g(t.contentWindow)}catch(x){}}},true)})();";
+
+/// In a third-party frame decided `ad`: cookies, Web Storage, IndexedDB and the Cache API that
+/// live only as long as the page, so an ad keeps no identifier in the browser between visits.
+pub const AD_FRAME_STORAGE: &str = include_str!("../respond/surrogates/ad-frame-storage.js").trim_ascii_end();
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GpcPlan {
@@ -19,9 +26,14 @@ pub enum GpcPlan {
     Skip,
 }
 
-pub fn gpc_hash_source() -> String {
-    let digest = sha2::Sha256::digest(GPC_SCRIPT.as_bytes());
+/// The CSP hash source of one of our scripts.
+pub fn hash_source(script: &str) -> String {
+    let digest = sha2::Sha256::digest(script.as_bytes());
     format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
+}
+
+pub fn gpc_hash_source() -> String {
+    hash_source(GPC_SCRIPT)
 }
 
 /// Decide, and add our hash to hash-based policies in `headers` when that is the way in.
@@ -98,7 +110,7 @@ fn judge(policy: &str) -> Judgement {
 }
 
 fn add_hash(policy: &str, directive: &str) -> String {
-    let hash = gpc_hash_source();
+    let hash = format!("{} {}", gpc_hash_source(), hash_source(AD_FRAME_STORAGE));
     policy
         .split(';')
         .map(|d| {
@@ -149,7 +161,8 @@ mod tests {
         let mut h = with(&["script-src 'sha256-AAAA'; object-src 'none'"]);
         assert_eq!(plan(&mut h), GpcPlan::Inject { nonce: None });
         let v = h.get(CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().to_string();
-        assert_eq!(v, format!("script-src 'sha256-AAAA' {}; object-src 'none'", gpc_hash_source()));
+        let ours = format!("{} {}", gpc_hash_source(), hash_source(AD_FRAME_STORAGE));
+        assert_eq!(v, format!("script-src 'sha256-AAAA' {ours}; object-src 'none'"));
     }
 
     #[test]

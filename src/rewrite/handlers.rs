@@ -5,10 +5,10 @@
 //! removal is written to the page's [`Removals`], which the record phase reads when the page
 //! ends; where the handlers are in the page (held text) is kept apart, in [`ReadState`].
 
-use super::csp::{GpcPlan, GPC_SCRIPT};
+use super::csp::{GpcPlan, AD_FRAME_STORAGE, GPC_SCRIPT};
 use super::held::{Held, Step};
 use crate::hygiene::request::strip_query_params;
-use crate::policy::{Policy, RequestType};
+use crate::policy::{Policy, RequestType, SocialMode};
 use crate::respond::surrogates;
 use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::send::SendHandlerTypes;
@@ -57,6 +57,8 @@ pub struct Handlers {
     base: Option<url::Url>,
     pub shopping: bool,
     pub gpc: GpcPlan,
+    /// The page is a third-party frame decided `ad`: its storage is shimmed to the page's life.
+    pub ad_frame: bool,
     state: Mutex<ReadState>,
     pub removals: Arc<Mutex<Removals>>,
 }
@@ -69,7 +71,22 @@ impl Handlers {
     /// A page of `page_host`; its relative URLs resolve against the host's root.
     pub fn new(policy: Arc<Policy>, page_host: String, shopping: bool, gpc: GpcPlan) -> Handlers {
         let base = url::Url::parse(&format!("https://{page_host}/")).ok();
-        Handlers { policy, page_host, base, shopping, gpc, state: Mutex::default(), removals: Arc::default() }
+        Handlers {
+            policy,
+            page_host,
+            base,
+            shopping,
+            gpc,
+            ad_frame: false,
+            state: Mutex::default(),
+            removals: Arc::default(),
+        }
+    }
+
+    /// The same page, as an ad's frame (or not).
+    pub fn in_ad_frame(mut self, ad_frame: bool) -> Handlers {
+        self.ad_frame = ad_frame;
+        self
     }
 
     fn resolve(&self, raw: &str) -> Option<String> {
@@ -89,13 +106,18 @@ impl Handlers {
         }
     }
 
-    /// The absolute URL and the rule, when a URL on the page would be blocked.
+    /// The absolute URL and the rule, when a URL on the page would be blocked. A social widget
+    /// the person may click to load stays in the page: the proxy answers it with its placeholder.
     fn blocked(&self, raw: &str, t: RequestType) -> Option<(String, Option<Arc<str>>)> {
         let abs = self.resolve(raw)?;
         if !abs.starts_with("http") {
             return None;
         }
-        self.policy.blocks_url(&abs, &self.page_host, t).map(|d| (abs, d.matched().map(|m| m.rule.clone())))
+        let click = self.policy.social_mode == SocialMode::Click;
+        self.policy
+            .blocks_url(&abs, &self.page_host, t)
+            .filter(|d| !(click && d.is_social()))
+            .map(|d| (abs, d.matched().map(|m| m.rule.clone())))
     }
 
     fn removed(&self, kind: Kind, what: &str, rule: Option<Arc<str>>) {
@@ -248,13 +270,19 @@ impl Handlers {
         Ok(())
     }
 
-    /// Global Privacy Control, first thing in `<head>`, where the page's CSP allows it.
+    /// Global Privacy Control, first thing in `<head>`, where the page's CSP allows it; in an
+    /// ad's frame, before it, the storage that does not outlive the page.
     fn head(&self, el: &mut El) -> HandlerResult {
         if let GpcPlan::Inject { nonce } = &self.gpc {
-            let tag = match nonce {
-                Some(n) => format!("<script nonce=\"{}\">{GPC_SCRIPT}</script>", crate::respond::html_escape(n)),
-                None => format!("<script>{GPC_SCRIPT}</script>"),
+            let open = match nonce {
+                Some(n) => format!("<script nonce=\"{}\">", crate::respond::html_escape(n)),
+                None => "<script>".to_string(),
             };
+            let mut tag = String::new();
+            if self.ad_frame {
+                tag.push_str(&format!("{open}{AD_FRAME_STORAGE}</script>"));
+            }
+            tag.push_str(&format!("{open}{GPC_SCRIPT}</script>"));
             el.prepend(&tag, ContentType::Html);
             lock(&self.removals).gpc_injected = true;
         }

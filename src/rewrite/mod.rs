@@ -42,6 +42,8 @@ pub struct Page {
     pub shopping: bool,
     /// Send the rewritten page gzipped (the client accepts gzip and the config wants it).
     pub gzip: bool,
+    /// The page is a third-party frame decided `ad` (its storage is shimmed).
+    pub ad_frame: bool,
 }
 
 pub fn is_html(headers: &HeaderMap) -> bool {
@@ -69,7 +71,7 @@ pub fn is_rewritable(method: &Method, status: StatusCode, headers: &HeaderMap) -
 pub async fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> (Response<Body>, Arc<Mutex<Removals>>) {
     let coding = coding_of(&parts.headers).unwrap_or(Coding::Identity);
     let gpc = csp::plan(&mut parts.headers);
-    let handlers = Arc::new(Handlers::new(page.policy, page.host, page.shopping, gpc));
+    let handlers = Arc::new(Handlers::new(page.policy, page.host, page.shopping, gpc).in_ad_frame(page.ad_frame));
     let removals = handlers.removals.clone();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);

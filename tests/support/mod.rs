@@ -2,6 +2,7 @@
 //! h1 and h2) that record what they receive, named through `[upstream] resolve`.
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod lists;
 
 use bytes::Bytes;

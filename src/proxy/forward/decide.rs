@@ -5,7 +5,8 @@
 use crate::exchange::{Done, Exchange, TopPage};
 use crate::hygiene::shopping::Shopping;
 use crate::ops::auth::Who;
-use crate::policy::{party, site, Policy, RequestInfo, RequestType};
+use crate::policy::passes::{self, Passes};
+use crate::policy::{party, site, Decision, Policy, RequestInfo, RequestType};
 use crate::respond;
 use crate::Body;
 use http::{Request, Response, StatusCode, Uri};
@@ -56,6 +57,32 @@ pub fn decide<B>(
         user: None,
         done: Done::default(),
     })
+}
+
+/// Takes a pass parameter (`nostalk-pass`) off the request's URI, so no server ever sees it.
+/// True when the pass was good for exactly this URL (it is then used up).
+pub fn take_pass(uri: Uri, passes: &Passes) -> (Uri, bool) {
+    if uri.query().is_none_or(|q| !q.contains(passes::PARAM)) {
+        return (uri, false);
+    }
+    match passes.redeem(&uri.to_string()) {
+        Some((clean, good)) => (clean.parse().unwrap_or(uri), good),
+        None => (uri, false),
+    }
+}
+
+/// The person's click overrides the lists for this one request. A widget script let through
+/// opens a short window for the same social site's own loads from this page (the frames it
+/// makes), and those are let through too.
+pub fn let_through(ex: &mut Exchange, passed: bool, passes: &Passes) {
+    if passed {
+        if ex.decision.is_social() && ex.request_type == RequestType::Script {
+            passes.open_window(&ex.page.site, &ex.site, &ex.url);
+        }
+        ex.decision = Decision::let_through();
+    } else if ex.decision.is_social() && passes.window_open(&ex.page.site, &ex.site, &ex.url) {
+        ex.decision = Decision::let_through();
+    }
 }
 
 #[cfg(test)]

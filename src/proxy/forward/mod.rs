@@ -20,7 +20,8 @@ pub use record::record;
 
 use crate::exchange::Exchange;
 use crate::ops::auth::Who;
-use crate::policy::{Policy, Verdict};
+use crate::policy::passes::Passes;
+use crate::policy::{Policy, SocialMode, Verdict};
 use crate::respond::blocked;
 use crate::rewrite::Removals;
 use crate::{empty, Body, Shared};
@@ -39,10 +40,12 @@ pub async fn forward(
     let policy = shared.policy.load_full();
     // A shared gateway names no client next to what was browsed.
     let client = shared.config.receipt.per_person.then_some(peer);
+    let (uri, passed) = decide::take_pass(uri, &shared.passes);
     let mut ex = match decide::decide(&req, &uri, client, who.as_ref(), &policy, &shared.shopping) {
         Ok(ex) => ex,
         Err(bad_request) => return *bad_request,
     };
+    decide::let_through(&mut ex, passed, &shared.passes);
     if shared.auth.as_ref().is_some_and(|a| a.log_users) {
         ex.user = who;
     }
@@ -60,7 +63,7 @@ async fn exchange(
     peer: SocketAddr,
 ) -> (Response<Body>, Option<Arc<Mutex<Removals>>>) {
     if ex.decision.verdict == Verdict::Block {
-        return (answer_block(ex), None);
+        return (answer_block(ex, policy, &shared.passes), None);
     }
     let out = match clean_request::clean_request(req, uri, ex, policy, shared.config.rewrite.enabled) {
         Ok(out) => out,
@@ -89,7 +92,10 @@ async fn exchange(
     }
 }
 
-/// A blocked request's answer, shaped for its type so the page does not break.
-fn answer_block(ex: &Exchange) -> Response<Body> {
-    blocked::respond(ex.request_type, &ex.url, &ex.decision)
+/// A blocked request's answer, shaped for its type so the page does not break: a redirector
+/// sends the browser on to its destination, a blocked navigation gets the page with "Open
+/// anyway", a social widget its placeholder.
+fn answer_block(ex: &Exchange, policy: &Policy, passes: &Passes) -> Response<Body> {
+    let click = policy.social_mode == SocialMode::Click;
+    blocked::respond(ex, passes, click)
 }

@@ -1,10 +1,11 @@
 //! The rewrite_page phase: an HTML page the client will render is handed to the streaming
 //! rewriter (crate::rewrite), which takes the top page's shopping switch from the Exchange;
-//! here it is also chosen how the rewritten page travels (gzip or identity).
+//! here it is also chosen how the rewritten page travels (gzip or identity), and whether the
+//! page is an ad's frame (whose storage the rewriter shims to the page's life).
 
 use crate::config::OutputEncoding;
 use crate::exchange::Exchange;
-use crate::policy::Policy;
+use crate::policy::{Policy, RequestType, Verdict};
 use crate::rewrite::{self, Removals};
 use crate::Body;
 use http::response::Parts;
@@ -34,7 +35,8 @@ pub async fn rewrite_page(
     policy: Arc<Policy>,
     gzip: bool,
 ) -> (Response<Body>, Arc<Mutex<Removals>>) {
-    let page = rewrite::Page { policy, host: ex.host.clone(), shopping: ex.shopping, gzip };
+    let ad_frame = ex.request_type == RequestType::SubFrame && ex.decision.verdict == Verdict::Ad;
+    let page = rewrite::Page { policy, host: ex.host.clone(), shopping: ex.shopping, gzip, ad_frame };
     rewrite::rewrite_response(parts, body, page).await
 }
 
