@@ -6,6 +6,7 @@
 
 mod support;
 
+use hickory_resolver::proto as nostalk_dns;
 use http::Response;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -449,4 +450,87 @@ async fn the_shopping_switch_lets_a_site_keep_its_shopping_cookies_until_it_expi
         .unwrap();
     send().await.unwrap();
     assert_eq!(w.news.seen()[2].header("cookie").as_deref(), Some("session=abc"));
+}
+
+/// A DNS server on loopback: `metrics.news.test` is a CNAME of `collector.tracker.test` (a
+/// listed tracker), `cdn.news.test` one of `edge.cdn.test` (listed nowhere); both end at
+/// 127.0.0.1. Every other name does not exist.
+async fn cname_dns() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use nostalk_dns::op::{Message, MessageType, ResponseCode};
+    use nostalk_dns::rr::rdata::{A, CNAME};
+    use nostalk_dns::rr::{Name, RData, Record, RecordType};
+    use nostalk_dns::serialize::binary::BinEncodable;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        // Bounded: a test asks a handful of questions.
+        for _ in 0..200 {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
+            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let mut r = Message::new();
+            r.set_id(q.id()).set_message_type(MessageType::Response).set_op_code(q.op_code());
+            r.set_recursion_desired(true).set_recursion_available(true);
+            r.add_queries(q.queries().to_vec());
+            let Some(query) = q.queries().first() else { continue };
+            let target = match query.name().to_ascii().as_str() {
+                "metrics.news.test." => Some("collector.tracker.test."),
+                "cdn.news.test." => Some("edge.cdn.test."),
+                _ => None,
+            };
+            match target {
+                Some(t) => {
+                    let t = Name::from_ascii(t).unwrap();
+                    r.add_answer(Record::from_rdata(query.name().clone(), 60, RData::CNAME(CNAME(t.clone()))));
+                    if query.query_type() == RecordType::A {
+                        r.add_answer(Record::from_rdata(t, 60, RData::A(A::new(127, 0, 0, 1))));
+                    }
+                }
+                None => {
+                    r.set_response_code(ResponseCode::NXDomain);
+                }
+            }
+            let _ = sock.send_to(&r.to_bytes().unwrap(), from).await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_first_party_name_whose_cname_is_a_trackers_is_decided_as_that_tracker() {
+    let (dns, _dns_task) = cname_dns().await;
+    let w = web(&format!("[upstream]\ndns = \"{dns}\"\n")).await;
+    let c = w.proxy.client(&[]);
+    let r = c
+        .get("http://metrics.news.test/collect?e=pageview")
+        .header("sec-fetch-dest", "image")
+        .header("sec-fetch-site", "same-site")
+        .header("referer", "http://news.test/story")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("x-nostalk").unwrap(), "blocked");
+    assert_eq!(r.headers().get("x-nostalk-cname").unwrap(), "collector.tracker.test");
+    assert!(r.bytes().await.unwrap().starts_with(b"GIF89a"));
+    // A frame says which rule, and which name the tracker hid behind.
+    let r = c
+        .get("http://metrics.news.test/frame")
+        .header("sec-fetch-dest", "iframe")
+        .header("referer", "http://news.test/story")
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("||tracker.test^") && html.contains("via CNAME collector.tracker.test"), "{html}");
+    // A CNAME that no list names is an ordinary request, resolved by the same server.
+    let r = c
+        .get(format!("http://cdn.news.test:{}/style.css", w.cdn.port()))
+        .header("sec-fetch-dest", "style")
+        .header("referer", "http://news.test/story")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("x-nostalk"), None);
+    assert_eq!(r.text().await.unwrap(), "body{}");
+    assert_eq!(w.tracker.count(), 0);
 }

@@ -77,6 +77,10 @@ pub struct InterceptConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     pub resolve: Vec<String>,
+    /// The DNS server names are resolved with ("IP" or "IP:PORT"); the system's when absent.
+    pub dns: Option<String>,
+    /// Check every CNAME a name resolves through against the lists (CNAME uncloaking).
+    pub uncloak: bool,
     pub extra_roots: Vec<PathBuf>,
     pub connect_timeout: Dur,
     pub response_timeout: Dur,
@@ -209,6 +213,16 @@ pub const DEFAULT_SUBSCRIPTIONS: [(&str, &str, ListVerdict); 2] = [
 ];
 
 impl Config {
+    /// `[upstream] dns` as an address (port 53 when none is given).
+    pub fn dns_server(&self) -> Option<Result<SocketAddr, String>> {
+        let dns = self.upstream.dns.as_deref()?;
+        let parsed = dns
+            .parse::<SocketAddr>()
+            .or_else(|_| dns.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("`{dns}` is not a DNS server address like \"9.9.9.9\" or \"127.0.0.1:5353\""));
+        Some(parsed)
+    }
+
     /// Add the default subscriptions the file does not already have (by name or URL).
     fn add_default_subscriptions(&mut self) {
         if !self.policy.default_subscriptions {
@@ -257,6 +271,8 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             resolve: Vec::new(),
+            dns: None,
+            uncloak: true,
             extra_roots: Vec::new(),
             connect_timeout: Dur::secs(10),
             response_timeout: Dur::secs(60),
@@ -444,6 +460,9 @@ impl Config {
             if let Err(e) = ResolveEntry::parse(r) {
                 push(&["upstream", "resolve"], Some(i), e);
             }
+        }
+        if let Some(Err(e)) = self.dns_server() {
+            push(&["upstream", "dns"], None, e);
         }
         for (path, list) in [
             (["access", "allow"], &self.access.allow),

@@ -76,6 +76,9 @@ pub enum Reason {
     Bounce { matched: Matched, to: Arc<str> },
     /// The person let this one load through with a click ([`passes`]).
     LetThrough,
+    /// The host is a name of the page's own site that resolves, through `cname`, to a host a
+    /// rule matches (CNAME cloaking): decided as that host.
+    Cloaked { cname: Arc<str>, matched: Matched },
 }
 
 /// A rule that matched, and the list it came from.
@@ -94,7 +97,7 @@ impl Decision {
     pub fn matched(&self) -> Option<&Matched> {
         match &self.reason {
             Reason::Rule(m) | Reason::AdCategory(m) | Reason::Exception(m) | Reason::Social(m) => Some(m),
-            Reason::Bounce { matched, .. } => Some(matched),
+            Reason::Bounce { matched, .. } | Reason::Cloaked { matched, .. } => Some(matched),
             Reason::NoRule | Reason::TrustedSite | Reason::LetThrough => None,
         }
     }
@@ -120,6 +123,14 @@ impl Decision {
     /// A trusted site's request: nothing is cleaned.
     pub fn is_trusted(&self) -> bool {
         self.reason == Reason::TrustedSite
+    }
+
+    /// The CNAME a cloaked tracker was found behind.
+    pub fn cname(&self) -> Option<&str> {
+        match &self.reason {
+            Reason::Cloaked { cname, .. } => Some(cname),
+            _ => None,
+        }
     }
 
     /// A social widget kept off the network.
@@ -457,6 +468,33 @@ impl Policy {
             return Decision::allow();
         }
         self.decide_sited(&info, &info.site(), info.page_site().as_deref())
+    }
+
+    /// The decision on a request to `host` that resolves through `cnames`: the first name of
+    /// the chain a rule blocks (or marks an ad) decides it, as uBlock Origin does on Firefox.
+    /// A request the lists already decided, or a trusted one, is left as it was.
+    pub fn uncloak(&self, decision: &Decision, info: &RequestInfo, cnames: &[String]) -> Option<Decision> {
+        if decision.reason != Reason::NoRule {
+            return None;
+        }
+        for cname in cnames {
+            // The URL as if it were asked of the CNAME's host: same scheme, path and query.
+            let rest = info.url.split_once("://").map(|(_, r)| r.find('/').map_or("/", |i| &r[i..])).unwrap_or("/");
+            let scheme = info.url.split_once("://").map_or("https", |(s, _)| s);
+            let url = format!("{scheme}://{cname}{rest}");
+            let as_cname = RequestInfo { url: &url, host: cname, ..info.clone() };
+            let d = self.decide_uncached(&as_cname);
+            if d.verdict != Verdict::Allow {
+                let matched = d.matched()?.clone();
+                let cname: Arc<str> = Arc::from(cname.as_str());
+                return Some(Decision {
+                    verdict: d.verdict,
+                    reason: Reason::Cloaked { cname, matched },
+                    ad_class: d.ad_class,
+                });
+            }
+        }
+        None
     }
 
     /// Whether a URL found inside a page (script src, img src, ...) would be blocked.

@@ -1,5 +1,8 @@
-//! Reaching an upstream: host names resolved through `[upstream] resolve` first, then the
-//! system resolver; every address passed through destination filtering; TCP within the connect
+//! Reaching an upstream: host names resolved through `[upstream] resolve` first, then our own
+//! resolver (hickory, asking `[upstream] dns` or the system's servers, with the system's
+//! getaddrinfo as the fallback when no `dns` is set); the CNAME chain a name resolves through,
+//! for uncloaking (the answers are cached, so the lookup the connection makes next is free);
+//! every address passed through destination filtering; TCP within the connect
 //! timeout; rustls verifying against webpki roots plus `[upstream] extra_roots`. The one
 //! dialer every upstream connection and tunnel goes through (the pooled client, `h2pool`,
 //! CONNECT).
@@ -9,6 +12,11 @@
 
 use crate::config::{Config, ResolveEntry};
 use crate::proxy::destination::{Destinations, Refused};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{Resolver, TokioResolver};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -27,6 +35,9 @@ use tokio_rustls::TlsConnector;
 #[derive(Clone)]
 pub struct Dialer {
     resolve: Arc<Vec<ResolveEntry>>,
+    dns: Arc<TokioResolver>,
+    /// `[upstream] dns` is set: its answer is final (no getaddrinfo fallback).
+    dns_only: bool,
     destinations: Arc<Destinations>,
     connect_timeout: Duration,
     tls: TlsConnector,
@@ -34,8 +45,11 @@ pub struct Dialer {
 
 impl Dialer {
     pub fn new(cfg: &Config, tls: rustls::ClientConfig) -> Dialer {
+        let (dns, dns_only) = resolver(cfg);
         Dialer {
             resolve: Arc::new(cfg.resolve_entries()),
+            dns: Arc::new(dns),
+            dns_only,
             destinations: Arc::new(Destinations::new(cfg)),
             connect_timeout: cfg.upstream.connect_timeout.get(),
             tls: TlsConnector::from(Arc::new(tls)),
@@ -51,12 +65,37 @@ impl Dialer {
         } else if let Ok(ip) = host.parse::<std::net::IpAddr>() {
             vec![SocketAddr::new(ip, port)]
         } else {
-            tokio::net::lookup_host((host, port)).await?.collect()
+            match self.dns.lookup_ip(host).await {
+                Ok(ips) => ips.iter().map(|ip| SocketAddr::new(ip, port)).collect(),
+                Err(e) if self.dns_only => return Err(io::Error::new(io::ErrorKind::NotFound, e)),
+                // The system's resolver knows what ours may not (/etc/hosts in nsswitch, mDNS,
+                // numeric forms like 2130706433, which destination filtering then judges).
+                Err(_) => tokio::net::lookup_host((host, port)).await?.collect(),
+            }
         };
         if addrs.is_empty() {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}")));
         }
         self.destinations.filter(addrs).map_err(|r| io::Error::new(io::ErrorKind::PermissionDenied, r))
+    }
+
+    /// The names `host` resolves through (its CNAME chain, in order), none for an override
+    /// or an address. A failed lookup has no chain: the connection reports the failure.
+    pub async fn cnames(&self, host: &str) -> Vec<String> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<std::net::IpAddr>().is_ok() || self.resolve.iter().any(|e| e.host.eq_ignore_ascii_case(host)) {
+            return Vec::new();
+        }
+        let Ok(lookup) = self.dns.lookup_ip(host).await else { return Vec::new() };
+        lookup
+            .as_lookup()
+            .records()
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::CNAME(target) => Some(target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether an address written in the request itself may be reached (checked before a
@@ -106,6 +145,30 @@ impl Dialer {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         Ok(TokioIo::new(MaybeTls::Tls(Box::new(tls))))
     }
+}
+
+/// Our resolver: `[upstream] dns` alone when set, else the system's configuration. Answers are
+/// cached (a name is asked once for its decision and its connection).
+fn resolver(cfg: &Config) -> (TokioResolver, bool) {
+    let provider = TokioConnectionProvider::default();
+    let (mut builder, dns_only) = match cfg.dns_server() {
+        Some(Ok(addr)) => {
+            let mut rc = ResolverConfig::new();
+            rc.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
+            rc.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
+            (Resolver::builder_with_config(rc, provider), true)
+        }
+        // `check` reports a bad address; the system's servers meanwhile. With no system
+        // configuration, no server is asked and getaddrinfo answers.
+        _ => match Resolver::builder_tokio() {
+            Ok(b) => (b, false),
+            Err(_) => (Resolver::builder_with_config(ResolverConfig::new(), provider), false),
+        },
+    };
+    let opts = builder.options_mut();
+    opts.cache_size = 4096;
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    (builder.build(), dns_only)
 }
 
 impl tower_service::Service<http::Uri> for Dialer {

@@ -47,13 +47,16 @@ pub fn respond(ex: &Exchange, passes: &Passes, social_click: bool) -> Response<B
         }
         RequestType::SubFrame => {
             let rule = decision.rule().unwrap_or("");
-            let list = decision.list().unwrap_or("");
+            let list = match decision.cname() {
+                Some(cname) => format!("{}, via CNAME {cname}", decision.list().unwrap_or("")),
+                None => decision.list().unwrap_or("").to_string(),
+            };
             let page = format!(
                 "<!doctype html><html><head><meta charset=\"utf-8\"><title>Blocked</title></head>\
                  <body style=\"font:13px system-ui,sans-serif;color:#777;margin:4px\">\
                  <span title=\"{}\">nostalk blocked a tracker here ({})</span></body></html>\n",
                 super::html_escape(rule),
-                super::html_escape(list)
+                super::html_escape(&list)
             );
             (StatusCode::OK, Some("text/html; charset=utf-8"), full(page))
         }
@@ -72,6 +75,10 @@ pub fn respond(ex: &Exchange, passes: &Passes, social_click: bool) -> Response<B
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     }
     h.insert("x-nostalk", HeaderValue::from_static("blocked"));
+    // A cloaked tracker: the name it hid behind, for the person's developer tools.
+    if let Some(v) = decision.cname().and_then(|c| HeaderValue::from_str(c).ok()) {
+        h.insert("x-nostalk-cname", v);
+    }
     resp
 }
 

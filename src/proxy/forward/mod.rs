@@ -1,7 +1,7 @@
 //! Forwarding one request, as a short sequence of named phases, each in a file named for what
 //! it does and each taking the request's [`Exchange`] and the one handle it needs:
 //!
-//! `decide` → `answer_block` | `clean_request` → `send` → `clean_response` → (`websocket` |
+//! `decide` → `uncloak` → `answer_block` | `clean_request` → `send` → `clean_response` → (`websocket` |
 //! `rewrite_page`) → `record`.
 //!
 //! The Exchange is made once by `decide`; the later phases read it and write into it what they
@@ -14,6 +14,7 @@ mod decide;
 mod record;
 mod rewrite_page;
 mod send;
+mod uncloak;
 mod websocket;
 
 pub use record::record;
@@ -46,6 +47,9 @@ pub async fn forward(
         Err(bad_request) => return *bad_request,
     };
     decide::let_through(&mut ex, passed, &shared.passes);
+    if shared.config.upstream.uncloak {
+        uncloak::uncloak(&mut ex, &policy, &shared.dialer).await;
+    }
     if shared.auth.as_ref().is_some_and(|a| a.log_users) {
         ex.user = who;
     }

@@ -157,6 +157,7 @@ fn log(ex: &Exchange) {
             decision = d.verdict.as_str(),
             rule,
             list,
+            cname = d.cname(),
             site = %ex.site,
             party,
             r#type = t,
