@@ -64,6 +64,8 @@ pub struct Shared {
     pub metrics: Arc<ops::metrics::Metrics>,
     pub receipt: Arc<receipt::Receipt>,
     pub shopping: hygiene::shopping::Shopping,
+    /// The person's choices kept across restarts (down-votes, shopping, trusted sites).
+    pub choices: Arc<ops::choices::Choices>,
     /// One-time passes: loads the person let through with a click ("Open anyway", a social
     /// widget's placeholder).
     pub passes: policy::passes::Passes,

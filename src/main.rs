@@ -83,6 +83,15 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8877")]
         proxy: String,
     },
+    /// Ad sources you down-voted: list them, down-vote one, or restore one. A running proxy
+    /// sees the change within seconds (the choices store, `[receipt] store`).
+    Ads {
+        #[command(subcommand)]
+        command: Option<AdsCommand>,
+        /// The config whose store to use; the default store when absent.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Add a user to the proxy's users file, or change their password (asked for twice on a
     /// terminal, else read as one line from stdin). A running proxy sees it within seconds.
     Passwd {
@@ -208,6 +217,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Lists { config, .. } => lists(config.as_deref()),
         Command::Passwd { user, file, config } => passwd(&user, file, config.as_deref()),
+        Command::Ads { command, config } => ads(command, config.as_deref()),
         Command::Shop { site, minutes, proxy } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(shop(&proxy, &site, minutes))?;
@@ -289,7 +299,18 @@ fn explain(
         explain_lines(&policy)?;
         return Ok(0);
     }
-    let e = policy::explain(&policy, url, page, request_type).map_err(anyhow::Error::msg)?;
+    let mut e = policy::explain(&policy, url, page, request_type).map_err(anyhow::Error::msg)?;
+    // The person's choices (a down-voted ad source, a site trusted from the page), when the
+    // store exists; explain never creates it.
+    let store = cfg.store_path();
+    if store.exists() {
+        if let Ok(choices) = nostalk::ops::choices::Choices::open(&store, cfg.receipt.downvotes_to_block) {
+            e = policy::explain_with(&policy, url, page, request_type, |d, site, page_site| {
+                choices.adjust(d, site, page_site)
+            })
+            .map_err(anyhow::Error::msg)?;
+        }
+    }
     if json {
         println!("{}", serde_json::to_string(&e)?);
     } else {
@@ -416,6 +437,52 @@ async fn refresh_lists(proxy: &str) -> Result<()> {
     }
     print!("{resp}");
     Ok(())
+}
+
+#[derive(Subcommand)]
+enum AdsCommand {
+    /// One more down-vote for an ad source (a host; its site is what is voted on).
+    Down { host: String },
+    /// Forget an ad source's down-votes: its ads are shown de-identified again.
+    Restore { host: String },
+}
+
+/// `nostalk ads [down|restore HOST]`.
+fn ads(command: Option<AdsCommand>, config: Option<&Path>) -> Result<i32> {
+    let cfg = load_config(config)?;
+    let choices = nostalk::ops::choices::Choices::open(&cfg.store_path(), cfg.receipt.downvotes_to_block)
+        .map_err(anyhow::Error::msg)?;
+    let threshold = choices.threshold();
+    match command {
+        None => {
+            let snap = choices.snapshot();
+            if snap.downvotes.is_empty() {
+                println!("no ad source is down-voted ({})", choices.path().display());
+            }
+            let mut rows: Vec<_> = snap.downvotes.iter().collect();
+            rows.sort();
+            for (source, votes) in rows {
+                let state = if *votes >= threshold { "blocked (down-voted)" } else { "shown, de-identified" };
+                println!("{source}  {votes} down-vote(s)  {state}");
+            }
+        }
+        Some(AdsCommand::Down { host }) => {
+            let source = nostalk::policy::site::site_of(&host.to_ascii_lowercase());
+            let votes = choices.downvote(&source).map_err(anyhow::Error::msg)?;
+            let state = if votes >= threshold {
+                "its ads are now blocked (down-voted)".to_string()
+            } else {
+                format!("blocked at {threshold}")
+            };
+            println!("{source}: {votes} down-vote(s); {state}");
+        }
+        Some(AdsCommand::Restore { host }) => {
+            let source = nostalk::policy::site::site_of(&host.to_ascii_lowercase());
+            choices.restore(&source).map_err(anyhow::Error::msg)?;
+            println!("{source}: restored; its ads are shown de-identified again");
+        }
+    }
+    Ok(0)
 }
 
 async fn shop(proxy: &str, site: &str, minutes: u64) -> Result<()> {

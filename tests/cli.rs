@@ -8,7 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn nostalk() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nostalk"))
+    // The default choices store and CA live in the user's data directory: the test binary's own.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nostalk"));
+    c.env("XDG_DATA_HOME", env!("CARGO_TARGET_TMPDIR"));
+    c
 }
 
 /// A config for a test run: the tests reach nothing but loopback, so no default
@@ -763,4 +766,28 @@ fn the_user_and_group_are_in_the_decision_log_only_when_the_config_says_so() {
     assert!(d["fields"].get("user").is_none() && !all.contains("alice"), "{all}");
     let (d, _) = log_of_one_block(&auth(true));
     assert_eq!((d["fields"]["user"].as_str(), d["fields"]["group"].as_str()), (Some("alice"), Some("strict")), "{d}");
+}
+
+#[test]
+fn ads_down_blocks_an_ad_source_for_explain_and_restore_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("nostalk.toml");
+    let store = dir.path().join("choices.sqlite3");
+    std::fs::write(&cfg, offline(&format!("[receipt]\nstore = {:?}\n", store.display().to_string()))).unwrap();
+    let run = |args: &[&str]| {
+        let out = nostalk().args(args).args(["--config", cfg.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = "https://securepubads.g.doubleclick.net/gampad/ads?iu=/1/news";
+    let page = "https://news.example/";
+    assert!(run(&["explain", url, "--page", page, "--type", "script"]).starts_with("ad "));
+    assert!(run(&["ads"]).contains("no ad source is down-voted"));
+    let said = run(&["ads", "down", "securepubads.g.doubleclick.net"]);
+    assert!(said.contains("doubleclick.net: 1 down-vote(s); its ads are now blocked"), "{said}");
+    let e = run(&["explain", url, "--page", page, "--type", "script"]);
+    assert!(e.starts_with("block ") && e.contains("list:  down-voted"), "{e}");
+    assert!(run(&["ads"]).contains("doubleclick.net  1 down-vote(s)  blocked (down-voted)"));
+    run(&["ads", "restore", "doubleclick.net"]);
+    assert!(run(&["explain", url, "--page", page, "--type", "script"]).starts_with("ad "));
 }

@@ -477,7 +477,7 @@ async fn the_proxy_serves_its_own_pages() {
     let ca = c.get(format!("{}/ca.pem", p.url())).send().await.unwrap().text().await.unwrap();
     assert_eq!(ca, p.ca_pem);
     let status = c.get(format!("{}/", p.url())).send().await.unwrap().text().await.unwrap();
-    assert!(status.contains("nostalk") && status.contains("Receipt"));
+    assert!(status.contains("nostalk") && status.contains("Your receipt"));
     assert_eq!(c.get(format!("{}/healthz", p.url())).send().await.unwrap().status(), 200);
     assert_eq!(c.get(format!("{}/readyz", p.url())).send().await.unwrap().status(), 200);
     let m = c.get(format!("{}/metrics", p.url())).send().await.unwrap().text().await.unwrap();

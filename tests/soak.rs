@@ -73,6 +73,7 @@ async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_nostalk"))
+        .env("XDG_DATA_HOME", env!("CARGO_TARGET_TMPDIR"))
         .args(["run", "--config", cfg.to_str().unwrap()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

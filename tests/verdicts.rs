@@ -159,6 +159,9 @@ async fn blocked_tracker_libraries_are_answered_with_working_surrogates() {
 #[tokio::test]
 async fn without_interception_a_connect_to_a_blocked_host_is_refused_at_once() {
     let w = web("[intercept]\nenabled = false\n").await;
+    // The page this client just opened: the refused tunnel is filed under it in the receipt.
+    let r = w.proxy.client(&[]).get("http://news.test/").header("sec-fetch-dest", "document").send().await.unwrap();
+    assert_eq!(r.status(), 200);
     let mut s = tokio::net::TcpStream::connect(w.proxy.addr).await.unwrap();
     s.write_all(b"CONNECT tracker.test:443 HTTP/1.1\r\nHost: tracker.test:443\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 1024];
@@ -169,6 +172,52 @@ async fn without_interception_a_connect_to_a_blocked_host_is_refused_at_once() {
     let (ok, _, err) = curl(&["-x", &w.proxy.url(), "https://tracker.test/"]).await;
     assert!(!ok && err.contains("403"), "{err}");
     assert_eq!(w.tracker.count(), 0);
+    let news = w.proxy.shared.receipt.site("news.test").expect("filed under the page");
+    let t = &news.trackers["tracker.test"];
+    assert_eq!((t.why, &*t.rule, &*t.list), (nostalk::receipt::Why::Refused, "||tracker.test^", "test-block"));
+    assert!(w.proxy.shared.receipt.site("tracker.test").is_none(), "not a site of its own");
+}
+
+#[tokio::test]
+async fn a_shared_gateway_keeps_totals_and_exports_ad_sources_to_metrics() {
+    let w = web("[receipt]\nper_person = false\n").await;
+    let c = w.proxy.client(&[]);
+    for _ in 0..2 {
+        let r = c
+            .get("http://ads.test/banner.png?uid=1")
+            .header("sec-fetch-dest", "image")
+            .header("referer", "http://news.test/story")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "an ad");
+    }
+    let r = c
+        .get("http://tracker.test/p.gif")
+        .header("sec-fetch-dest", "image")
+        .header("referer", "http://news.test/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-nostalk"], "blocked");
+    let site = w.proxy.shared.receipt.site("news.test").unwrap();
+    assert_eq!((site.totals.ads, site.totals.blocked), (2, 1));
+    assert!(site.trackers.is_empty() && site.ads.is_empty(), "no hosts kept on a shared gateway");
+    let m = reqwest::get(format!("{}/metrics", w.proxy.url())).await.unwrap().text().await.unwrap();
+    assert!(m.contains("nostalk_ad_source_requests_total{source=\"ads.test\",verdict=\"ad\"} 2"), "{m}");
+    // A down-vote shows there too, and the source is then blocked as down-voted.
+    w.proxy.shared.choices.downvote("ads.test").unwrap();
+    let r = c
+        .get("http://ads.test/banner.png")
+        .header("sec-fetch-dest", "image")
+        .header("referer", "http://news.test/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-nostalk"], "blocked");
+    let m = reqwest::get(format!("{}/metrics", w.proxy.url())).await.unwrap().text().await.unwrap();
+    assert!(m.contains("nostalk_ad_source_requests_total{source=\"ads.test\",verdict=\"downvoted\"} 1"), "{m}");
+    assert!(m.contains("nostalk_ad_source_downvotes{source=\"ads.test\"} 1"), "{m}");
 }
 
 #[tokio::test]

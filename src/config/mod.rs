@@ -140,11 +140,15 @@ pub struct AdminConfig {
 pub struct ReceiptConfig {
     /// Keep and log what each client browsed (one person's proxy); false on a shared gateway.
     pub per_person: bool,
+    /// Where the person's choices are kept (down-votes, shopping switches, trusted sites).
+    pub store: Option<PathBuf>,
+    /// Down-votes after which an ad source is blocked.
+    pub downvotes_to_block: u32,
 }
 
 impl Default for ReceiptConfig {
     fn default() -> Self {
-        ReceiptConfig { per_person: true }
+        ReceiptConfig { per_person: true, store: None, downvotes_to_block: 1 }
     }
 }
 
@@ -554,6 +558,13 @@ impl Config {
 
     pub fn ca_dir(&self) -> PathBuf {
         self.ca.dir.clone().unwrap_or_else(default_ca_dir)
+    }
+
+    /// The choices store: `[receipt] store`, or `choices.sqlite3` in the user's data directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.receipt.store.clone().unwrap_or_else(|| {
+            dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("nostalk").join("choices.sqlite3")
+        })
     }
 
     pub fn list_cache_dir(&self) -> PathBuf {

@@ -1,9 +1,11 @@
-//! Operations: who may use the proxy (`access`), what it has done (`metrics`), what `run` needs
+//! Operations: who may use the proxy (`access`), the person's choices kept across restarts
+//! (`choices`), what it has done (`metrics`), what `run` needs
 //! from the machine (`preflight`, for `check`), and the process's signals (`signals`: shutdown
 //! on SIGINT/SIGTERM).
 
 pub mod access;
 pub mod auth;
+pub mod choices;
 pub mod metrics;
 pub mod preflight;
 pub mod signals;

@@ -1,7 +1,7 @@
 //! `check`'s preflight: what `run` needs from the machine, looked at without changing it. The
 //! files the config names are there and readable (lists, extra trust roots), the CA directory
 //! is usable by the user running the check (its key loads, or the directory can be made), the
-//! list cache can be written, and the listen address can be bound. Every problem is reported,
+//! list cache and the choices store can be written, and the listen address can be bound. Every problem is reported,
 //! not only the first. An address already in use is a warning, not an error: a running nostalk
 //! holds it, and checking a file before a reload is what `check` is for.
 
@@ -49,6 +49,24 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
         if let Err(e) = can_create(&cfg.list_cache_dir()) {
             error(format!("policy.list_cache_dir: {}: {e}", cfg.list_cache_dir().display()));
         }
+    }
+    // The choices store: run keeps going without it (in memory), so a warning.
+    let store = cfg.store_path();
+    let store_ok = match store.parent() {
+        Some(dir) if store.exists() => {
+            std::fs::OpenOptions::new().write(true).open(&store).map(|_| ()).or_else(|_| can_create(dir))
+        }
+        Some(dir) => can_create(dir),
+        None => Ok(()),
+    };
+    if let Err(e) = store_ok {
+        found.push(Finding {
+            error: false,
+            message: format!(
+                "receipt.store: {} cannot be written ({e}): your choices would last only until a restart",
+                store.display()
+            ),
+        });
     }
     let addr = cfg.listen_addr();
     match std::net::TcpListener::bind(addr) {

@@ -79,6 +79,10 @@ pub enum Reason {
     /// The host is a name of the page's own site that resolves, through `cname`, to a host a
     /// rule matches (CNAME cloaking): decided as that host.
     Cloaked { cname: Arc<str>, matched: Matched },
+    /// An ad source the person down-voted past the threshold (`[receipt]
+    /// downvotes_to_block`): blocked until restored. The rule is the ad rule that matched; the
+    /// list is "down-voted".
+    DownVoted(Matched),
 }
 
 /// A rule that matched, and the list it came from.
@@ -96,7 +100,11 @@ impl Decision {
     /// The list rule behind the decision, if one is.
     pub fn matched(&self) -> Option<&Matched> {
         match &self.reason {
-            Reason::Rule(m) | Reason::AdCategory(m) | Reason::Exception(m) | Reason::Social(m) => Some(m),
+            Reason::Rule(m)
+            | Reason::AdCategory(m)
+            | Reason::Exception(m)
+            | Reason::Social(m)
+            | Reason::DownVoted(m) => Some(m),
             Reason::Bounce { matched, .. } | Reason::Cloaked { matched, .. } => Some(matched),
             Reason::NoRule | Reason::TrustedSite | Reason::LetThrough => None,
         }
@@ -544,6 +552,18 @@ pub fn explain(
     page: Option<&str>,
     request_type: Option<&str>,
 ) -> Result<Explanation, String> {
+    explain_with(policy, url, page, request_type, |d, _, _| d)
+}
+
+/// [`explain`], with the decision passed through `adjust` (the person's choices) with the
+/// request's site and its page's.
+pub fn explain_with(
+    policy: &Policy,
+    url: &str,
+    page: Option<&str>,
+    request_type: Option<&str>,
+    adjust: impl FnOnce(Decision, &str, &str) -> Decision,
+) -> Result<Explanation, String> {
     let host = site::host_of_url(url).ok_or_else(|| format!("`{url}` is not an absolute URL"))?.to_ascii_lowercase();
     let page_host = match page {
         Some(p) => {
@@ -565,6 +585,8 @@ pub fn explain(
     };
     let info = RequestInfo { url, host: &host, page_host: page_host.as_deref(), request_type, method: "GET" };
     let d = policy.decide_uncached(&info);
+    let page_site = info.page_site().unwrap_or_else(|| info.site());
+    let d = adjust(d, &info.site(), &page_site);
     Ok(Explanation::new(&info, &d))
 }
 

@@ -74,6 +74,7 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
     if let Some(group) = who.and_then(|w| w.group.as_ref()) {
         decision = group.adjust(decision, &site, &site);
     }
+    decision = shared.choices.adjust(decision, &site, &site);
     // With the CA, a tracker's host is intercepted like any other: each request inside is
     // decided on its own, so a blocked script gets its surrogate, a frame its placeholder, and
     // a navigation through the host goes on (only a `$document` rule blocks one). Without
@@ -82,6 +83,11 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
     if decision.verdict == Verdict::Block && !intercept {
         let client = shared.config.receipt.per_person.then_some(peer);
         let mut ex = tunnel_exchange(host, url, decision, client);
+        // Filed under the page that caused it: the one this client opened last, if recently.
+        if let Some(page) = client.and_then(|c| shared.receipt.recent_page(c.ip())) {
+            ex.third_party = page != ex.site;
+            ex.page = TopPage { host: page.clone(), site: page };
+        }
         ex.done.status = Some(StatusCode::FORBIDDEN);
         forward::record(&ex, &shared.receipt, &shared.metrics);
         return Plan::Refuse;

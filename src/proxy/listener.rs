@@ -84,6 +84,19 @@ impl Server {
         let policy = Policy::build(&config, &lists.loaded())?;
         ops::return_free_memory();
         limits::raise_fd_limit();
+        let threshold = config.receipt.downvotes_to_block;
+        let choices = match ops::choices::Choices::open(&config.store_path(), threshold) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the choices store: down-votes, shopping switches and sites trusted from the page last until the proxy stops");
+                ops::choices::Choices::in_memory(threshold)
+            }
+        };
+        let shopping = crate::hygiene::shopping::Shopping::default();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        for (site, until) in &choices.snapshot().shopping {
+            shopping.set(site, std::time::Duration::from_secs(until.saturating_sub(now)));
+        }
         let shared = Arc::new(Shared {
             access: ops::access::Access::new(&config),
             auth: ops::auth::Auth::new(&config).map_err(StartError::Auth)?.map(Arc::new),
@@ -94,8 +107,9 @@ impl Server {
             upstream: Arc::new(upstream_client),
             listen,
             metrics: Arc::default(),
-            receipt: Arc::default(),
-            shopping: Default::default(),
+            receipt: Arc::new(crate::receipt::Receipt::new(config.receipt.per_person)),
+            shopping,
+            choices: Arc::new(choices),
             passes: Default::default(),
             lists,
             timeouts: limits::Timeouts::new(&config),
@@ -136,6 +150,7 @@ impl Server {
         reload::on_sighup(shared.clone(), config_path);
         let swap = subscribe::PolicySwap { config: shared.policy_config.clone(), policy: shared.policy.clone() };
         subscribe::spawn_refresher(shared.lists.clone(), shared.upstream.clone(), swap);
+        ops::choices::watch(shared.choices.clone(), &shared.tasks, shared.shutdown.subscribe());
         let grace = shared.config.server.shutdown_grace.get();
         let idle = shared.timeouts.idle;
         let builder = Arc::new(serve::auto_builder());

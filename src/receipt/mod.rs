@@ -1,80 +1,276 @@
-//! The transparency record: per site (the page's), which hosts were blocked, which ads went out
-//! de-identified, and what the rewriter took out of its pages. Off the hot path: a request
-//! only *tries* the lock; when it is busy, the record is counted as dropped and the request
-//! goes on without waiting. Every table is bounded: at most `MAX_SITES` sites (the least
-//! recently seen is dropped for a new one), `MAX_HOSTS_PER_SITE` hosts per site (requests to
-//! more are counted, not named), `MAX_RECENT` removals per site.
+//! The transparency record, per site (the page's): which trackers were kept off the network
+//! (with rule, list and company), which ads went out de-identified and what was taken off them,
+//! which allowed requests lost cookies or parameters, and what the rewriter took out of the
+//! pages. It lives in memory and is bounded: at most `MAX_SITES` sites (the least recently
+//! seen dropped first, counted in `dropped`), `MAX_HOSTS_PER_SITE` hosts per table (requests to
+//! more are counted, not named), a ring of `MAX_RECENT` removals per site.
+//!
+//! Off the hot path: a request only *tries* the lock; when it is busy the record is counted as
+//! dropped and the request goes on. Each record tells the pages' live view which site changed
+//! (a broadcast channel; nothing is sent when no one listens).
+//!
+//! On a gateway shared by many (`[receipt] per_person = false`) only totals are kept: per site,
+//! and per ad source, never hosts, pages' URLs or anything tied to a client.
 
-use crate::exchange::{Exchange, Removal};
-use crate::policy::Verdict;
-use std::collections::{BTreeMap, HashMap};
+pub mod companies;
+
+use crate::exchange::{Exchange, Kind, Removal, Stripped};
+use crate::policy::{Reason, RequestType, Verdict};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// At most this many sites are kept; the receipt is for recent browsing, not an archive.
 pub const MAX_SITES: usize = 2000;
-/// At most this many hosts are named per site; a page that calls on more has the rest counted.
+/// At most this many hosts are named per table of a site; the rest are counted.
 pub const MAX_HOSTS_PER_SITE: usize = 100;
-const MAX_RECENT: usize = 20;
+/// At most this many ad sources are counted (for the aggregate view and /metrics).
+pub const MAX_AD_SOURCES: usize = 500;
+const MAX_RECENT: usize = 30;
+/// A CONNECT refused this soon after a client's navigation is filed under that page.
+const PAGE_MEMORY: Duration = Duration::from_secs(60);
+const MAX_CLIENT_PAGES: usize = 256;
+
+/// Why a tracker was kept off the network, as the receipt says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Blocked,
+    Social,
+    DownVoted,
+    Bounced,
+    /// Refused at CONNECT (no interception): the whole host.
+    Refused,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    pub count: u64,
+    pub rule: Arc<str>,
+    pub list: Arc<str>,
+    pub cname: Option<Arc<str>>,
+    pub why: Why,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Cleaned {
+    pub count: u64,
+    /// What was taken off, over all of them.
+    pub stripped: Stripped,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub blocked: u64,
+    pub ads: u64,
+    pub cleaned: u64,
+    pub removed: u64,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct SiteReceipt {
-    /// (host, verdict) → requests.
-    pub requests: BTreeMap<(String, Verdict), u64>,
-    /// What the rewriter removed, by kind.
-    pub removed: BTreeMap<&'static str, u64>,
-    pub recent_removals: Vec<String>,
+    pub totals: Totals,
+    /// Tracker host → what was kept off.
+    pub trackers: BTreeMap<String, Tracker>,
+    /// Ad host → how often, and what was taken off.
+    pub ads: BTreeMap<String, Cleaned>,
+    /// Allowed host that lost cookies or parameters → how often, and what.
+    pub cleaned: BTreeMap<String, Cleaned>,
+    /// What the rewriter took out of the pages, most recent last.
+    pub removed: VecDeque<Removal>,
+    pub removed_by_kind: BTreeMap<&'static str, u64>,
     /// Requests to hosts past `MAX_HOSTS_PER_SITE`.
     pub other_hosts: u64,
     /// When the site was last seen (a sequence number: larger is more recent).
     pub last: u64,
+    pub last_seen: Option<Instant>,
 }
 
-#[derive(Default)]
+/// An ad source's totals: requests shown de-identified, and requests blocked as down-voted.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AdSource {
+    pub shown: u64,
+    pub downvoted: u64,
+}
+
 pub struct Receipt {
+    per_person: bool,
     sites: Mutex<HashMap<String, SiteReceipt>>,
+    ad_sources: Mutex<BTreeMap<String, AdSource>>,
+    client_pages: Mutex<HashMap<IpAddr, (String, Instant)>>,
     clock: AtomicU64,
     pub dropped: AtomicU64,
+    changed: tokio::sync::broadcast::Sender<Arc<str>>,
+}
+
+impl Default for Receipt {
+    fn default() -> Self {
+        Receipt::new(true)
+    }
 }
 
 impl Receipt {
-    pub fn new() -> Receipt {
-        Receipt::default()
+    pub fn new(per_person: bool) -> Receipt {
+        Receipt {
+            per_person,
+            sites: Mutex::default(),
+            ad_sources: Mutex::default(),
+            client_pages: Mutex::default(),
+            clock: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            changed: tokio::sync::broadcast::channel(64).0,
+        }
     }
 
-    /// File a finished exchange under its page's site: the request, when it was blocked or
-    /// an ad (ordinary resources are not what a receipt is for), and what was removed from
-    /// the page it brought.
+    pub fn per_person(&self) -> bool {
+        self.per_person
+    }
+
+    /// The sites that change from now on, one name per record.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.changed.subscribe()
+    }
+
+    /// File a finished exchange under its page's site.
     pub fn record(&self, ex: &Exchange) {
-        let decision = &ex.decision;
-        let request = decision.verdict != Verdict::Allow || decision.ad_class;
+        let d = &ex.decision;
+        let stripped = ex.done.stripped;
+        let lost = stripped.cookies || stripped.set_cookies || stripped.params;
         let removals = &ex.done.removals;
-        if !request && removals.is_empty() {
+        if let (Some(client), RequestType::Document) = (ex.client, ex.request_type) {
+            if self.per_person {
+                self.note_page(client.ip(), &ex.page.site);
+            }
+        }
+        let interesting = d.verdict != Verdict::Allow || lost || !removals.is_empty();
+        if !interesting {
             return;
         }
+        if d.verdict == Verdict::Ad || matches!(d.reason, Reason::DownVoted(_)) {
+            self.count_ad_source(&ex.site, d.verdict == Verdict::Ad);
+        }
+        let per_person = self.per_person;
         self.with_site(&ex.page.site, |entry| {
-            if request {
-                let key = (ex.host.clone(), decision.verdict);
-                if let Some(n) = entry.requests.get_mut(&key) {
-                    *n += 1;
-                } else if entry.requests.len() < MAX_HOSTS_PER_SITE {
-                    entry.requests.insert(key, 1);
-                } else {
-                    entry.other_hosts += 1;
+            entry.totals.removed += removals.len() as u64;
+            match d.verdict {
+                Verdict::Block => {
+                    entry.totals.blocked += 1;
+                    if per_person {
+                        Self::tracker(entry, ex);
+                    }
                 }
+                Verdict::Ad => {
+                    entry.totals.ads += 1;
+                    if per_person {
+                        Self::cleaned(entry, ex, true);
+                    }
+                }
+                Verdict::Allow if lost => {
+                    entry.totals.cleaned += 1;
+                    if per_person {
+                        Self::cleaned(entry, ex, false);
+                    }
+                }
+                Verdict::Allow => {}
             }
-            Self::removed(entry, removals);
+            if per_person {
+                Self::removed(entry, removals);
+            }
         });
+        if self.changed.receiver_count() > 0 {
+            let _ = self.changed.send(Arc::from(ex.page.site.as_str()));
+        }
+    }
+
+    fn tracker(entry: &mut SiteReceipt, ex: &Exchange) {
+        let d = &ex.decision;
+        if let Some(t) = entry.trackers.get_mut(&ex.host) {
+            t.count += 1;
+            return;
+        }
+        if entry.trackers.len() >= MAX_HOSTS_PER_SITE {
+            entry.other_hosts += 1;
+            return;
+        }
+        let why = match &d.reason {
+            Reason::Social(_) => Why::Social,
+            Reason::DownVoted(_) => Why::DownVoted,
+            Reason::Bounce { .. } => Why::Bounced,
+            _ if ex.method == http::Method::CONNECT => Why::Refused,
+            _ => Why::Blocked,
+        };
+        let tracker = Tracker {
+            count: 1,
+            rule: d.rule().map_or_else(|| Arc::from(""), Arc::from),
+            list: d.list().map_or_else(|| Arc::from(""), Arc::from),
+            cname: d.cname().map(Arc::from),
+            why,
+        };
+        entry.trackers.insert(ex.host.clone(), tracker);
+    }
+
+    fn cleaned(entry: &mut SiteReceipt, ex: &Exchange, ad: bool) {
+        let table = if ad { &mut entry.ads } else { &mut entry.cleaned };
+        if let Some(c) = table.get_mut(&ex.host) {
+            c.count += 1;
+            c.stripped.merge(ex.done.stripped);
+        } else if table.len() < MAX_HOSTS_PER_SITE {
+            table.insert(ex.host.clone(), Cleaned { count: 1, stripped: ex.done.stripped });
+        } else {
+            entry.other_hosts += 1;
+        }
     }
 
     fn removed(entry: &mut SiteReceipt, removals: &[Removal]) {
         for r in removals {
-            *entry.removed.entry(r.kind.as_str()).or_default() += 1;
-            if entry.recent_removals.len() >= MAX_RECENT {
-                entry.recent_removals.remove(0);
+            *entry.removed_by_kind.entry(r.kind.as_str()).or_default() += 1;
+            // Link decoration is counted, not listed: it names the page's own links.
+            if r.kind == Kind::LinkDecoration {
+                continue;
             }
-            entry.recent_removals.push(format!("{}: {}", r.kind.as_str(), r.what));
+            if entry.removed.len() >= MAX_RECENT {
+                entry.removed.pop_front();
+            }
+            entry.removed.push_back(r.clone());
         }
+    }
+
+    fn count_ad_source(&self, source: &str, shown: bool) {
+        let Ok(mut sources) = self.ad_sources.try_lock() else { return };
+        if !sources.contains_key(source) && sources.len() >= MAX_AD_SOURCES {
+            return;
+        }
+        let s = sources.entry(source.to_string()).or_default();
+        if shown {
+            s.shown += 1;
+        } else {
+            s.downvoted += 1;
+        }
+    }
+
+    /// Every ad source counted, by name.
+    pub fn ad_sources(&self) -> BTreeMap<String, AdSource> {
+        self.ad_sources.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn note_page(&self, client: IpAddr, site: &str) {
+        let Ok(mut pages) = self.client_pages.try_lock() else { return };
+        if pages.len() >= MAX_CLIENT_PAGES && !pages.contains_key(&client) {
+            let now = Instant::now();
+            pages.retain(|_, (_, at)| now.duration_since(*at) < PAGE_MEMORY);
+            if pages.len() >= MAX_CLIENT_PAGES {
+                return;
+            }
+        }
+        pages.insert(client, (site.to_string(), Instant::now()));
+    }
+
+    /// The site of the page this client opened last, if it did within a minute: the page a
+    /// tunnel refused now was most likely asked for.
+    pub fn recent_page(&self, client: IpAddr) -> Option<String> {
+        let pages = self.client_pages.lock().unwrap_or_else(|p| p.into_inner());
+        pages.get(&client).filter(|(_, at)| at.elapsed() < PAGE_MEMORY).map(|(s, _)| s.clone())
     }
 
     /// Run `f` on the site's entry, made (and the least recently seen site dropped, when the
@@ -93,6 +289,7 @@ impl Receipt {
         }
         let entry = sites.entry(site.to_string()).or_default();
         entry.last = now;
+        entry.last_seen = Some(Instant::now());
         f(entry);
     }
 
@@ -104,35 +301,64 @@ impl Receipt {
         let page = order.iter().skip(offset).take(n).map(|(_, k)| ((*k).clone(), sites[*k].clone())).collect();
         (page, sites.len())
     }
+
+    /// One site's receipt.
+    pub fn site(&self, site: &str) -> Option<SiteReceipt> {
+        self.sites.lock().unwrap_or_else(|p| p.into_inner()).get(site).cloned()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Decision;
+    use crate::policy::{Decision, Matched};
 
     fn blocked(page_site: &str, host: &str) -> Exchange {
+        let m = Matched { rule: Arc::from("||tracker.test^"), list: Arc::from("test") };
         Exchange::sample(
             &format!("https://{host}/t.js"),
             page_site,
-            Decision { verdict: Verdict::Block, ..Decision::allow() },
+            Decision { verdict: Verdict::Block, reason: Reason::Rule(m), ad_class: false },
         )
     }
 
     #[test]
     fn hosts_per_site_and_sites_are_bounded() {
-        let r = Receipt::new();
+        let r = Receipt::new(true);
         for i in 0..(MAX_HOSTS_PER_SITE + 50) {
             r.record(&blocked("news.test", &format!("t{i}.tracker.test")));
         }
         let (sites, _) = r.page(0, 10);
-        assert_eq!(sites[0].1.requests.len(), MAX_HOSTS_PER_SITE);
+        assert_eq!(sites[0].1.trackers.len(), MAX_HOSTS_PER_SITE);
         assert_eq!(sites[0].1.other_hosts, 50);
+        assert_eq!(sites[0].1.totals.blocked, MAX_HOSTS_PER_SITE as u64 + 50);
         for i in 0..(MAX_SITES + 10) {
             r.record(&blocked(&format!("s{i}.test"), "t.tracker.test"));
         }
         let (first, total) = r.page(0, 1);
         assert_eq!(total, MAX_SITES);
         assert_eq!(first[0].0, format!("s{}.test", MAX_SITES + 9), "most recent first");
+    }
+
+    #[test]
+    fn a_shared_gateway_keeps_totals_only() {
+        let r = Receipt::new(false);
+        r.record(&blocked("news.test", "t.tracker.test"));
+        let mut ad = blocked("news.test", "ads.test");
+        ad.decision.verdict = Verdict::Ad;
+        ad.done.stripped.set_cookies = true;
+        r.record(&ad);
+        let s = r.site("news.test").unwrap();
+        assert_eq!((s.totals.blocked, s.totals.ads), (1, 1));
+        assert!(s.trackers.is_empty() && s.ads.is_empty() && s.removed.is_empty());
+        assert_eq!(r.ad_sources().get("ads.test").map(|a| a.shown), Some(1));
+    }
+
+    #[test]
+    fn each_record_says_which_site_changed() {
+        let r = Receipt::new(true);
+        let mut rx = r.subscribe();
+        r.record(&blocked("news.test", "t.tracker.test"));
+        assert_eq!(&*rx.try_recv().unwrap(), "news.test");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod blocked;
 pub mod pages;
+pub mod receipt_page;
 pub mod social;
 pub mod surrogates;
 

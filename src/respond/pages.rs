@@ -1,7 +1,9 @@
-//! The proxy's own pages, for requests addressed to the proxy itself: `/` (status and the
-//! privacy receipt), `/proxy.pac`, `/ca.pem`, `/metrics`, `/healthz`, `/readyz`, and the
-//! controls `POST /shopping` (the per-site shopping switch) and `POST /lists/refresh`
-//! (download the subscribed lists now).
+//! The proxy's own pages, for requests addressed to the proxy itself: `/` (the privacy receipt,
+//! rendered by receipt_page.rs, and the proxy's status), `/site?name=` (one site's receipt) and
+//! `/events` (server-sent events: which site changed), `/proxy.pac`, `/ca.pem`, `/metrics`,
+//! `/healthz`, `/readyz`, and the controls `POST /shopping` (the per-site shopping switch),
+//! `POST /trust`, `POST /ads/down` and `/ads/restore` (kept in the choices store), and
+//! `POST /lists/refresh` (download the subscribed lists now).
 //!
 //! Who may see what: the health checks, the PAC file and the CA for every client that may
 //! connect; the receipt for `[access] allow` clients; `/metrics` and the controls for
@@ -12,7 +14,7 @@
 //! the pages render is capped, so no table makes a page without bound.
 
 use super::{error_page, html_escape};
-use crate::policy::{site, Verdict};
+use crate::policy::site;
 use crate::{full, Body, Shared};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -59,12 +61,40 @@ fn metrics(shared: &Shared) -> String {
             (s.name.clone(), s.kind.as_str(), s.rules, age)
         })
         .collect();
-    shared.metrics.render(&crate::ops::metrics::Scrape {
+    let mut out = shared.metrics.render(&crate::ops::metrics::Scrape {
         receipt_dropped: shared.receipt.dropped.load(Ordering::Relaxed),
         open_connections: shared.conns.open(),
         removal_kinds: crate::exchange::Kind::ALL.map(crate::exchange::Kind::as_str),
         lists: &lists,
-    })
+    });
+    ad_source_metrics(&mut out, shared);
+    out
+}
+
+/// Per ad source: requests shown de-identified and blocked as down-voted, and the down-votes,
+/// so Prometheus sums them across replicas. Sources are registrable domains (bounded in
+/// number by the receipt); a label value is escaped all the same.
+fn ad_source_metrics(out: &mut String, shared: &Shared) {
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "");
+    out.push_str("# HELP nostalk_ad_source_requests_total Ad requests per ad source: shown de-identified (ad) or blocked as down-voted.\n# TYPE nostalk_ad_source_requests_total counter\n");
+    for (source, a) in shared.receipt.ad_sources() {
+        let _ = writeln!(
+            out,
+            "nostalk_ad_source_requests_total{{source=\"{}\",verdict=\"ad\"}} {}",
+            label(&source),
+            a.shown
+        );
+        let _ = writeln!(
+            out,
+            "nostalk_ad_source_requests_total{{source=\"{}\",verdict=\"downvoted\"}} {}",
+            label(&source),
+            a.downvoted
+        );
+    }
+    out.push_str("# HELP nostalk_ad_source_downvotes Down-votes per ad source, as kept in the choices store.\n# TYPE nostalk_ad_source_downvotes gauge\n");
+    for (source, votes) in &shared.choices.snapshot().downvotes {
+        let _ = writeln!(out, "nostalk_ad_source_downvotes{{source=\"{}\"}} {votes}", label(source));
+    }
 }
 
 /// Answer a request to the proxy's own pages. `proxied`: the browser sent it through its
@@ -123,17 +153,33 @@ pub async fn serve(
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
             }
         }
-        (&Method::POST, "/shopping" | "/lists/refresh") if admin => match control_form(shared, req).await {
-            Ok(form) if path == "/shopping" => shopping(shared, &form),
-            Ok(_) => refresh_lists(shared).await,
-            Err(refused) => refused,
-        },
-        (&Method::POST, "/shopping") => forbidden("The shopping switch"),
+        (&Method::GET, "/events") if user || admin => events(shared),
+        (&Method::GET, "/site") if user || admin => {
+            let name = req.uri().query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "name").map(|(_, v)| v.into_owned())
+            });
+            site_fragment(shared, name.as_deref().unwrap_or(""), admin)
+        }
+        (&Method::GET, "/events" | "/site") => {
+            error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address.")
+        }
+        (&Method::POST, "/shopping" | "/lists/refresh" | "/trust" | "/ads/down" | "/ads/restore") if admin => {
+            match control_form(shared, req).await {
+                Ok(form) => match path.as_str() {
+                    "/shopping" => shopping(shared, &form).await,
+                    "/trust" => trust(shared, &form).await,
+                    "/ads/down" | "/ads/restore" => ad_vote(shared, &form, path == "/ads/down").await,
+                    _ => refresh_lists(shared).await,
+                },
+                Err(refused) => refused,
+            }
+        }
+        (&Method::POST, "/shopping" | "/trust" | "/ads/down" | "/ads/restore") => forbidden("This control"),
         (&Method::POST, "/lists/refresh") => forbidden("Refreshing the lists"),
         (
             _,
             "/" | "/proxy.pac" | "/ca.pem" | "/ca.crt" | "/ca-check.gif" | "/metrics" | "/healthz" | "/readyz"
-            | "/shopping" | "/lists/refresh",
+            | "/shopping" | "/lists/refresh" | "/trust" | "/ads/down" | "/ads/restore" | "/events" | "/site",
         ) => error_page(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "This page does not take that method."),
         _ => error_page(
             StatusCode::NOT_FOUND,
@@ -235,7 +281,7 @@ async fn refresh_lists(shared: &Shared) -> Response<Body> {
 }
 
 /// `site=example.com&minutes=30` (minutes=0 switches it off).
-fn shopping(shared: &Shared, form: &[u8]) -> Response<Body> {
+async fn shopping(shared: &Shared, form: &[u8]) -> Response<Body> {
     let mut site_name = None;
     let mut minutes = 60u64;
     for (k, v) in url::form_urlencoded::parse(form) {
@@ -256,74 +302,186 @@ fn shopping(shared: &Shared, form: &[u8]) -> Response<Body> {
             "Too many sites are in shopping mode; switch one off first.",
         );
     }
+    let duration = Duration::from_secs(minutes.min(7 * 24 * 60) * 60);
+    let store = keep(shared, {
+        let s = s.clone();
+        move |c| c.set_shopping(&s, duration)
+    });
+    if let Err(e) = store.await {
+        tracing::warn!(error = %e, "the shopping switch is on, but could not be kept for the next start");
+    }
     tracing::info!(site = %s, minutes, "shopping switch set");
-    let mut r = text(StatusCode::SEE_OTHER, "text/plain", format!("{s}: shopping for {minutes} minutes\n"));
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+    back_to(&s, format!("{s}: shopping for {minutes} minutes\n"))
+}
+
+/// 303 back to the receipt, at the site's section.
+fn back_to(site: &str, said: String) -> Response<Body> {
+    let mut r = text(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", said);
+    let to = format!("/#{}", super::receipt_page::section_id(site));
+    // The id is made of [A-Za-z0-9_-] only: a valid header value.
+    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&to).unwrap_or(HeaderValue::from_static("/")));
     r
 }
 
+/// A change to the choices store, made on the blocking pool (SQLite writes to disk).
+async fn keep(
+    shared: &Shared,
+    change: impl FnOnce(&crate::ops::choices::Choices) -> Result<(), String> + Send + 'static,
+) -> Result<(), String> {
+    let choices = shared.choices.clone();
+    tokio::task::spawn_blocking(move || change(&choices)).await.unwrap_or_else(|e| Err(e.to_string()))
+}
+
+fn form_value(form: &[u8], key: &str) -> Option<String> {
+    url::form_urlencoded::parse(form)
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+}
+
+/// `site=example.com&trust=1` (0 stops trusting it).
+async fn trust(shared: &Shared, form: &[u8]) -> Response<Body> {
+    let Some(name) = form_value(form, "site") else {
+        return error_page(StatusCode::BAD_REQUEST, "Bad Request", "Say which site: site=example.com");
+    };
+    let s = site::site_of(&name);
+    let on = form_value(form, "trust").as_deref() != Some("0");
+    let stored = keep(shared, {
+        let s = s.clone();
+        move |c| c.set_trusted(&s, on)
+    });
+    if let Err(e) = stored.await {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            &format!("could not keep it: {e}"),
+        );
+    }
+    tracing::info!(site = %s, trusted = on, "trusted site set from the page");
+    let said = if on { format!("{s}: trusted\n") } else { format!("{s}: no longer trusted\n") };
+    back_to(&s, said)
+}
+
+/// `source=ads.example&site=news.example`: one more down-vote, or (restore) none.
+async fn ad_vote(shared: &Shared, form: &[u8], down: bool) -> Response<Body> {
+    let Some(source) = form_value(form, "source").map(|h| site::site_of(&h)) else {
+        return error_page(StatusCode::BAD_REQUEST, "Bad Request", "Say which ad source: source=ads.example");
+    };
+    let page = form_value(form, "site").unwrap_or_default();
+    let result = keep(shared, {
+        let source = source.clone();
+        move |c| if down { c.downvote(&source).map(|_| ()) } else { c.restore(&source) }
+    });
+    if let Err(e) = result.await {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            &format!("could not keep it: {e}"),
+        );
+    }
+    tracing::info!(source = %source, down, "ad source vote");
+    back_to(&page, format!("{source}: {}\n", if down { "down-voted" } else { "restored" }))
+}
+
+/// Server-sent events: the name of each site whose receipt changed, as it changes, and a
+/// comment every 15 s to keep the connection open; ends when the proxy shuts down.
+fn events(shared: &Shared) -> Response<Body> {
+    use futures_util::StreamExt;
+    use http_body::Frame;
+    let rx = shared.receipt.subscribe();
+    let stop = shared.shutdown.subscribe();
+    let stream = futures_util::stream::unfold((rx, stop, true), |(mut rx, mut stop, first)| async move {
+        if first {
+            return Some((bytes::Bytes::from_static(b"retry: 2000\n: nostalk receipt\n\n"), (rx, stop, false)));
+        }
+        if *stop.borrow() {
+            return None;
+        }
+        let chunk = tokio::select! {
+            got = rx.recv() => match got {
+                Ok(site) => bytes::Bytes::from(format!("event: site\ndata: {}\n\n", site.replace(['\n', '\r'], ""))),
+                // Missed some: the page has every site anyway after its next fetches.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => bytes::Bytes::from_static(b": lagged\n\n"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(15)) => bytes::Bytes::from_static(b": keep-alive\n\n"),
+            _ = stop.changed() => return None,
+        };
+        Some((chunk, (rx, stop, false)))
+    });
+    let body = http_body_util::StreamBody::new(stream.map(|b| Ok::<_, crate::BoxError>(Frame::data(b))));
+    let mut r = Response::new(BodyExt::boxed_unsync(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn controls<'a>(
+    shared: &'a Shared,
+    admin: bool,
+    site_name: &str,
+    snap: &'a crate::ops::choices::Snapshot,
+) -> super::receipt_page::Controls<'a> {
+    let shopping_left =
+        shared.shopping.active().into_iter().find(|(s, _)| s == site_name).map(|(_, left)| left.as_secs() / 60 + 1);
+    super::receipt_page::Controls {
+        token: &shared.page_token,
+        admin,
+        choices: snap,
+        threshold: shared.choices.threshold(),
+        shopping_left,
+    }
+}
+
+/// One site's section alone, for the page's live updates.
+fn site_fragment(shared: &Shared, name: &str, admin: bool) -> Response<Body> {
+    let Some(r) = shared.receipt.site(name) else {
+        return error_page(StatusCode::NOT_FOUND, "Not Found", "No receipt for that site.");
+    };
+    let snap = shared.choices.snapshot();
+    let mut h = String::with_capacity(2048);
+    super::receipt_page::site_section(
+        &mut h,
+        name,
+        &r,
+        shared.receipt.per_person(),
+        &controls(shared, admin, name, &snap),
+    );
+    text(StatusCode::OK, "text/html; charset=utf-8", h)
+}
+
 /// Sites shown on one page of the receipt.
-const SITES_PER_PAGE: usize = 50;
+const SITES_PER_PAGE: usize = 20;
+
+const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:52em;margin:1.5em auto;padding:0 1em;color:#222}\
+h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.2em;margin-top:1.6em}h3{font-size:1.1em;margin:0}\
+.site{border:1px solid #ddd;border-radius:8px;padding:.7em 1em;margin:.8em 0}.when{color:#777;margin:0;font-size:.85em}\
+.headline{font-weight:600;margin:.3em 0}.what{color:#555;font-size:.9em}.why{color:#b00}small{color:#666}\
+code{background:#f3f3f3;padding:0 .2em;word-break:break-all}ul{padding-left:1.2em}summary{cursor:pointer;margin:.3em 0}\
+.controls form,.ad-source form,.trackers form{display:inline-block;margin:.2em .4em .2em 0}button,select{font:inherit;font-size:.9em}\
+.b{color:#b00}.ok{color:#070}";
 
 fn status_page(shared: &Shared, local: SocketAddr, admin: bool, proxied: bool, page: usize) -> Response<Body> {
     let policy = shared.policy.load();
-    let mut h = String::with_capacity(8192);
-    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>nostalk</title><style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2em .5em;border-bottom:1px solid #eee;vertical-align:top}.b{color:#b00}.ok{color:#070}.a{color:#a60}small{color:#777}</style></head><body>");
+    let per_person = shared.receipt.per_person();
+    let mut h = String::with_capacity(16384);
     let _ = write!(
         h,
-        "<h1>nostalk</h1><p>Listening on <code>{local}</code>. PAC file: <a href=\"/proxy.pac\">/proxy.pac</a>."
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>nostalk: your receipt</title><style>{STYLE}</style></head><body>"
     );
-    if shared.ca.is_some() {
-        h.push_str(" Looking inside HTTPS: install the <a href=\"/ca.pem\">CA certificate</a> in your browser.</p>");
-    } else {
-        h.push_str(" HTTPS is tunnelled untouched (interception is off).</p>");
-    }
+    h.push_str("<h1>nostalk</h1><p>What each site you visit tried, and what it got.</p>");
     this_browser(&mut h, proxied, shared.ca.is_some());
-    let (b, a) = policy.rule_counts();
-    let _ = write!(h, "<h2>Lists</h2><p>{b} surveillance rules, {a} ad rules.</p><ul>");
-    for s in &policy.sources {
-        let _ =
-            write!(h, "<li>{} <small>({}, {} entries)</small></li>", html_escape(&s.name), s.kind.as_str(), s.rules);
-    }
-    h.push_str("</ul>");
-    for sub in shared.lists.summaries() {
-        let _ = write!(h, "<p><small>subscription {}: {}</small></p>", html_escape(&sub.name), html_escape(&sub.state));
-    }
-    h.push_str("<h2>Shopping</h2>");
-    if admin {
-        let _ = write!(
-            h,
-            "<form method=\"post\" action=\"/shopping\"><input type=\"hidden\" name=\"token\" value=\"{}\">Let <input name=\"site\" placeholder=\"shop.example\"> keep its shopping cookies for <input name=\"minutes\" value=\"60\" size=\"4\"> minutes <button>Start</button></form>",
-            shared.page_token
-        );
-    }
-    h.push_str("<ul>");
-    for (s, left) in shared.shopping.active() {
-        let _ = write!(h, "<li>{}: {} min left</li>", html_escape(&s), left.as_secs() / 60 + 1);
-    }
-    h.push_str("</ul><h2>Receipt</h2><p>What each site tried, and what got through.</p><table><tr><th>site</th><th>blocked</th><th>ads, de-identified</th><th>removed from its pages</th></tr>");
     let (sites, total) = shared.receipt.page((page.max(1) - 1) * SITES_PER_PAGE, SITES_PER_PAGE);
-    for (site_name, r) in sites {
-        let mut blocked = String::new();
-        let mut ads = String::new();
-        for ((host, verdict), n) in &r.requests {
-            let line = format!("{} ×{n}<br>", html_escape(host));
-            match verdict {
-                Verdict::Block => blocked.push_str(&line),
-                _ => ads.push_str(&line),
-            }
-        }
-        if r.other_hosts > 0 {
-            let _ = write!(blocked, "<small>and {} requests to other hosts</small>", r.other_hosts);
-        }
-        let removed: String = r.removed.iter().map(|(k, n)| format!("{k} ×{n}<br>")).collect();
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td class=\"b\">{blocked}</td><td class=\"a\">{ads}</td><td>{removed}</td></tr>",
-            html_escape(&site_name)
-        );
+    let live = page <= 1;
+    let _ = write!(h, "<h2>Your receipt</h2><div id=\"sites\" data-live=\"{}\">", if live { 1 } else { 0 });
+    if sites.is_empty() {
+        h.push_str("<p id=\"no-sites\">Nothing yet: browse a little through nostalk and come back (this page updates itself).</p>");
     }
-    h.push_str("</table>");
+    let snap = shared.choices.snapshot();
+    for (site_name, r) in &sites {
+        super::receipt_page::site_section(&mut h, site_name, r, per_person, &controls(shared, admin, site_name, &snap));
+    }
+    h.push_str("</div>");
     let pages = total.div_ceil(SITES_PER_PAGE).max(1);
     if pages > 1 {
         let _ = write!(h, "<p>Page {} of {pages}.", page.min(pages));
@@ -335,6 +493,76 @@ fn status_page(shared: &Shared, local: SocketAddr, admin: bool, proxied: bool, p
         }
         h.push_str("</p>");
     }
+    if !per_person {
+        h.push_str(
+            "<h2>Ad sources</h2><p><small>This gateway keeps totals only: no client, no page address.</small></p><ul>",
+        );
+        for (source, a) in shared.receipt.ad_sources().iter().take(100) {
+            let _ = write!(
+                h,
+                "<li><code>{}</code>: {} shown de-identified, {} blocked as down-voted</li>",
+                html_escape(source),
+                a.shown,
+                a.downvoted
+            );
+        }
+        h.push_str("</ul>");
+    }
+    if !snap.downvotes.is_empty() || !snap.trusted.is_empty() {
+        h.push_str("<h2>Your choices</h2><ul>");
+        for (source, votes) in &snap.downvotes {
+            let state = if *votes >= shared.choices.threshold() { "blocked (down-voted)" } else { "shown" };
+            let _ = write!(h, "<li>ad source <code>{}</code>: {votes} down-vote(s), {state}", html_escape(source));
+            if admin {
+                let _ = write!(
+                    h,
+                    " <form style=\"display:inline\" method=\"post\" action=\"/ads/restore\"><input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"source\" value=\"{}\"><button>Restore</button></form>",
+                    shared.page_token,
+                    html_escape(source)
+                );
+            }
+            h.push_str("</li>");
+        }
+        for site_name in &snap.trusted {
+            let _ = write!(h, "<li>trusted site <code>{}</code></li>", html_escape(site_name));
+        }
+        h.push_str("</ul>");
+    }
+    let active = shared.shopping.active();
+    if !active.is_empty() {
+        h.push_str("<h2>Shopping mode</h2><ul>");
+        for (s, left) in active {
+            let _ = write!(h, "<li>{}: {} min left</li>", html_escape(&s), left.as_secs() / 60 + 1);
+        }
+        h.push_str("</ul>");
+    }
+    let (b, a) = policy.rule_counts();
+    let _ = write!(
+        h,
+        "<h2>The proxy</h2><p>Listening on <code>{local}</code>. PAC file: <a href=\"/proxy.pac\">/proxy.pac</a>. {b} surveillance rules, {a} ad rules.</p><details><summary>Lists</summary><ul>"
+    );
+    for src in &policy.sources {
+        let _ = write!(
+            h,
+            "<li>{} <small>({}, {} entries)</small></li>",
+            html_escape(&src.name),
+            src.kind.as_str(),
+            src.rules
+        );
+    }
+    h.push_str("</ul>");
+    for sub in shared.lists.summaries() {
+        let _ = write!(h, "<p><small>subscription {}: {}</small></p>", html_escape(&sub.name), html_escape(&sub.state));
+    }
+    h.push_str("</details>");
+    if admin {
+        let _ = write!(
+            h,
+            "<form method=\"post\" action=\"/shopping\"><input type=\"hidden\" name=\"token\" value=\"{}\">Let <input name=\"site\" placeholder=\"shop.example\"> keep its shopping cookies for <input name=\"minutes\" value=\"60\" size=\"4\"> minutes <button>Start</button></form>",
+            shared.page_token
+        );
+    }
+    h.push_str(super::receipt_page::LIVE_SCRIPT);
     h.push_str("</body></html>\n");
     text(StatusCode::OK, "text/html; charset=utf-8", h)
 }

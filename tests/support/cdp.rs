@@ -68,6 +68,17 @@ pub fn browser_home(dir: &Path, ca_pem: Option<&Path>) -> (PathBuf, PathBuf) {
     (home, profile)
 }
 
+/// Trust one more CA in the browser's NSS database under `home` (an origin's own, for a site
+/// nostalk passes through untouched).
+pub fn trust_in_browser(home: &Path, pem: &Path, nickname: &str) {
+    let db = format!("sql:{}", home.join(".pki").join("nssdb").display());
+    let out = std::process::Command::new("certutil")
+        .args(["-A", "-d", &db, "-n", nickname, "-t", "C,,", "-i", pem.to_str().unwrap()])
+        .output()
+        .expect("certutil (libnss3-tools)");
+    assert!(out.status.success(), "certutil: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
 pub struct Browser {

@@ -230,6 +230,13 @@ impl Proxy {
         } else {
             toml.push_str(&format!("\n[policy]\n{cache}\n"));
         }
+        // The person's choices go in the temp dir too: no test sees another's down-votes.
+        let store = format!("store = {:?}", dir.path().join("choices.sqlite3").display().to_string());
+        if toml.contains("[receipt]") {
+            toml = toml.replacen("[receipt]", &format!("[receipt]\n{store}"), 1);
+        } else {
+            toml.push_str(&format!("\n[receipt]\n{store}\n"));
+        }
         // `[upstream]` may come from the caller; resolve goes in it either way.
         if toml.contains("[upstream]") {
             toml = toml.replacen("[upstream]", &format!("[upstream]\n{upstream_lines}"), 1);
@@ -291,6 +298,13 @@ impl Proxy {
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
         }
+    }
+
+    /// Stop, keeping the directory (CA, list cache, choices store) for the next start.
+    pub async fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        self.stop().await;
+        dir
     }
 }
 

@@ -89,7 +89,16 @@ mod tests {
             .header("connection", "keep-alive")
             .body(Empty::<Bytes>::new())
             .unwrap();
-        let mut ex = super::super::decide::decide(&req, &uri, None, None, &policy, &Shopping::default()).unwrap();
+        let mut ex = super::super::decide::decide(
+            &req,
+            &uri,
+            None,
+            None,
+            &policy,
+            &Shopping::default(),
+            &crate::ops::choices::Choices::in_memory(1),
+        )
+        .unwrap();
         (clean_request(req, uri, &mut ex, &policy, true), ex)
     }
 

@@ -5,6 +5,7 @@
 use crate::exchange::{Done, Exchange, TopPage};
 use crate::hygiene::shopping::Shopping;
 use crate::ops::auth::Who;
+use crate::ops::choices::Choices;
 use crate::policy::passes::{self, Passes};
 use crate::policy::{party, site, Decision, Policy, RequestInfo, RequestType};
 use crate::respond;
@@ -20,6 +21,7 @@ pub fn decide<B>(
     who: Option<&Arc<Who>>,
     policy: &Policy,
     shopping: &Shopping,
+    choices: &Choices,
 ) -> Result<Exchange, Box<Response<Body>>> {
     let Some(host) = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()) else {
         return Err(Box::new(respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "the request names no host")));
@@ -41,6 +43,7 @@ pub fn decide<B>(
     if let Some(group) = who.and_then(|w| w.group.as_ref()) {
         decision = group.adjust(decision, &own_site, &page_site);
     }
+    decision = choices.adjust(decision, &own_site, &page_site);
     span.record("verdict", decision.verdict.as_str());
     Ok(Exchange {
         received: std::time::Instant::now(),
@@ -107,7 +110,7 @@ mod tests {
             .header("referer", "https://www.news.example/story")
             .body(())
             .unwrap();
-        let ex = decide(&req, &uri, None, None, &policy(), &shopping).unwrap();
+        let ex = decide(&req, &uri, None, None, &policy(), &shopping, &Choices::in_memory(1)).unwrap();
         assert_eq!(ex.page, TopPage { host: "www.news.example".into(), site: "news.example".into() });
         assert_eq!((ex.site.as_str(), ex.third_party, ex.shopping), ("google-analytics.com", true, true));
         assert_eq!(ex.decision.verdict, Verdict::Block);
@@ -118,7 +121,9 @@ mod tests {
     fn a_request_without_a_host_is_a_400() {
         let uri: Uri = "/just/a/path".parse().unwrap();
         let req = Request::builder().uri(uri.clone()).body(()).unwrap();
-        let Err(resp) = decide(&req, &uri, None, None, &policy(), &Shopping::default()) else { panic!("no host") };
+        let Err(resp) = decide(&req, &uri, None, None, &policy(), &Shopping::default(), &Choices::in_memory(1)) else {
+            panic!("no host")
+        };
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -42,7 +42,7 @@ pub async fn forward(
     // A shared gateway names no client next to what was browsed.
     let client = shared.config.receipt.per_person.then_some(peer);
     let (uri, passed) = decide::take_pass(uri, &shared.passes);
-    let mut ex = match decide::decide(&req, &uri, client, who.as_ref(), &policy, &shared.shopping) {
+    let mut ex = match decide::decide(&req, &uri, client, who.as_ref(), &policy, &shared.shopping, &shared.choices) {
         Ok(ex) => ex,
         Err(bad_request) => return *bad_request,
     };

@@ -208,8 +208,8 @@ mod tests {
         assert_eq!(m.rewrite_removals.load(Ordering::Relaxed), 1);
         let (sites, _) = books.receipt.page(0, 10);
         assert_eq!(sites[0].0, "news.example");
-        assert_eq!(sites[0].1.requests[&("ads.example".to_string(), Verdict::Ad)], 1);
-        assert_eq!(sites[0].1.removed["pixel"], 1);
+        assert_eq!(sites[0].1.ads["ads.example"].count, 1);
+        assert_eq!(sites[0].1.removed_by_kind["pixel"], 1);
     }
 
     #[test]

@@ -1,0 +1,284 @@
+//! The person's choices, kept across restarts: down-voted ad sources, shopping switches with
+//! their expiry, and sites trusted from the receipt page. The config file stays the person's own
+//! and is never rewritten; these live in one small SQLite file (`[receipt] store`).
+//!
+//! Why SQLite (rusqlite, the library compiled in): `nostalk ads down HOST` must change a choice
+//! while the proxy runs, from another process. SQLite takes concurrent readers and writers
+//! across processes with its own locking and survives a power cut mid-write (a router's lot);
+//! redb, the pure-Rust alternative, locks its file to one process. The proxy reads the store
+//! into memory at start and again whenever another process changed it (`PRAGMA data_version`,
+//! looked at every two seconds), so the request path reads a snapshot and never the disk.
+
+use crate::policy::{Decision, Matched, Reason, Verdict};
+use arc_swap::ArcSwap;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// At most this many down-voted sources, trusted sites and shopping switches are kept (oldest
+/// changes dropped first): a person's choices are a handful.
+const MAX_ROWS: i64 = 2000;
+
+/// What the choices say, read once into memory.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// Ad source (registrable domain) → down-votes.
+    pub downvotes: HashMap<String, u32>,
+    pub trusted: HashSet<String>,
+    /// Site → when its shopping switch expires (seconds since the epoch).
+    pub shopping: HashMap<String, u64>,
+}
+
+pub struct Choices {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    snapshot: ArcSwap<Snapshot>,
+    threshold: u32,
+    data_version: Mutex<i64>,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Choices {
+    /// Open (or create, mode 0600) the store at `path`.
+    pub fn open(path: &Path, threshold: u32) -> Result<Choices, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Self::with(conn, path, threshold)
+    }
+
+    /// A store that lives as long as the process: what the proxy uses when its file cannot be
+    /// opened (it says so at start), so the page's controls still work until a restart.
+    pub fn in_memory(threshold: u32) -> Choices {
+        // An in-memory database needs no file and no space beyond the process's own.
+        let conn = Connection::open_in_memory().expect("SQLite opens an in-memory database");
+        Self::with(conn, Path::new(":memory:"), threshold).expect("the schema is created in memory")
+    }
+
+    fn with(conn: Connection, path: &Path, threshold: u32) -> Result<Choices, String> {
+        conn.busy_timeout(Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS downvotes (source TEXT PRIMARY KEY, votes INTEGER NOT NULL, changed INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS trusted (site TEXT PRIMARY KEY, changed INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS shopping (site TEXT PRIMARY KEY, until INTEGER NOT NULL);",
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        let choices = Choices {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            threshold: threshold.max(1),
+            data_version: Mutex::new(-1),
+        };
+        choices.reload().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(choices)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read every choice into a new snapshot.
+    pub fn reload(&self) -> rusqlite::Result<()> {
+        let s = self.read()?;
+        self.snapshot.store(Arc::new(s));
+        Ok(())
+    }
+
+    fn read(&self) -> rusqlite::Result<Snapshot> {
+        let conn = self.conn();
+        let mut s = Snapshot::default();
+        let mut q = conn.prepare("SELECT source, votes FROM downvotes")?;
+        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))? {
+            let (k, v) = row?;
+            s.downvotes.insert(k, v);
+        }
+        let mut q = conn.prepare("SELECT site FROM trusted")?;
+        for row in q.query_map([], |r| r.get::<_, String>(0))? {
+            s.trusted.insert(row?);
+        }
+        let mut q = conn.prepare("SELECT site, until FROM shopping WHERE until > ?1")?;
+        for row in q.query_map([now() as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (k, v) = row?;
+            s.shopping.insert(k, v.max(0) as u64);
+        }
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        *self.data_version.lock().unwrap_or_else(|p| p.into_inner()) = version;
+        Ok(s)
+    }
+
+    /// Reload when another process (the CLI) changed the store. True when it did.
+    pub fn reload_if_changed(&self) -> bool {
+        let version: Option<i64> =
+            self.conn().query_row("PRAGMA data_version", [], |r| r.get(0)).optional().ok().flatten();
+        let known = *self.data_version.lock().unwrap_or_else(|p| p.into_inner());
+        if version.is_some_and(|v| v != known) {
+            return self.reload().is_ok();
+        }
+        false
+    }
+
+    fn write(&self, sql: &str, p: impl rusqlite::Params) -> Result<(), String> {
+        let conn = self.conn();
+        conn.execute(sql, p).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        for table in ["downvotes", "trusted", "shopping"] {
+            let _ = conn.execute(
+                &format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT -1 OFFSET ?1)"),
+                [MAX_ROWS],
+            );
+        }
+        drop(conn);
+        self.reload().map_err(|e| e.to_string())
+    }
+
+    /// One more down-vote for an ad source; its votes now.
+    pub fn downvote(&self, source: &str) -> Result<u32, String> {
+        self.write(
+            "INSERT INTO downvotes (source, votes, changed) VALUES (?1, 1, ?2)
+             ON CONFLICT(source) DO UPDATE SET votes = votes + 1, changed = ?2",
+            params![source, now() as i64],
+        )?;
+        Ok(self.snapshot().downvotes.get(source).copied().unwrap_or(0))
+    }
+
+    /// Forget an ad source's down-votes.
+    pub fn restore(&self, source: &str) -> Result<(), String> {
+        self.write("DELETE FROM downvotes WHERE source = ?1", params![source])
+    }
+
+    pub fn set_trusted(&self, site: &str, trusted: bool) -> Result<(), String> {
+        if trusted {
+            self.write(
+                "INSERT INTO trusted (site, changed) VALUES (?1, ?2) ON CONFLICT(site) DO UPDATE SET changed = ?2",
+                params![site, now() as i64],
+            )
+        } else {
+            self.write("DELETE FROM trusted WHERE site = ?1", params![site])
+        }
+    }
+
+    /// Keep a shopping switch (zero: switched off).
+    pub fn set_shopping(&self, site: &str, duration: Duration) -> Result<(), String> {
+        if duration.is_zero() {
+            self.write("DELETE FROM shopping WHERE site = ?1", params![site])
+        } else {
+            let until = (now() + duration.as_secs()) as i64;
+            self.write(
+                "INSERT INTO shopping (site, until) VALUES (?1, ?2) ON CONFLICT(site) DO UPDATE SET until = ?2",
+                params![site, until],
+            )
+        }
+    }
+
+    /// Whether an ad source is down-voted past the threshold.
+    pub fn is_downvoted(&self, source: &str) -> bool {
+        self.snapshot.load().downvotes.get(source).is_some_and(|v| *v >= self.threshold)
+    }
+
+    /// The decision once the person's choices are applied: a site trusted from the page is
+    /// trusted like one in the config; an ad source down-voted past the threshold is blocked.
+    pub fn adjust(&self, decision: Decision, site: &str, page_site: &str) -> Decision {
+        let snap = self.snapshot.load();
+        if snap.trusted.is_empty() && snap.downvotes.is_empty() {
+            return decision;
+        }
+        if snap.trusted.contains(site) || snap.trusted.contains(page_site) {
+            return Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false };
+        }
+        if decision.verdict == Verdict::Ad && snap.downvotes.get(site).is_some_and(|v| *v >= self.threshold) {
+            let rule = decision.matched().map(|m| m.rule.clone()).unwrap_or_else(|| Arc::from(site));
+            let matched = Matched { rule, list: Arc::from("down-voted") };
+            return Decision { verdict: Verdict::Block, reason: Reason::DownVoted(matched), ad_class: true };
+        }
+        decision
+    }
+}
+
+/// Keeps the proxy's snapshot in step with changes the CLI makes while it runs.
+pub fn watch(
+    choices: Arc<Choices>,
+    tasks: &tokio_util::task::TaskTracker,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.changed() => return,
+            }
+            let c = choices.clone();
+            let changed = tokio::task::spawn_blocking(move || c.reload_if_changed()).await.unwrap_or(false);
+            if changed {
+                tracing::info!(store = %choices.path().display(), "choices changed from outside, reloaded");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ad() -> Decision {
+        let m = Matched { rule: Arc::from("||ads.example^"), list: Arc::from("nostalk-ads") };
+        Decision { verdict: Verdict::Ad, reason: Reason::Rule(m), ad_class: true }
+    }
+
+    #[test]
+    fn choices_survive_a_reopen_and_apply_to_decisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("choices.sqlite3");
+        let c = Choices::open(&path, 2).unwrap();
+        assert_eq!(c.downvote("ads.example").unwrap(), 1);
+        assert_eq!(c.adjust(ad(), "ads.example", "news.example").verdict, Verdict::Ad, "below the threshold");
+        c.downvote("ads.example").unwrap();
+        c.set_trusted("shop.example", true).unwrap();
+        c.set_shopping("store.example", Duration::from_secs(3600)).unwrap();
+        drop(c);
+        let c = Choices::open(&path, 2).unwrap();
+        let d = c.adjust(ad(), "ads.example", "news.example");
+        assert_eq!((d.verdict, d.list()), (Verdict::Block, Some("down-voted")));
+        assert!(c.adjust(ad(), "ads.example", "shop.example").is_trusted());
+        assert!(c.snapshot().shopping.get("store.example").is_some_and(|t| *t > now()));
+        c.restore("ads.example").unwrap();
+        assert_eq!(c.adjust(ad(), "ads.example", "news.example").verdict, Verdict::Ad);
+    }
+
+    #[test]
+    fn a_change_from_another_process_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("choices.sqlite3");
+        let proxy = Choices::open(&path, 1).unwrap();
+        let cli = Choices::open(&path, 1).unwrap();
+        cli.downvote("ads.example").unwrap();
+        assert!(!proxy.is_downvoted("ads.example"));
+        assert!(proxy.reload_if_changed());
+        assert!(proxy.is_downvoted("ads.example"));
+        assert!(!proxy.reload_if_changed(), "nothing new");
+    }
+}

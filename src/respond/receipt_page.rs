@@ -1,0 +1,348 @@
+//! The privacy receipt as HTML: per site, in plain words, what the site tried and what it got.
+//! A headline ("34 tracking requests to 9 companies, none reached them; 6 ads shown, sent
+//! without cookies or identifiers"), then the trackers kept off grouped by company (each with
+//! its rule and list), the ads shown de-identified with what was taken off them, the allowed
+//! requests that lost cookies or parameters, and what the rewriter took out of the pages; the
+//! person's controls beside them (shopping, trust, down-vote). One site's section is also served
+//! alone (`/site?name=`), which is how the page's script updates itself live from `/events`.
+//! Everything a site sent (hosts, rules, URLs) is escaped here, and nothing else renders it.
+
+use super::html_escape as e;
+use crate::exchange::Stripped;
+use crate::ops::choices::Snapshot;
+use crate::receipt::{companies, SiteReceipt, Why};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// A company's trackers on one site: what it does (when known), and its hosts.
+type Company<'a> = (Option<&'static str>, Vec<(&'a String, &'a crate::receipt::Tracker)>);
+
+/// What the controls need: the page's token, and whether this client may use them.
+pub struct Controls<'a> {
+    pub token: &'a str,
+    pub admin: bool,
+    pub choices: &'a Snapshot,
+    pub threshold: u32,
+    /// The site's shopping switch, minutes left.
+    pub shopping_left: Option<u64>,
+}
+
+/// The element id of a site's section.
+pub fn section_id(site: &str) -> String {
+    let safe: String = site.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("site-{safe}")
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What was taken off an ad or a cleaned request, in words.
+fn stripped_words(s: &Stripped, ad: bool) -> String {
+    let mut w = Vec::new();
+    match (s.cookies, s.set_cookies) {
+        (true, true) => w.push("cookies removed both ways"),
+        (true, false) => w.push("cookies removed"),
+        (false, true) => w.push("cookies removed (the ones it tried to set)"),
+        (false, false) if ad => w.push("sent without cookies"),
+        _ => {}
+    }
+    if s.params {
+        w.push("identifier parameters removed");
+    } else if ad {
+        w.push("no identifier parameters");
+    }
+    if s.client_hints {
+        w.push("client hints removed");
+    }
+    if s.referer {
+        w.push("the Referer cut to the page's address");
+    }
+    if s.validators {
+        w.push("cache validators removed");
+    }
+    w.join(", ")
+}
+
+/// The headline of a site's receipt.
+pub fn headline(r: &SiteReceipt, per_person: bool) -> String {
+    let t = &r.totals;
+    let mut parts = Vec::new();
+    if t.blocked > 0 {
+        if per_person {
+            let companies: std::collections::BTreeSet<String> = r
+                .trackers
+                .keys()
+                .map(|h| companies::of(h).map_or_else(|| crate::policy::site::site_of(h), |c| c.name.to_string()))
+                .collect();
+            parts.push(format!(
+                "{} to {}, none reached them",
+                plural(t.blocked, "tracking request", "tracking requests"),
+                plural(companies.len() as u64, "company", "companies")
+            ));
+        } else {
+            parts.push(format!("{} kept off the network", plural(t.blocked, "tracking request", "tracking requests")));
+        }
+    }
+    if t.ads > 0 {
+        parts.push(format!("{} shown, sent without cookies or identifiers", plural(t.ads, "ad", "ads")));
+    }
+    if t.cleaned > 0 {
+        parts.push(format!("{} lost cookies or tracking parameters", plural(t.cleaned, "request", "requests")));
+    }
+    if t.removed > 0 {
+        parts.push(format!("{} taken out of its pages", plural(t.removed, "tracking element", "tracking elements")));
+    }
+    if parts.is_empty() {
+        return "Nothing to report.".into();
+    }
+    let mut h = parts.join("; ");
+    h.push('.');
+    // Sentence case.
+    if let Some(first) = h.get(..1) {
+        h = first.to_ascii_uppercase() + &h[1..];
+    }
+    h
+}
+
+fn form(h: &mut String, c: &Controls, action: &str, fields: &[(&str, &str)], button: &str) {
+    let _ = write!(
+        h,
+        "<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"token\" value=\"{}\">",
+        e(c.token)
+    );
+    for (k, v) in fields {
+        let _ = write!(h, "<input type=\"hidden\" name=\"{k}\" value=\"{}\">", e(v));
+    }
+    let _ = write!(h, "<button>{button}</button></form>");
+}
+
+/// One site's section.
+pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: bool, c: &Controls) {
+    let ago = r.last_seen.map(|t| t.elapsed().as_secs()).unwrap_or(0);
+    let ago = match ago {
+        0..=59 => "just now".to_string(),
+        60..=3599 => format!("{} min ago", ago / 60),
+        _ => format!("{} h ago", ago / 3600),
+    };
+    let _ = write!(
+        h,
+        "<section class=\"site\" id=\"{}\" data-site=\"{}\"><h3>{}</h3><p class=\"when\">{ago}</p><p class=\"headline\">{}</p>",
+        section_id(site),
+        e(site),
+        e(site),
+        e(&headline(r, per_person))
+    );
+    if c.admin {
+        h.push_str("<div class=\"controls\">");
+        match c.shopping_left {
+            Some(left) => {
+                let _ = write!(h, "<span>Shopping mode: on, {left} min left.</span>");
+                form(h, c, "/shopping", &[("site", site), ("minutes", "0")], "Stop shopping mode");
+            }
+            None => {
+                let _ = write!(
+                    h,
+                    "<form method=\"post\" action=\"/shopping\"><input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"site\" value=\"{}\">\
+                     <select name=\"minutes\" aria-label=\"for how long\"><option value=\"30\">30 min</option><option value=\"60\" selected>1 hour</option><option value=\"1440\">1 day</option><option value=\"10080\">1 week</option></select> <button>Shopping mode</button></form>",
+                    e(c.token),
+                    e(site)
+                );
+            }
+        }
+        if c.choices.trusted.contains(site) {
+            form(h, c, "/trust", &[("site", site), ("trust", "0")], "Stop trusting this site");
+        } else {
+            form(h, c, "/trust", &[("site", site), ("trust", "1")], "Trust this site");
+        }
+        h.push_str("</div>");
+    }
+    if !per_person {
+        h.push_str("</section>");
+        return;
+    }
+    if !r.trackers.is_empty() {
+        // Grouped by company.
+        let mut by_company: BTreeMap<String, Company<'_>> = BTreeMap::new();
+        for (host, t) in &r.trackers {
+            let (name, what) = match companies::of(host) {
+                Some(co) => (co.name.to_string(), Some(co.what)),
+                None => (crate::policy::site::site_of(host), None),
+            };
+            by_company.entry(name).or_insert((what, Vec::new())).1.push((host, t));
+        }
+        let _ = write!(
+            h,
+            "<details open class=\"trackers\"><summary>Kept off the network: {}</summary><ul>",
+            plural(r.totals.blocked, "request", "requests")
+        );
+        for (company, (what, hosts)) in &by_company {
+            let _ = write!(h, "<li><b>{}</b>", e(company));
+            if let Some(w) = what {
+                let _ = write!(h, " <span class=\"what\">{}</span>", e(w));
+            }
+            h.push_str("<ul>");
+            for (host, t) in hosts {
+                let why = match t.why {
+                    Why::Blocked => "blocked",
+                    Why::Social => "social widget, held for a click",
+                    Why::DownVoted => "down-voted",
+                    Why::Bounced => "redirector skipped",
+                    Why::Refused => "refused at the tunnel",
+                };
+                let _ = write!(h, "<li><code>{}</code> &times;{} <span class=\"why\">{why}</span>", e(host), t.count);
+                if !t.rule.is_empty() {
+                    let _ = write!(h, " <small>rule <code>{}</code> from <b>{}</b></small>", e(&t.rule), e(&t.list));
+                }
+                if let Some(cname) = &t.cname {
+                    let _ = write!(h, " <small>hidden behind the CNAME <code>{}</code></small>", e(cname));
+                }
+                if t.why == Why::DownVoted && c.admin {
+                    let source = crate::policy::site::site_of(host);
+                    form(h, c, "/ads/restore", &[("source", &source), ("site", site)], "Restore");
+                }
+                h.push_str("</li>");
+            }
+            h.push_str("</ul></li>");
+        }
+        h.push_str("</ul></details>");
+    }
+    if !r.ads.is_empty() {
+        let _ = write!(
+            h,
+            "<details open class=\"ads\"><summary>Ads shown, de-identified: {}</summary><ul>",
+            plural(r.totals.ads, "request", "requests")
+        );
+        // By source (the ad host's site), with a down-vote per source.
+        let mut by_source: BTreeMap<String, Vec<(&String, &crate::receipt::Cleaned)>> = BTreeMap::new();
+        for (host, a) in &r.ads {
+            by_source.entry(crate::policy::site::site_of(host)).or_default().push((host, a));
+        }
+        for (source, hosts) in &by_source {
+            let company = companies::of(source).map(|co| co.name).unwrap_or("");
+            let _ = write!(h, "<li class=\"ad-source\" data-source=\"{}\"><b>{}</b> ", e(source), e(source));
+            if !company.is_empty() {
+                let _ = write!(h, " <span class=\"what\">{}</span>", e(company));
+            }
+            let votes = c.choices.downvotes.get(source).copied().unwrap_or(0);
+            if c.admin {
+                if votes > 0 {
+                    let _ = write!(h, " <small>{votes} of {} down-votes</small>", c.threshold);
+                    form(h, c, "/ads/restore", &[("source", source), ("site", site)], "Restore");
+                }
+                form(h, c, "/ads/down", &[("source", source), ("site", site)], "This ad annoys me (down-vote)");
+            }
+            h.push_str("<ul>");
+            for (host, a) in hosts {
+                let _ = write!(
+                    h,
+                    "<li><code>{}</code> &times;{}: {}</li>",
+                    e(host),
+                    a.count,
+                    e(&stripped_words(&a.stripped, true))
+                );
+            }
+            h.push_str("</ul></li>");
+        }
+        h.push_str("</ul></details>");
+    }
+    if !r.cleaned.is_empty() {
+        let _ = write!(
+            h,
+            "<details class=\"cleaned\"><summary>Allowed, but cleaned: {}</summary><ul>",
+            plural(r.totals.cleaned, "request", "requests")
+        );
+        for (host, cl) in &r.cleaned {
+            let _ = write!(
+                h,
+                "<li><code>{}</code> &times;{}: {}</li>",
+                e(host),
+                cl.count,
+                e(&stripped_words(&cl.stripped, false))
+            );
+        }
+        h.push_str("</ul></details>");
+    }
+    if r.totals.removed > 0 {
+        let kinds: Vec<String> = r.removed_by_kind.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        let _ = write!(
+            h,
+            "<details class=\"removed\"><summary>Taken out of its pages: {}</summary><ul>",
+            e(&kinds.join(", "))
+        );
+        for rm in r.removed.iter().rev() {
+            let host = crate::policy::site::host_of_url(&rm.what);
+            let who = host.and_then(companies::of).map(|co| format!(" ({})", co.name)).unwrap_or_default();
+            let rule = match &rm.rule {
+                Some(rule) => format!("rule {rule}"),
+                None => "a tracker's signature".to_string(),
+            };
+            let _ = write!(
+                h,
+                "<li>{}: <code>{}</code>{} <small>{}</small></li>",
+                rm.kind.as_str(),
+                e(&rm.what),
+                e(&who),
+                e(&rule)
+            );
+        }
+        h.push_str("</ul></details>");
+    }
+    if r.other_hosts > 0 {
+        let _ = write!(
+            h,
+            "<p><small>and {} to other hosts, counted but not named</small></p>",
+            plural(r.other_hosts, "request", "requests")
+        );
+    }
+    h.push_str("</section>");
+}
+
+/// The page's script: new requests appear while it is open. `/events` says which site changed;
+/// that site's section is fetched and put in place (or at the top, when new).
+pub const LIVE_SCRIPT: &str = "<script>(function(){if(!window.EventSource)return;var list=document.getElementById('sites');if(!list||list.getAttribute('data-live')!=='1')return;\
+var pending={},es=new EventSource('/events');es.addEventListener('site',function(ev){var s=ev.data;if(pending[s])return;pending[s]=setTimeout(function(){delete pending[s];\
+fetch('/site?name='+encodeURIComponent(s),{credentials:'same-origin'}).then(function(r){return r.ok?r.text():''}).then(function(html){if(!html)return;\
+var t=document.createElement('div');t.innerHTML=html;var fresh=t.firstElementChild;if(!fresh)return;var old=document.getElementById(fresh.id);\
+if(old){old.replaceWith(fresh);}else{list.insertBefore(fresh,list.firstChild);var none=document.getElementById('no-sites');if(none)none.remove();}});},300);});})();</script>";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipt::{Totals, Tracker};
+    use std::sync::Arc;
+
+    #[test]
+    fn the_headline_says_it_in_plain_words() {
+        let mut r =
+            SiteReceipt { totals: Totals { blocked: 34, ads: 6, cleaned: 0, removed: 0 }, ..Default::default() };
+        for host in ["www.google-analytics.com", "stats.g.doubleclick.net", "static.hotjar.com"] {
+            let t = Tracker { count: 1, rule: Arc::from(""), list: Arc::from(""), cname: None, why: Why::Blocked };
+            r.trackers.insert(host.into(), t);
+        }
+        assert_eq!(
+            headline(&r, true),
+            "34 tracking requests to 2 companies, none reached them; 6 ads shown, sent without cookies or identifiers."
+        );
+        assert_eq!(headline(&SiteReceipt::default(), true), "Nothing to report.");
+    }
+
+    #[test]
+    fn what_a_site_sent_is_escaped() {
+        let mut r = SiteReceipt::default();
+        r.totals.blocked = 1;
+        let t = Tracker {
+            count: 1,
+            rule: Arc::from("<script>x</script>"),
+            list: Arc::from("l"),
+            cname: None,
+            why: Why::Blocked,
+        };
+        r.trackers.insert("<img src=x onerror=alert(1)>".into(), t);
+        let snap = Snapshot::default();
+        let c = Controls { token: "t", admin: true, choices: &snap, threshold: 1, shopping_left: None };
+        let mut h = String::new();
+        site_section(&mut h, "<b>evil</b>", &r, true, &c);
+        assert!(!h.contains("<script>x") && !h.contains("<img src=x") && !h.contains("<b>evil"), "{h}");
+    }
+}
