@@ -55,11 +55,7 @@ fn load(data: &std::path::Path) -> Vec<Req> {
             let page =
                 site::host_of_url(&source).map(str::to_ascii_lowercase).unwrap_or(UNKNOWN_CROSS_SITE_PAGE.into());
             let raw_type = r["type"].as_str()?.to_string();
-            let t = match raw_type.as_str() {
-                "xhr" | "fetch" => RequestType::XmlHttpRequest,
-                "subdocument" => RequestType::SubFrame,
-                o => RequestType::parse(o).unwrap_or(RequestType::Other),
-            };
+            let t = lists::dataset_type(&raw_type);
             Some(Req { url, host, page, source, raw_type, t })
         })
         .collect()

@@ -226,16 +226,6 @@ fn the_embedded_lists_cover_the_trackers_and_ads_on_the_real_pages() {
     assert!(wrongly_blocked.is_empty(), "ordinary resources blocked: {wrongly_blocked:?}");
 }
 
-/// The request types of adblock-rust's test data, as nostalk names them.
-fn dataset_type(t: &str) -> RequestType {
-    match t {
-        "xhr" | "fetch" => RequestType::XmlHttpRequest,
-        "subdocument" => RequestType::SubFrame,
-        "beacon" => RequestType::Ping,
-        other => RequestType::parse(other).unwrap_or(RequestType::Other),
-    }
-}
-
 /// The other yardstick, from thousands of sites rather than 65 pages: the 8,276 real requests
 /// of adblock-rust's test data. Of those EasyList or EasyPrivacy decide `block` or `ad`, the
 /// share the embedded lists alone decide `block` or `ad`, by request and by registrable domain
@@ -260,7 +250,7 @@ fn the_embedded_lists_decide_most_of_what_easylist_and_easyprivacy_block_on_real
             url,
             host: &host,
             page_host: Some(page.as_deref().unwrap_or(nostalk::policy::party::UNKNOWN_CROSS_SITE_PAGE)),
-            request_type: dataset_type(r["type"].as_str().unwrap()),
+            request_type: lists::dataset_type(r["type"].as_str().unwrap()),
             method: "GET",
         };
         let j = judge.decide_uncached(&info).verdict;

@@ -5,7 +5,7 @@
 mod support;
 
 use http::{Response, StatusCode};
-use nostalk::policy::{party::UNKNOWN_CROSS_SITE_PAGE, RequestInfo, RequestType, Verdict};
+use nostalk::policy::{party::UNKNOWN_CROSS_SITE_PAGE, RequestInfo, Verdict};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,14 +122,6 @@ async fn a_cached_list_is_in_force_at_start_even_when_its_server_is_gone() {
     assert_eq!(r.headers()["x-nostalk"], "blocked", "still in force after the failed download");
 }
 
-fn ab_type(t: &str) -> RequestType {
-    match t {
-        "xhr" | "fetch" => RequestType::XmlHttpRequest,
-        "subdocument" => RequestType::SubFrame,
-        other => RequestType::parse(other).unwrap_or(RequestType::Other),
-    }
-}
-
 #[test]
 fn easylist_and_easyprivacy_decide_the_real_requests_as_expected() {
     let Some(data) = shared_data() else { return };
@@ -157,7 +149,7 @@ fn easylist_and_easyprivacy_decide_the_real_requests_as_expected() {
             url,
             host: &host,
             page_host: Some(page.as_deref().unwrap_or(UNKNOWN_CROSS_SITE_PAGE)),
-            request_type: ab_type(r["type"].as_str().unwrap()),
+            request_type: lists::dataset_type(r["type"].as_str().unwrap()),
             method: "GET",
         };
         let d = policy.decide(&info);

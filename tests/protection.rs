@@ -77,10 +77,6 @@ fn paths(o: &Origin) -> Vec<String> {
         .collect()
 }
 
-fn html(text: &'static str) -> Response<support::OBody> {
-    Response::builder().header("content-type", "text/html; charset=utf-8").body(body(text)).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn social_widgets_wait_for_a_click_frames_get_gpc_ad_frames_forget_and_navigations_go_on() {
     if !Path::new(CHROMIUM).exists() {

@@ -26,10 +26,6 @@ const BLOG: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>A 
 
 const AD_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" height="250"><rect width="300" height="250" fill="#fc0"/><text x="20" y="130">Buy a boat</text></svg>"##;
 
-fn html(text: &'static str) -> Response<support::OBody> {
-    Response::builder().header("content-type", "text/html; charset=utf-8").body(body(text)).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receipt_shows_each_site_live_takes_down_votes_and_keeps_choices_across_a_restart() {
     if !Path::new(CHROMIUM).exists() {

@@ -19,3 +19,14 @@ pub fn easylist_easyprivacy_policy(data: &Path) -> Policy {
     cfg.lists = vec![list("easyprivacy", ListVerdict::Block), list("easylist", ListVerdict::Ad)];
     Policy::build(&cfg, &[]).expect("the list snapshots in ../shared parse")
 }
+
+/// A request type of adblock-rust's test data (../shared/data/requests), as nostalk names it.
+pub fn dataset_type(t: &str) -> nostalk::policy::RequestType {
+    use nostalk::policy::RequestType;
+    match t {
+        "xhr" | "fetch" => RequestType::XmlHttpRequest,
+        "subdocument" => RequestType::SubFrame,
+        "beacon" => RequestType::Ping,
+        other => RequestType::parse(other).unwrap_or(RequestType::Other),
+    }
+}

@@ -27,6 +27,11 @@ pub fn body(b: impl Into<Bytes>) -> OBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
+/// An HTML page as an origin answers it.
+pub fn html(text: &'static str) -> Response<OBody> {
+    Response::builder().header("content-type", "text/html; charset=utf-8").body(body(text)).unwrap()
+}
+
 /// What an origin received.
 #[derive(Debug, Clone)]
 pub struct Seen {
