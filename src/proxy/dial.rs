@@ -38,6 +38,9 @@ pub struct Dialer {
     dns: Arc<TokioResolver>,
     /// `[upstream] dns` is set: its answer is final (no getaddrinfo fallback).
     dns_only: bool,
+    /// Each host's CNAME chain, as last looked up: most requests go to a host asked for a
+    /// moment ago, and the answer then costs a hash lookup instead of a resolver query.
+    cnames: Arc<quick_cache::sync::Cache<String, (std::time::Instant, Arc<[String]>)>>,
     destinations: Arc<Destinations>,
     connect_timeout: Duration,
     tls: TlsConnector,
@@ -50,6 +53,7 @@ impl Dialer {
             resolve: Arc::new(cfg.resolve_entries()),
             dns: Arc::new(dns),
             dns_only,
+            cnames: Arc::new(quick_cache::sync::Cache::new(4096)),
             destinations: Arc::new(Destinations::new(cfg)),
             connect_timeout: cfg.upstream.connect_timeout.get(),
             tls: TlsConnector::from(Arc::new(tls)),
@@ -81,21 +85,30 @@ impl Dialer {
 
     /// The names `host` resolves through (its CNAME chain, in order), none for an override
     /// or an address. A failed lookup has no chain: the connection reports the failure.
-    pub async fn cnames(&self, host: &str) -> Vec<String> {
+    pub async fn cnames(&self, host: &str) -> Arc<[String]> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.parse::<std::net::IpAddr>().is_ok() || self.resolve.iter().any(|e| e.host.eq_ignore_ascii_case(host)) {
-            return Vec::new();
+            return Arc::from([]);
         }
-        let Ok(lookup) = self.dns.lookup_ip(host).await else { return Vec::new() };
-        lookup
-            .as_lookup()
-            .records()
-            .iter()
-            .filter_map(|r| match r.data() {
-                RData::CNAME(target) => Some(target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
-                _ => None,
-            })
-            .collect()
+        if let Some((at, chain)) = self.cnames.get(host) {
+            if at.elapsed() < CNAME_MEMORY {
+                return chain;
+            }
+        }
+        let chain: Arc<[String]> = match self.dns.lookup_ip(host).await {
+            Ok(lookup) => lookup
+                .as_lookup()
+                .records()
+                .iter()
+                .filter_map(|r| match r.data() {
+                    RData::CNAME(target) => Some(target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect(),
+            Err(_) => Arc::from([]),
+        };
+        self.cnames.insert(host.to_string(), (std::time::Instant::now(), chain.clone()));
+        chain
     }
 
     /// Whether an address written in the request itself may be reached (checked before a
@@ -146,6 +159,10 @@ impl Dialer {
         Ok(TokioIo::new(MaybeTls::Tls(Box::new(tls))))
     }
 }
+
+/// How long a host's CNAME chain is taken as known (DNS answers of trackers' CNAMEs live
+/// minutes; a changed chain is seen within this).
+const CNAME_MEMORY: Duration = Duration::from_secs(60);
 
 /// Our resolver: `[upstream] dns` alone when set, else the system's configuration. Answers are
 /// cached (a name is asked once for its decision and its connection).
