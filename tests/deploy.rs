@@ -95,6 +95,34 @@ fn the_openwrt_init_script_is_valid_shell_and_reloads_with_sighup() {
 }
 
 #[test]
+fn the_openwrt_package_keeps_the_ca_and_the_choices_on_flash() {
+    // The package installs router.toml with two lines moved from /var (RAM on OpenWrt) to
+    // /etc: run its sed on router.toml, and the result must move both and stay valid.
+    let makefile = read("deploy/openwrt/nostalk/Makefile");
+    let exprs: Vec<String> = makefile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("sed -e ").or_else(|| l.trim().strip_prefix("-e ")))
+        .map(|l| l.trim_end_matches(" \\").trim().trim_matches('\'').to_string())
+        .collect();
+    assert_eq!(exprs.len(), 2, "{exprs:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("sed")
+        .args(exprs.iter().flat_map(|e| ["-e", e.as_str()]))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/router.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let installed = String::from_utf8(out.stdout).unwrap();
+    assert!(installed.contains("dir = \"/etc/nostalk/ca\""), "{installed}");
+    assert!(installed.contains("store = \"/etc/nostalk/choices.sqlite3\""), "{installed}");
+    assert!(installed.contains("list_cache_dir = \"/var/lib/nostalk/lists\""), "the list cache stays in RAM");
+    let path = dir.path().join("nostalk.toml");
+    std::fs::write(&path, installed).unwrap();
+    nostalk::Config::load(&path).expect("the installed config is valid");
+    assert!(makefile.contains("/etc/nostalk/ca/nostalk-ca.key") && makefile.contains("/etc/nostalk/choices.sqlite3"));
+}
+
+#[test]
 fn the_container_runs_a_static_binary_as_non_root() {
     let c = read("deploy/container/Containerfile");
     assert!(c.contains("-musl"), "a static (musl) build");
