@@ -31,6 +31,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+/// Host → (when looked up, its CNAME chain).
+type CnameCache = quick_cache::sync::Cache<String, (std::time::Instant, Arc<[String]>)>;
+
 /// Name overrides and how to reach an upstream.
 #[derive(Clone)]
 pub struct Dialer {
@@ -40,7 +43,7 @@ pub struct Dialer {
     dns_only: bool,
     /// Each host's CNAME chain, as last looked up: most requests go to a host asked for a
     /// moment ago, and the answer then costs a hash lookup instead of a resolver query.
-    cnames: Arc<quick_cache::sync::Cache<String, (std::time::Instant, Arc<[String]>)>>,
+    cnames: Arc<CnameCache>,
     destinations: Arc<Destinations>,
     connect_timeout: Duration,
     tls: TlsConnector,
