@@ -478,18 +478,17 @@ impl Policy {
         self.decide_sited(&info, &info.site(), info.page_site().as_deref())
     }
 
-    /// The decision on a request to `host` that resolves through `cnames`: the first name of
-    /// the chain a rule blocks (or marks an ad) decides it, as uBlock Origin does on Firefox.
-    /// A request the lists already decided, or a trusted one, is left as it was.
-    pub fn uncloak(&self, decision: &Decision, info: &RequestInfo, cnames: &[String]) -> Option<Decision> {
-        if decision.reason != Reason::NoRule {
-            return None;
-        }
+    /// The decision on a request the lists left alone (`Reason::NoRule`) whose host resolves
+    /// through `cnames`: the first name of the chain a rule blocks (or marks an ad) decides it,
+    /// as uBlock Origin does on Firefox.
+    pub fn uncloak(&self, info: &RequestInfo, cnames: &[String]) -> Option<Decision> {
+        // The URL as if it were asked of each CNAME's host: same scheme, path and query.
+        let (scheme, path) = match info.url.split_once("://") {
+            Some((scheme, rest)) => (scheme, rest.find('/').map_or("/", |i| &rest[i..])),
+            None => ("https", "/"),
+        };
         for cname in cnames {
-            // The URL as if it were asked of the CNAME's host: same scheme, path and query.
-            let rest = info.url.split_once("://").map(|(_, r)| r.find('/').map_or("/", |i| &r[i..])).unwrap_or("/");
-            let scheme = info.url.split_once("://").map_or("https", |(s, _)| s);
-            let url = format!("{scheme}://{cname}{rest}");
+            let url = format!("{scheme}://{cname}{path}");
             let as_cname = RequestInfo { url: &url, host: cname, ..info.clone() };
             let d = self.decide_uncached(&as_cname);
             if d.verdict != Verdict::Allow {
@@ -503,6 +502,13 @@ impl Policy {
             }
         }
         None
+    }
+
+    /// Whether a blocked request is a social widget the person may click to load (`[policy]
+    /// social = "click"`): the rewriter leaves it in the page and the proxy answers it with its
+    /// placeholder.
+    pub fn click_to_load(&self, d: &Decision) -> bool {
+        self.social_mode == SocialMode::Click && d.is_social()
     }
 
     /// Whether a URL found inside a page (script src, img src, ...) would be blocked.

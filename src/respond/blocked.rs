@@ -19,12 +19,13 @@ pub const TRANSPARENT_GIF: &[u8] = &[
     0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
-pub fn respond(ex: &Exchange, passes: &Passes, social_click: bool) -> Response<Body> {
+/// `social`: the request is a social widget the person may click to load
+/// ([`crate::policy::Policy::click_to_load`]).
+pub fn respond(ex: &Exchange, passes: &Passes, social: bool) -> Response<Body> {
     let decision = &ex.decision;
     if let Reason::Bounce { to, .. } = &decision.reason {
         return bounce(to);
     }
-    let social = social_click && decision.is_social();
     let mut cors = true;
     let (status, content_type, body): (StatusCode, Option<&'static str>, Body) = match ex.request_type {
         RequestType::Image => (StatusCode::OK, Some("image/gif"), full(TRANSPARENT_GIF)),

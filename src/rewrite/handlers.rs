@@ -8,7 +8,7 @@
 use super::csp::{GpcPlan, AD_FRAME_STORAGE, GPC_SCRIPT};
 use super::held::{Held, Step};
 use crate::hygiene::request::strip_query_params;
-use crate::policy::{Policy, RequestType, SocialMode};
+use crate::policy::{Policy, RequestType};
 use crate::respond::surrogates;
 use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::send::SendHandlerTypes;
@@ -113,10 +113,9 @@ impl Handlers {
         if !abs.starts_with("http") {
             return None;
         }
-        let click = self.policy.social_mode == SocialMode::Click;
         self.policy
             .blocks_url(&abs, &self.page_host, t)
-            .filter(|d| !(click && d.is_social()))
+            .filter(|d| !self.policy.click_to_load(d))
             .map(|d| (abs, d.matched().map(|m| m.rule.clone())))
     }
 

@@ -22,7 +22,7 @@ pub use record::record;
 use crate::exchange::Exchange;
 use crate::ops::auth::Who;
 use crate::policy::passes::Passes;
-use crate::policy::{Policy, SocialMode, Verdict};
+use crate::policy::{Policy, Verdict};
 use crate::respond::blocked;
 use crate::rewrite::Removals;
 use crate::{empty, Body, Shared};
@@ -100,6 +100,5 @@ async fn exchange(
 /// sends the browser on to its destination, a blocked navigation gets the page with "Open
 /// anyway", a social widget its placeholder.
 fn answer_block(ex: &Exchange, policy: &Policy, passes: &Passes) -> Response<Body> {
-    let click = policy.social_mode == SocialMode::Click;
-    blocked::respond(ex, passes, click)
+    blocked::respond(ex, passes, policy.click_to_load(&ex.decision))
 }

@@ -23,7 +23,7 @@ pub async fn uncloak(ex: &mut Exchange, policy: &Policy, dialer: &Dialer) {
         request_type: ex.request_type,
         method: ex.method.as_str(),
     };
-    if let Some(d) = policy.uncloak(&ex.decision, &info, &cnames) {
+    if let Some(d) = policy.uncloak(&info, &cnames) {
         tracing::Span::current().record("verdict", d.verdict.as_str());
         ex.decision = d;
     }
