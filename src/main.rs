@@ -299,18 +299,18 @@ fn explain(
         explain_lines(&policy)?;
         return Ok(0);
     }
-    let mut e = policy::explain(&policy, url, page, request_type).map_err(anyhow::Error::msg)?;
     // The person's choices (a down-voted ad source, a site trusted from the page), when the
     // store exists; explain never creates it.
     let store = cfg.store_path();
-    if store.exists() {
-        if let Ok(choices) = nostalk::ops::choices::Choices::open(&store, cfg.receipt.downvotes_to_block) {
-            e = policy::explain_with(&policy, url, page, request_type, |d, site, page_site| {
-                choices.adjust(d, site, page_site)
-            })
-            .map_err(anyhow::Error::msg)?;
-        }
-    }
+    let choices = store
+        .exists()
+        .then(|| nostalk::ops::choices::Choices::open(&store, cfg.receipt.downvotes_to_block).ok())
+        .flatten();
+    let e = policy::explain_with(&policy, url, page, request_type, |d, site, page_site| match &choices {
+        Some(c) => c.adjust(d, site, page_site),
+        None => d,
+    })
+    .map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string(&e)?);
     } else {

@@ -44,6 +44,12 @@ impl Shopping {
         map.get(site).is_some_and(|t| *t > Instant::now())
     }
 
+    /// The time `site`'s switch has left, when it is on.
+    pub fn left(&self, site: &str) -> Option<Duration> {
+        let map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(site).and_then(|t| t.checked_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
+
     /// Sites in shopping mode now, with the time left.
     pub fn active(&self) -> Vec<(String, Duration)> {
         let now = Instant::now();

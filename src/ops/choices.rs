@@ -195,6 +195,16 @@ impl Choices {
         }
     }
 
+    /// The shopping switches still on, with the time each has left.
+    pub fn shopping_left(&self) -> Vec<(String, Duration)> {
+        let now = now();
+        let snap = self.snapshot.load();
+        snap.shopping
+            .iter()
+            .map(|(site, until)| (site.clone(), Duration::from_secs(until.saturating_sub(now))))
+            .collect()
+    }
+
     /// Whether an ad source is down-voted past the threshold.
     pub fn is_downvoted(&self, source: &str) -> bool {
         self.snapshot.load().downvotes.get(source).is_some_and(|v| *v >= self.threshold)

@@ -93,9 +93,8 @@ impl Server {
             }
         };
         let shopping = crate::hygiene::shopping::Shopping::default();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        for (site, until) in &choices.snapshot().shopping {
-            shopping.set(site, std::time::Duration::from_secs(until.saturating_sub(now)));
+        for (site, left) in choices.shopping_left() {
+            shopping.set(&site, left);
         }
         let shared = Arc::new(Shared {
             access: ops::access::Access::new(&config),

@@ -282,27 +282,19 @@ async fn refresh_lists(shared: &Shared) -> Response<Body> {
 
 /// `site=example.com&minutes=30` (minutes=0 switches it off).
 async fn shopping(shared: &Shared, form: &[u8]) -> Response<Body> {
-    let mut site_name = None;
-    let mut minutes = 60u64;
-    for (k, v) in url::form_urlencoded::parse(form) {
-        match &*k {
-            "site" => site_name = Some(v.trim().to_ascii_lowercase()),
-            "minutes" => minutes = v.trim().parse().unwrap_or(60),
-            _ => {}
-        }
-    }
-    let Some(name) = site_name.filter(|s| !s.is_empty()) else {
+    let Some(name) = form_value(form, "site") else {
         return error_page(StatusCode::BAD_REQUEST, "Bad Request", "Say which site: site=example.com");
     };
+    let minutes: u64 = form_value(form, "minutes").and_then(|m| m.parse().ok()).unwrap_or(60);
     let s = site::site_of(&name);
-    if !shared.shopping.set(&s, Duration::from_secs(minutes.min(7 * 24 * 60) * 60)) {
+    let duration = Duration::from_secs(minutes.min(7 * 24 * 60) * 60);
+    if !shared.shopping.set(&s, duration) {
         return error_page(
             StatusCode::TOO_MANY_REQUESTS,
             "Too Many Requests",
             "Too many sites are in shopping mode; switch one off first.",
         );
     }
-    let duration = Duration::from_secs(minutes.min(7 * 24 * 60) * 60);
     let store = keep(shared, {
         let s = s.clone();
         move |c| c.set_shopping(&s, duration)
@@ -332,6 +324,12 @@ async fn keep(
     tokio::task::spawn_blocking(move || change(&choices)).await.unwrap_or_else(|e| Err(e.to_string()))
 }
 
+/// The answer when a choice could not be written to the store.
+fn not_kept(e: &str) -> Response<Body> {
+    error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", &format!("could not keep it: {e}"))
+}
+
+/// A form field's value, trimmed and lowercase; None when absent or empty.
 fn form_value(form: &[u8], key: &str) -> Option<String> {
     url::form_urlencoded::parse(form)
         .find(|(k, _)| k == key)
@@ -351,11 +349,7 @@ async fn trust(shared: &Shared, form: &[u8]) -> Response<Body> {
         move |c| c.set_trusted(&s, on)
     });
     if let Err(e) = stored.await {
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal Server Error",
-            &format!("could not keep it: {e}"),
-        );
+        return not_kept(&e);
     }
     tracing::info!(site = %s, trusted = on, "trusted site set from the page");
     let said = if on { format!("{s}: trusted\n") } else { format!("{s}: no longer trusted\n") };
@@ -373,11 +367,7 @@ async fn ad_vote(shared: &Shared, form: &[u8], down: bool) -> Response<Body> {
         move |c| if down { c.downvote(&source).map(|_| ()) } else { c.restore(&source) }
     });
     if let Err(e) = result.await {
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal Server Error",
-            &format!("could not keep it: {e}"),
-        );
+        return not_kept(&e);
     }
     tracing::info!(source = %source, down, "ad source vote");
     back_to(&page, format!("{source}: {}\n", if down { "down-voted" } else { "restored" }))
@@ -422,8 +412,7 @@ fn controls<'a>(
     site_name: &str,
     snap: &'a crate::ops::choices::Snapshot,
 ) -> super::receipt_page::Controls<'a> {
-    let shopping_left =
-        shared.shopping.active().into_iter().find(|(s, _)| s == site_name).map(|(_, left)| left.as_secs() / 60 + 1);
+    let shopping_left = shared.shopping.left(site_name).map(|left| left.as_secs() / 60 + 1);
     super::receipt_page::Controls {
         token: &shared.page_token,
         admin,
@@ -458,7 +447,7 @@ h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.2em;margin-top:1.6em}h3{font-siz
 .site{border:1px solid #ddd;border-radius:8px;padding:.7em 1em;margin:.8em 0}.when{color:#777;margin:0;font-size:.85em}\
 .headline{font-weight:600;margin:.3em 0}.what{color:#555;font-size:.9em}.why{color:#b00}small{color:#666}\
 code{background:#f3f3f3;padding:0 .2em;word-break:break-all}ul{padding-left:1.2em}summary{cursor:pointer;margin:.3em 0}\
-.controls form,.ad-source form,.trackers form{display:inline-block;margin:.2em .4em .2em 0}button,select{font:inherit;font-size:.9em}\
+.controls form,.ad-source form,.trackers form,.choices form{display:inline-block;margin:.2em .4em .2em 0}button,select{font:inherit;font-size:.9em}\
 .b{color:#b00}.ok{color:#070}";
 
 fn status_page(shared: &Shared, local: SocketAddr, admin: bool, proxied: bool, page: usize) -> Response<Body> {
@@ -509,17 +498,12 @@ fn status_page(shared: &Shared, local: SocketAddr, admin: bool, proxied: bool, p
         h.push_str("</ul>");
     }
     if !snap.downvotes.is_empty() || !snap.trusted.is_empty() {
-        h.push_str("<h2>Your choices</h2><ul>");
+        h.push_str("<h2>Your choices</h2><ul class=\"choices\">");
         for (source, votes) in &snap.downvotes {
             let state = if *votes >= shared.choices.threshold() { "blocked (down-voted)" } else { "shown" };
-            let _ = write!(h, "<li>ad source <code>{}</code>: {votes} down-vote(s), {state}", html_escape(source));
+            let _ = write!(h, "<li>ad source <code>{}</code>: {votes} down-vote(s), {state} ", html_escape(source));
             if admin {
-                let _ = write!(
-                    h,
-                    " <form style=\"display:inline\" method=\"post\" action=\"/ads/restore\"><input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"source\" value=\"{}\"><button>Restore</button></form>",
-                    shared.page_token,
-                    html_escape(source)
-                );
+                super::receipt_page::form(&mut h, &shared.page_token, "/ads/restore", &[("source", source)], "Restore");
             }
             h.push_str("</li>");
         }

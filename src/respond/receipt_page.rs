@@ -105,11 +105,12 @@ pub fn headline(r: &SiteReceipt, per_person: bool) -> String {
     h
 }
 
-fn form(h: &mut String, c: &Controls, action: &str, fields: &[(&str, &str)], button: &str) {
+/// A control: a POST form to `action` carrying the page's token and `fields`.
+pub fn form(h: &mut String, token: &str, action: &str, fields: &[(&str, &str)], button: &str) {
     let _ = write!(
         h,
         "<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"token\" value=\"{}\">",
-        e(c.token)
+        e(token)
     );
     for (k, v) in fields {
         let _ = write!(h, "<input type=\"hidden\" name=\"{k}\" value=\"{}\">", e(v));
@@ -138,7 +139,7 @@ pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: boo
         match c.shopping_left {
             Some(left) => {
                 let _ = write!(h, "<span>Shopping mode: on, {left} min left.</span>");
-                form(h, c, "/shopping", &[("site", site), ("minutes", "0")], "Stop shopping mode");
+                form(h, c.token, "/shopping", &[("site", site), ("minutes", "0")], "Stop shopping mode");
             }
             None => {
                 let _ = write!(
@@ -151,9 +152,9 @@ pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: boo
             }
         }
         if c.choices.trusted.contains(site) {
-            form(h, c, "/trust", &[("site", site), ("trust", "0")], "Stop trusting this site");
+            form(h, c.token, "/trust", &[("site", site), ("trust", "0")], "Stop trusting this site");
         } else {
-            form(h, c, "/trust", &[("site", site), ("trust", "1")], "Trust this site");
+            form(h, c.token, "/trust", &[("site", site), ("trust", "1")], "Trust this site");
         }
         h.push_str("</div>");
     }
@@ -199,7 +200,7 @@ pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: boo
                 }
                 if t.why == Why::DownVoted && c.admin {
                     let source = crate::policy::site::site_of(host);
-                    form(h, c, "/ads/restore", &[("source", &source), ("site", site)], "Restore");
+                    form(h, c.token, "/ads/restore", &[("source", &source), ("site", site)], "Restore");
                 }
                 h.push_str("</li>");
             }
@@ -228,9 +229,9 @@ pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: boo
             if c.admin {
                 if votes > 0 {
                     let _ = write!(h, " <small>{votes} of {} down-votes</small>", c.threshold);
-                    form(h, c, "/ads/restore", &[("source", source), ("site", site)], "Restore");
+                    form(h, c.token, "/ads/restore", &[("source", source), ("site", site)], "Restore");
                 }
-                form(h, c, "/ads/down", &[("source", source), ("site", site)], "This ad annoys me (down-vote)");
+                form(h, c.token, "/ads/down", &[("source", source), ("site", site)], "This ad annoys me (down-vote)");
             }
             h.push_str("<ul>");
             for (host, a) in hosts {
