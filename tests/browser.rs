@@ -7,9 +7,8 @@
 mod support;
 
 use http::Response;
-use std::path::Path;
 use std::time::Duration;
-use support::cdp::{browser_home, chromium_flags, Browser, CHROMIUM};
+use support::cdp::{browser_home, chromium_flags, chromium_missing, Browser, CHROMIUM};
 use support::*;
 
 const PAGE: &str = r#"<!doctype html>
@@ -54,8 +53,7 @@ const TRACKER_NAMES: [&str; 4] =
 
 #[tokio::test]
 async fn a_page_with_trackers_and_an_ad_in_headless_chromium() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: {CHROMIUM} is missing; scripts/test installs Debian's chromium");
+    if chromium_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -158,8 +156,7 @@ async fn status_page_in_chromium(trust_ca: bool) -> String {
 
 #[tokio::test]
 async fn the_status_page_at_nostalk_internal_says_the_browser_goes_through_nostalk_and_whether_it_trusts_the_ca() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: {CHROMIUM} is missing; scripts/test installs Debian's chromium");
+    if chromium_missing() {
         return;
     }
     let dom = status_page_in_chromium(true).await;

@@ -13,7 +13,7 @@ mod support;
 use http::Response;
 use std::path::Path;
 use std::sync::Arc;
-use support::cdp::{browser_home, chromium_flags, Browser, CHROMIUM};
+use support::cdp::{browser_home, chromium_flags, chromium_missing, Browser, CHROMIUM};
 use support::*;
 
 const PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>Local news</title></head><body>
@@ -79,8 +79,7 @@ fn paths(o: &Origin) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn social_widgets_wait_for_a_click_frames_get_gpc_ad_frames_forget_and_navigations_go_on() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: {CHROMIUM} is missing; scripts/test installs Debian's chromium");
+    if chromium_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

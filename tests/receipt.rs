@@ -11,7 +11,7 @@ mod support;
 
 use http::Response;
 use std::path::Path;
-use support::cdp::{browser_home, chromium_flags, trust_in_browser, Browser, CHROMIUM};
+use support::cdp::{browser_home, chromium_flags, chromium_missing, trust_in_browser, Browser, CHROMIUM};
 use support::*;
 
 const NEWS: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>Local news</title>
@@ -28,8 +28,7 @@ const AD_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="300" hei
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receipt_shows_each_site_live_takes_down_votes_and_keeps_choices_across_a_restart() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: {CHROMIUM} is missing; scripts/test installs Debian's chromium");
+    if chromium_missing() {
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@
 //! hashing is the argon2 crate's.
 
 use crate::config::{AdMode, Config};
-use crate::policy::{Decision, Reason, Verdict};
+use crate::policy::{Decision, Verdict};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use sha2::Digest;
@@ -46,7 +46,7 @@ impl Group {
     /// proxy's for what an ad list matched.
     pub fn adjust(&self, mut d: Decision, site: &str, page_site: &str) -> Decision {
         if self.trusted.contains(site) || self.trusted.contains(page_site) {
-            return Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false };
+            return Decision::trusted_site();
         }
         if let (true, Some(mode)) = (d.ad_class, self.ads) {
             d.verdict = match mode {
@@ -253,6 +253,7 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Reason;
 
     fn basic(user: &str, password: &str) -> http::HeaderValue {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

@@ -218,7 +218,7 @@ impl Choices {
             return decision;
         }
         if snap.trusted.contains(site) || snap.trusted.contains(page_site) {
-            return Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false };
+            return Decision::trusted_site();
         }
         if decision.verdict == Verdict::Ad && snap.downvotes.get(site).is_some_and(|v| *v >= self.threshold) {
             let rule = decision.matched().map(|m| m.rule.clone()).unwrap_or_else(|| Arc::from(site));

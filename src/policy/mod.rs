@@ -146,6 +146,11 @@ impl Decision {
         matches!(self.reason, Reason::Social(_))
     }
 
+    /// A trusted site's request (the config's, a group's, or one trusted from the receipt).
+    pub fn trusted_site() -> Decision {
+        Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false }
+    }
+
     /// The person's click let this request through, whatever the lists say.
     pub fn let_through() -> Decision {
         Decision { verdict: Verdict::Allow, reason: Reason::LetThrough, ad_class: false }
@@ -406,7 +411,7 @@ impl Policy {
     /// The decision, given the request's site and its page's (the request is ASCII).
     fn decide_sited(&self, info: &RequestInfo, site: &str, page_site: Option<&str>) -> Decision {
         if self.is_trusted(site) || page_site.is_some_and(|p| self.is_trusted(p)) {
-            return Decision { verdict: Verdict::Allow, reason: Reason::TrustedSite, ad_class: false };
+            return Decision::trusted_site();
         }
         // A top-level document: a redirector is skipped, and only a rule that names documents
         // blocks it (ABP's and uBO's `$document`); otherwise it is loaded and cleaned like any

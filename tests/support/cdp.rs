@@ -20,6 +20,15 @@ use tokio_tungstenite::tungstenite::Message;
 /// Debian's chromium, as scripts/test installs it.
 pub const CHROMIUM: &str = "/usr/lib/chromium/chromium";
 
+/// True (and a SKIPPED line) when Debian's chromium is not installed.
+pub fn chromium_missing() -> bool {
+    let missing = !Path::new(CHROMIUM).exists();
+    if missing {
+        eprintln!("SKIPPED: {CHROMIUM} is missing; scripts/test installs Debian's chromium");
+    }
+    missing
+}
+
 pub fn chromium_flags(profile: &Path, proxy: &str) -> Vec<String> {
     let mut f: Vec<String> = [
         "--headless",
