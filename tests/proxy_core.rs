@@ -196,6 +196,108 @@ async fn keep_alive_reuses_one_upstream_connection() {
 }
 
 #[tokio::test]
+async fn bodiless_answers_give_their_upstream_connection_back() {
+    // HEAD, 204 and 304 have no body for the client to read to its end: their connection
+    // must go back to the pool all the same, not be dropped and dialled again.
+    let o = origin(
+        None,
+        handler(|req| async move {
+            let status = match req.uri().path() {
+                "/none" => 204,
+                "/same" => 304,
+                _ => 200,
+            };
+            Response::builder().status(status).body(body(if status == 200 { "full" } else { "" })).unwrap()
+        }),
+    )
+    .await;
+    let p = Proxy::start(&[resolve("news.test", 80, &o)], "").await;
+    let c = p.client(&[]);
+    for _ in 0..3 {
+        assert_eq!(c.head("http://news.test/page").send().await.unwrap().status(), 200);
+        assert_eq!(c.get("http://news.test/none").send().await.unwrap().status(), 204);
+        assert_eq!(c.get("http://news.test/same").send().await.unwrap().status(), 304);
+        assert_eq!(c.get("http://news.test/page").send().await.unwrap().text().await.unwrap(), "full");
+    }
+    assert_eq!(o.count(), 12);
+    assert_eq!(o.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one upstream connection for 12 requests");
+    assert_eq!(p.shared.upstream.h1_idle_connections(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_body_costs_only_that_upstream_connection() {
+    let big = Bytes::from(vec![b'x'; 8 << 20]);
+    let o = origin(
+        None,
+        handler(move |req| {
+            let big = big.clone();
+            async move {
+                let b = if req.uri().path() == "/big" { big } else { Bytes::from_static(b"small") };
+                Response::builder().header("content-type", "application/octet-stream").body(body(b)).unwrap()
+            }
+        }),
+    )
+    .await;
+    let p = Proxy::start(&[resolve("news.test", 80, &o)], "").await;
+    {
+        let c = p.client(&[]);
+        let mut r = c.get("http://news.test/big").send().await.unwrap();
+        let first = r.chunk().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+        // Dropped here, with most of 8 MB unread.
+    }
+    let c = p.client(&[]);
+    for _ in 0..3 {
+        assert_eq!(c.get("http://news.test/small").send().await.unwrap().text().await.unwrap(), "small");
+    }
+    assert_eq!(
+        o.connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the half-read connection is not reused; one new connection serves the rest"
+    );
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_origin_closed_without_a_word_is_replaced() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An origin that answers one request per connection with keep-alive implied, then closes
+    // the socket: the proxy's kept connection is dead when the next request comes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let conns = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = conns.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let text = format!("connection {n}");
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len());
+                let _ = s.write_all(answer.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    let p = Proxy::start(&[format!("news.test:80:{addr}")], "").await;
+    let c = p.client(&[]);
+    for i in 1..=4 {
+        let r = c.get(format!("http://news.test/{i}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert!(r.text().await.unwrap().starts_with("connection "));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 4, "a new connection for each, no request lost");
+}
+
+#[tokio::test]
 async fn http2_to_the_client_and_to_the_upstream() {
     let (_dir, o, p) = https_origin_and_proxy("news.test", echo_handler(), "").await;
     let c = p.client(&[]);

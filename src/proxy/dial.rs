@@ -98,7 +98,8 @@ impl Dialer {
                 return chain;
             }
         }
-        let chain: Arc<[String]> = match self.dns.lookup_ip(host).await {
+        // Boxed: the resolver's future is large, and most requests find the chain known.
+        let chain: Arc<[String]> = match Box::pin(self.dns.lookup_ip(host)).await {
             Ok(lookup) => lookup
                 .as_lookup()
                 .records()

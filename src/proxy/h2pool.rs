@@ -53,7 +53,9 @@ struct Entry {
 }
 
 struct Map {
-    entries: HashMap<Authority, Entry>,
+    /// foldhash, seeded per process: a lookup runs per request, and the keys are names web
+    /// pages choose.
+    entries: HashMap<Authority, Entry, foldhash::fast::RandomState>,
     /// A task drops idle entries while there are any.
     reaper: bool,
 }
@@ -66,7 +68,7 @@ pub struct H2Pool {
 
 impl H2Pool {
     pub fn new(dialer: Dialer, idle: Duration) -> H2Pool {
-        H2Pool { map: Mutex::new(Map { entries: HashMap::new(), reaper: false }), dialer, idle }
+        H2Pool { map: Mutex::new(Map { entries: HashMap::default(), reaper: false }), dialer, idle }
     }
 
     fn lock(&self) -> MutexGuard<'_, Map> {

@@ -1,7 +1,7 @@
 //! Hop-by-hop headers (RFC 9110 7.6.1): the fixed set plus every header the `Connection`
 //! header names, removed before a message is forwarded in either direction.
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The fixed hop-by-hop set, as header names (no parsing on the hot path).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -16,29 +16,43 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Remove hop-by-hop headers. With `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay
-/// (a WebSocket handshake must reach the origin).
+/// (a WebSocket handshake must reach the origin). Runs twice per request: one pass over the
+/// names finds which are there (most messages carry one or none), and only those are removed.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            if keep_upgrade && n == header::UPGRADE {
-                continue;
+    // Bit i: HOP_BY_HOP[i] is present; bit 8: Upgrade.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        } else if name == header::UPGRADE {
+            present |= 1 << 8;
+        }
+    }
+    if present & 1 != 0 {
+        // Connection is removed here with all its values (it is first in HOP_BY_HOP); the
+        // names it lists are removed by name, parsed on the stack, nothing allocated.
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let (first, more) = (values.next().cloned(), values.next().is_some());
+        let named: Vec<HeaderValue> =
+            if more { headers.get_all(header::CONNECTION).iter().cloned().collect() } else { Vec::new() };
+        headers.remove(header::CONNECTION);
+        for value in first.iter().filter(|_| !more).chain(&named) {
+            for name in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                let kept = name.is_empty() || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"));
+                if !kept {
+                    headers.remove(name);
+                }
             }
+        }
+    }
+    for (i, n) in HOP_BY_HOP.iter().enumerate().skip(1) {
+        if present & (1 << i) != 0 {
             headers.remove(n);
         }
     }
-    for n in &HOP_BY_HOP {
-        headers.remove(n);
-    }
     if keep_upgrade {
-        headers.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
-    } else {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if present & (1 << 8) != 0 {
         headers.remove(header::UPGRADE);
     }
 }
@@ -71,6 +85,25 @@ mod tests {
     }
 
     #[test]
+    fn every_connection_header_counts_and_names_are_matched_without_case() {
+        let mut h = HeaderMap::new();
+        h.append("connection", "X-One".parse().unwrap());
+        h.append("connection", "x-two, close".parse().unwrap());
+        h.insert("x-one", "1".parse().unwrap());
+        h.insert("x-two", "2".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        // A name that is not a header name is skipped, not an error.
+        let mut h = HeaderMap::new();
+        h.insert("connection", "bad name, x-three".parse().unwrap());
+        h.insert("x-three", "3".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+    }
+
+    #[test]
     fn upgrade_survives_when_asked() {
         let mut h = HeaderMap::new();
         h.insert("connection", "Upgrade".parse().unwrap());
@@ -79,5 +112,21 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn a_message_without_hop_by_hop_headers_is_left_as_it_was() {
+        let mut h = HeaderMap::new();
+        h.insert("accept", "*/*".parse().unwrap());
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append("cookie", "b=2".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+        // Upgrade alone (no Connection naming it) is still hop-by-hop without keep_upgrade.
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
     }
 }

@@ -5,6 +5,7 @@ pub mod connect;
 pub mod destination;
 pub mod dial;
 pub mod forward;
+pub mod h1pool;
 pub mod h2pool;
 pub mod headers;
 pub mod limits;

@@ -124,7 +124,13 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         // A DEBUG span: at INFO, a span per request would cost its fields' formatting on every
         // request whether or not anything is logged; the INFO events name their host themselves.
         let span = tracing::debug_span!("req", id, method = %req.method(), host = tracing::field::Empty, verdict = tracing::field::Empty);
-        Box::pin(async move { Ok(this.handle(req).await) }.instrument(span))
+        let handled = async move { Ok(this.handle(req).await) };
+        // Each wrapping moves the whole future once more; at INFO the span is off.
+        if span.is_disabled() {
+            Box::pin(handled)
+        } else {
+            Box::pin(handled.instrument(span))
+        }
     }
 }
 
@@ -142,14 +148,16 @@ impl ProxyService {
     async fn handle(self, req: Request<Incoming>) -> Response<Body> {
         match self.route(&req) {
             Route::Connect => match self.sign_in(&req).await {
-                Ok(who) => connect::handle(self.shared, req, self.peer, self.local, who).await,
+                // Boxed, like the pages below: the forwarding path is the one each request takes,
+                // and the future of a request is as large as its largest branch.
+                Ok(who) => Box::pin(connect::handle(self.shared, req, self.peer, self.local, who)).await,
                 Err(challenge) => challenge,
             },
             Route::Local => {
                 // Absolute-form, or inside a tunnel: the browser sent this through its proxy
                 // setting, so its web traffic goes through nostalk.
                 let proxied = self.tunnel.is_some() || req.uri().scheme().is_some();
-                pages::serve(&self.shared, req, self.peer, self.local, proxied).await
+                Box::pin(pages::serve(&self.shared, req, self.peer, self.local, proxied)).await
             }
             Route::Upstream(uri) => match self.sign_in(&req).await {
                 Ok(who) => forward::forward(&self.shared, req, uri, self.peer, who).await,
@@ -273,10 +281,12 @@ fn absolute(scheme: Scheme, authority: Authority, req: &Uri) -> Result<Uri, Stri
 /// quietly the scheme's default.
 pub fn valid_port(authority: Option<&Authority>) -> Result<(), String> {
     let Some(a) = authority else { return Ok(()) };
-    let host_port = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, hp)| hp);
-    let port = match host_port.rfind(']') {
+    // Byte scans, not str patterns: this runs on every request.
+    let s = a.as_str();
+    let host_port = s.bytes().rposition(|b| b == b'@').map_or(s, |at| &s[at + 1..]);
+    let port = match host_port.bytes().rposition(|b| b == b']') {
         Some(i) => host_port[i + 1..].strip_prefix(':'),
-        None => host_port.split_once(':').map(|(_, p)| p),
+        None => host_port.bytes().position(|b| b == b':').map(|i| &host_port[i + 1..]),
     };
     match port {
         None | Some("") => Ok(()),

@@ -1,16 +1,18 @@
 //! The one upstream client: pooled, HTTP/1.1 and HTTP/2 chosen by ALPN (HTTPS origins that
-//! speak h2 share one connection each, `h2pool`), connecting through the `dial` module's
-//! dialer; the response timeout; and the words and status for an upstream failure.
+//! speak h2 share one connection each, `h2pool`; plain-HTTP origins get kept HTTP/1.1
+//! connections, `h1pool`; upgrades and HTTPS origins without h2 go through hyper-util's pooled
+//! client), connecting through the `dial` module's dialer; the response timeout; and the words
+//! and status for an upstream failure.
 
 use crate::config::Config;
 use crate::policy::subscribe::{Fetching, ListFetcher};
 use crate::proxy::destination::Refused;
 use crate::proxy::dial::Dialer;
+use crate::proxy::h1pool::H1Pool;
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::{Body, BoxError};
 use http::header::UPGRADE;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::io;
@@ -23,16 +25,26 @@ impl ListFetcher for Upstream {
         Box::pin(async move {
             let resp = self.request(req.map(|()| crate::empty())).await.map_err(|e| classify_error(&*e).1)?;
             let (parts, body) = resp.into_parts();
-            let body = if parts.status.is_success() {
-                use http_body_util::BodyExt;
-                let read = http_body_util::Limited::new(body, limit).collect().await;
-                read.map_err(|e| format!("reading the body: {e}"))?.to_bytes()
-            } else {
-                bytes::Bytes::new()
-            };
+            let body = if parts.status.is_success() { read_to_limit(body, limit).await? } else { bytes::Bytes::new() };
             Ok(Response::from_parts(parts, body))
         })
     }
+}
+
+/// A whole body, at most `limit` bytes.
+async fn read_to_limit(mut body: Body, limit: usize) -> Result<bytes::Bytes, String> {
+    use http_body_util::BodyExt;
+    let mut read = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if read.len() + data.len() > limit {
+                return Err(format!("reading the body: larger than {limit} bytes"));
+            }
+            read.extend_from_slice(&data);
+        }
+    }
+    Ok(read.freeze())
 }
 
 /// Where requests go upstream: HTTPS origins that speak h2 on one shared connection each
@@ -40,6 +52,7 @@ impl ListFetcher for Upstream {
 /// upstream's response head. Timeouts are read from config once, at start-up.
 pub struct Upstream {
     client: Client<Dialer, Body>,
+    h1: Arc<H1Pool>,
     h2: Arc<H2Pool>,
     pub response_timeout: Duration,
 }
@@ -55,28 +68,38 @@ impl Upstream {
             .build(dialer.clone());
         Upstream {
             client,
+            h1: Arc::new(H1Pool::new(dialer.clone(), idle)),
             h2: Arc::new(H2Pool::new(dialer, idle)),
             response_timeout: cfg.upstream.response_timeout.get(),
         }
     }
 
     /// Send a request (absolute URI) upstream.
-    pub async fn request(&self, req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
-        let fast = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) && !req.headers().contains_key(UPGRADE);
-        if let (true, Some(authority)) = (fast, req.uri().authority()) {
+    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        let upgrade = req.headers().contains_key(UPGRADE);
+        let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        if !upgrade && !https {
+            return self.h1.send(req).await;
+        }
+        if let (false, Some(authority)) = (upgrade, req.uri().authority()) {
             if let h2pool::Via::H2(mut send) = self.h2.route(authority).await {
                 match send.try_send_request(req).await {
-                    Ok(resp) => return Ok(resp),
+                    Ok(resp) => return Ok(resp.map(crate::boxed)),
                     // Refused unsent (the connection was closing): the pool sends it, and the
                     // next request dials a new h2 connection.
                     Err(mut e) => match e.take_message() {
-                        Some(req) => return Ok(self.client.request(req).await?),
+                        Some(req) => return Ok(self.client.request(req).await?.map(crate::boxed)),
                         None => return Err(e.into_error().into()),
                     },
                 }
             }
         }
-        Ok(self.client.request(req).await?)
+        Ok(self.client.request(req).await?.map(crate::boxed))
+    }
+
+    /// How many plain-HTTP connections are kept idle (for tests).
+    pub fn h1_idle_connections(&self) -> usize {
+        self.h1.idle_connections()
     }
 
     /// How many HTTPS origins have a live shared h2 connection.

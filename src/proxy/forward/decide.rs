@@ -28,7 +28,7 @@ pub fn decide<B>(
     };
     let span = tracing::Span::current();
     span.record("host", host.as_str());
-    let url = uri.to_string();
+    let url = url_of(uri);
     let request_type = RequestType::classify(req.headers(), uri.path());
     let page_host = party::page_host(req.headers(), &host, request_type);
     let (own_site, page_site) = (site::site_of(&host), site::site_of(&page_host));
@@ -60,6 +60,27 @@ pub fn decide<B>(
         user: None,
         done: Done::default(),
     })
+}
+
+/// The absolute URL as text, as `Uri`'s Display writes it, without the formatting machinery
+/// (it runs once per request).
+fn url_of(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("");
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let (path, query) = (uri.path(), uri.query());
+    let mut url =
+        String::with_capacity(scheme.len() + 3 + authority.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    if !scheme.is_empty() {
+        url.push_str(scheme);
+        url.push_str("://");
+    }
+    url.push_str(authority);
+    url.push_str(path);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
 }
 
 /// Takes a pass parameter (`nostalk-pass`) off the request's URI, so no server ever sees it.
@@ -115,6 +136,20 @@ mod tests {
         assert_eq!((ex.site.as_str(), ex.third_party, ex.shopping), ("google-analytics.com", true, true));
         assert_eq!(ex.decision.verdict, Verdict::Block);
         assert_eq!(ex.decision.list(), Some("nostalk-surveillance"));
+    }
+
+    #[test]
+    fn the_url_is_written_as_uri_writes_it() {
+        for u in [
+            "http://a.test",
+            "http://a.test/",
+            "https://a.test:8443/p/q?x=1&y",
+            "http://u:p@a.test/?",
+            "http://[::1]:81/x",
+        ] {
+            let uri: Uri = u.parse().unwrap();
+            assert_eq!(url_of(&uri), uri.to_string(), "{u}");
+        }
     }
 
     #[test]

@@ -85,11 +85,11 @@ async fn exchange(
         websocket::splice(out.client_upgrade, server_upgrade, &shared.tasks, idle, shared.metrics.clone());
         return (Response::from_parts(parts, empty()), None);
     }
-    let body = crate::boxed(body);
     match out.rewrite {
         Some(client) if rewrite_page::wanted(&out.method, &parts) => {
             let gzip = rewrite_page::gzip_out(client, shared.config.rewrite.encoding, peer.ip().is_loopback());
-            let (resp, removals) = rewrite_page::rewrite_page(parts, body, ex, policy.clone(), gzip).await;
+            // Boxed: only pages take this branch, and its future is large.
+            let (resp, removals) = Box::pin(rewrite_page::rewrite_page(parts, body, ex, policy.clone(), gzip)).await;
             (resp, Some(removals))
         }
         _ => (Response::from_parts(parts, body), None),

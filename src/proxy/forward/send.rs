@@ -7,14 +7,13 @@ use crate::proxy::upstream::{self, Upstream};
 use crate::respond;
 use crate::Body;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tracing::info;
 
 pub async fn send(
     upstream: &Upstream,
     req: Request<Body>,
     ex: &mut Exchange,
-) -> Result<Response<Incoming>, Response<Body>> {
+) -> Result<Response<Body>, Response<Body>> {
     let timeout = upstream.response_timeout;
     let sent = std::time::Instant::now();
     let failed = match tokio::time::timeout(timeout, upstream.request(req)).await {

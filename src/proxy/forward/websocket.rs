@@ -4,8 +4,8 @@
 
 use crate::ops::metrics::Metrics;
 use crate::proxy::limits::{self, Tracked};
+use crate::Body;
 use http::{Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 /// The upstream's side of an upgrade, when it answered 101.
-pub fn upgrade_of(resp: &mut Response<Incoming>) -> Option<OnUpgrade> {
+pub fn upgrade_of(resp: &mut Response<Body>) -> Option<OnUpgrade> {
     (resp.status() == StatusCode::SWITCHING_PROTOCOLS).then(|| hyper::upgrade::on(resp))
 }
 

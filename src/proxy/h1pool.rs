@@ -1,0 +1,246 @@
+//! HTTP/1.1 connections to plain-HTTP origins, kept for reuse: a request takes an idle
+//! connection to its origin (or dials one), sends on it, and its response body hands the
+//! connection back the moment the body ends. Upgrades and HTTPS origins without h2 stay with
+//! hyper-util's pooled client (`upstream`).
+//!
+//! Written here because hyper-util's legacy pool, made for both protocols, costs on every
+//! HTTP/1 request a clone of the whole client, a checkout future raced against a lazily built
+//! connect future, and a spawned task that waits for the connection to be ready again before
+//! putting it back (one task and two wake-ups per request). Here the response body puts the
+//! connection back as it ends, and a request takes the map's lock for one lookup. Measured in
+//! BENCHMARKS.md with benches/load/ab.py. Idle connections are dropped after
+//! `[upstream] idle_timeout`, and at most 64 are kept per origin, as before.
+
+use crate::proxy::dial::Dialer;
+use crate::{Body, BoxError};
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body::Body as _;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// At most this many idle connections are kept per origin (hyper-util's setting before).
+const MAX_IDLE_PER_ORIGIN: usize = 64;
+
+struct Idle {
+    send: SendRequest<Body>,
+    since: Instant,
+}
+
+struct Map {
+    /// foldhash, seeded per process: a lookup runs per request, and the keys are names web
+    /// pages choose.
+    idle: HashMap<Authority, Vec<Idle>, foldhash::fast::RandomState>,
+    /// A task drops expired connections while there are any.
+    reaper: bool,
+}
+
+pub struct H1Pool {
+    map: Mutex<Map>,
+    dialer: Dialer,
+    idle: Duration,
+}
+
+impl H1Pool {
+    pub fn new(dialer: Dialer, idle: Duration) -> H1Pool {
+        H1Pool { map: Mutex::new(Map { idle: HashMap::default(), reaper: false }), dialer, idle }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Map> {
+        // Every step under the lock leaves the map consistent; a panic elsewhere while it was
+        // held does not make its contents wrong, so a poisoned lock is taken as is.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Send a request with an absolute `http` URI, on a kept connection to its origin when
+    /// there is one. A kept connection the origin was closing as the request went out (the
+    /// request comes back unsent) is left for the next one, then a new dial.
+    pub async fn send(self: &Arc<Self>, mut req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        let authority = req.uri().authority().cloned().ok_or("the request has no host")?;
+        let dial_uri = req.uri().clone();
+        to_origin_form(&mut req, &authority);
+        loop {
+            let (mut send, kept) = match self.checkout(&authority) {
+                Some(send) => (send, true),
+                // Boxed: a dial's future is most of this one's size, and most requests need none.
+                None => (Box::pin(self.dial(dial_uri.clone())).await?, false),
+            };
+            // A kept connection is handed back as its last body ends, a moment before hyper
+            // marks it ready; an error here means the origin closed it meanwhile.
+            if let Err(e) = send.ready().await {
+                if kept {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            match send.try_send_request(req).await {
+                Ok(resp) => {
+                    let back = Back { pool: self.clone(), authority, send };
+                    // A response without a body (HEAD, 204, 304) may never be polled: its
+                    // connection goes back now.
+                    let back = if resp.body().is_end_stream() {
+                        back.give();
+                        None
+                    } else {
+                        Some(back)
+                    };
+                    return Ok(resp.map(|body| crate::boxed(Pooled { body, back })));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if kept => req = unsent,
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+
+    /// A live connection to `authority`, if any: among the few most recently used, one that is
+    /// ready for a request, else the most recent (ready a moment later). Dead ones met on the
+    /// way are dropped; the reaper drops the rest.
+    fn checkout(&self, authority: &Authority) -> Option<SendRequest<Body>> {
+        let mut map = self.lock();
+        let list = map.idle.get_mut(authority)?;
+        let now = Instant::now();
+        let alive = |i: &Idle| !i.send.is_closed() && now.duration_since(i.since) < self.idle;
+        while list.last().is_some_and(|i| !alive(i)) {
+            list.pop();
+        }
+        let newest = list.len().checked_sub(1)?;
+        let recent = newest.saturating_sub(3)..=newest;
+        let at = recent.rev().find(|&at| alive(&list[at]) && list[at].send.is_ready()).unwrap_or(newest);
+        Some(list.remove(at).send)
+    }
+
+    async fn dial(&self, uri: Uri) -> Result<SendRequest<Body>, BoxError> {
+        let io = self.dialer.clone().connect(uri).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(send)
+    }
+
+    fn put(self: &Arc<Self>, authority: Authority, send: SendRequest<Body>) {
+        if send.is_closed() {
+            return;
+        }
+        let mut map = self.lock();
+        let list = map.idle.entry(authority).or_default();
+        if list.len() < MAX_IDLE_PER_ORIGIN {
+            list.push(Idle { send, since: Instant::now() });
+        }
+        if !map.reaper {
+            map.reaper = true;
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+    }
+
+    /// Drop connections idle longer than the idle time or closed by their origin; false when
+    /// none are left.
+    fn sweep(&self) -> bool {
+        let mut map = self.lock();
+        let now = Instant::now();
+        for list in map.idle.values_mut() {
+            list.retain(|i| !i.send.is_closed() && now.duration_since(i.since) < self.idle);
+        }
+        map.idle.retain(|_, list| !list.is_empty());
+        map.reaper = !map.idle.is_empty();
+        map.reaper
+    }
+
+    /// How many idle connections are kept (for tests).
+    pub fn idle_connections(&self) -> usize {
+        self.lock().idle.values().map(Vec::len).sum()
+    }
+}
+
+/// Sweep every half idle time while the pool has connections (and exists).
+async fn reap(pool: std::sync::Weak<H1Pool>) {
+    loop {
+        let Some(period) = pool.upgrade().map(|p| p.idle / 2) else { return };
+        tokio::time::sleep(period.max(Duration::from_millis(100))).await;
+        match pool.upgrade() {
+            Some(p) if p.sweep() => {}
+            _ => return,
+        }
+    }
+}
+
+/// What an origin server is sent: the path and query (origin form), a Host header when the
+/// request has none, HTTP/1.1.
+fn to_origin_form(req: &mut Request<Body>, authority: &Authority) {
+    if !req.headers().contains_key(http::header::HOST) {
+        // An Authority is valid header text, with a port only when the URL had one.
+        let host = authority.as_str().rsplit_once('@').map_or(authority.as_str(), |(_, h)| h);
+        if let Ok(v) = HeaderValue::from_str(host) {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+    }
+    let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(path);
+    if req.version() != Version::HTTP_10 {
+        *req.version_mut() = Version::HTTP_11;
+    }
+}
+
+/// A connection on its way back to the pool once its response body has ended.
+struct Back {
+    pool: Arc<H1Pool>,
+    authority: Authority,
+    send: SendRequest<Body>,
+}
+
+impl Back {
+    fn give(self) {
+        self.pool.put(self.authority, self.send);
+    }
+}
+
+/// An origin's response body that gives its connection back when it ends. Dropped before its
+/// end (the client went away), the connection is dropped with it: hyper closes it, as a
+/// half-read response cannot be followed by another.
+struct Pooled {
+    body: Incoming,
+    back: Option<Back>,
+}
+
+impl http_body::Body for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            Poll::Ready(Some(Err(_))) => {
+                this.back = None;
+                false
+            }
+            Poll::Pending => false,
+        };
+        if ended {
+            if let Some(back) = this.back.take() {
+                back.give();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
