@@ -250,7 +250,7 @@ where
         let builder = serve::auto_builder();
         let tunnel = Some(Arc::new(Tunnel::new(&host, port, false)));
         let svc = ProxyService::new(shared, at.peer, at.local, tunnel, activity.clone()).signed_in(at.who);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc.serving());
         drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
         return Ok(());
     }
@@ -275,10 +275,10 @@ where
     // ALPN has said which protocol the client speaks; serving it directly spares every read
     // the auto builder's look at the first bytes.
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let conn = serve::h2_builder().serve_connection(TokioIo::new(tls), svc);
+        let conn = serve::h2_builder().serve_connection(TokioIo::new(tls), svc.serving());
         drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
     } else {
-        let conn = serve::h1_builder().serve_connection(TokioIo::new(tls), svc).with_upgrades();
+        let conn = serve::h1_builder().serve_connection(TokioIo::new(tls), svc.serving()).with_upgrades();
         drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;
     }
     Ok(())

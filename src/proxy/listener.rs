@@ -176,7 +176,7 @@ impl Server {
             let span = tracing::debug_span!("conn", id = conn_id);
             shared.tasks.spawn(
                 async move {
-                    let conn = builder.serve_connection_with_upgrades(io, svc);
+                    let conn = builder.serve_connection_with_upgrades(io, svc.serving());
                     if let Err(e) = serve::drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }

@@ -112,14 +112,26 @@ impl ProxyService {
     }
 }
 
-impl hyper::service::Service<Request<Incoming>> for ProxyService {
+/// A connection's service as hyper holds it. Each request clones this Arc, whose count only
+/// this connection's requests touch; cloning the ProxyService itself would clone the shared
+/// state's Arc, a cache line every thread's requests would write.
+#[derive(Clone)]
+pub struct Serving(Arc<ProxyService>);
+
+impl ProxyService {
+    pub fn serving(self) -> Serving {
+        Serving(Arc::new(self))
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Serving {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.activity.touch();
-        let this = self.clone();
+        self.0.activity.touch();
+        let this = self.0.clone();
         let id = this.shared.metrics.count_request();
         // A DEBUG span: at INFO, a span per request would cost its fields' formatting on every
         // request whether or not anything is logged; the INFO events name their host themselves.
@@ -145,12 +157,12 @@ enum Route {
 }
 
 impl ProxyService {
-    async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         match self.route(&req) {
             Route::Connect => match self.sign_in(&req).await {
                 // Boxed, like the pages below: the forwarding path is the one each request takes,
                 // and the future of a request is as large as its largest branch.
-                Ok(who) => Box::pin(connect::handle(self.shared, req, self.peer, self.local, who)).await,
+                Ok(who) => Box::pin(connect::handle(self.shared.clone(), req, self.peer, self.local, who)).await,
                 Err(challenge) => challenge,
             },
             Route::Local => {

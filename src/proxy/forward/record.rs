@@ -21,16 +21,18 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tracing::{debug, info};
 
-/// Where finished exchanges are written.
-#[derive(Clone)]
-pub struct Books {
-    pub receipt: Arc<Receipt>,
-    pub metrics: Arc<Metrics>,
+/// Where finished exchanges are written. Borrowed: most exchanges are recorded at once, and
+/// only a body still streaming takes its own handles (each clone of a shared Arc is an
+/// atomic add on a line every thread's requests touch).
+#[derive(Clone, Copy)]
+pub struct Books<'a> {
+    pub receipt: &'a Arc<Receipt>,
+    pub metrics: &'a Arc<Metrics>,
 }
 
-impl Books {
-    pub fn of(shared: &Shared) -> Books {
-        Books { receipt: shared.receipt.clone(), metrics: shared.metrics.clone() }
+impl<'a> Books<'a> {
+    pub fn of(shared: &'a Shared) -> Books<'a> {
+        Books { receipt: &shared.receipt, metrics: &shared.metrics }
     }
 }
 
@@ -66,26 +68,28 @@ pub fn record(ex: &Exchange, receipt: &Receipt, metrics: &Metrics) {
 pub fn finish(
     resp: Response<Body>,
     mut ex: Exchange,
-    books: Books,
+    books: Books<'_>,
     removals: Option<Arc<Mutex<Removals>>>,
 ) -> Response<Body> {
     ex.done.status = Some(resp.status());
     ex.done.first_byte = Some(ex.received.elapsed());
     if let (None, Some(bytes)) = (&removals, resp.body().size_hint().exact()) {
         ex.done.bytes = bytes;
-        record(&ex, &books.receipt, &books.metrics);
+        record(&ex, books.receipt, books.metrics);
         return resp;
     }
     let (parts, body) = resp.into_parts();
     let span = tracing::Span::current();
-    let body = Recorded { body, pending: Some(Box::new(Pending { ex, books, removals, span })) };
+    let (receipt, metrics) = (books.receipt.clone(), books.metrics.clone());
+    let body = Recorded { body, pending: Some(Box::new(Pending { ex, receipt, metrics, removals, span })) };
     Response::from_parts(parts, body.boxed_unsync())
 }
 
 /// What is written when the body ends.
 struct Pending {
     ex: Exchange,
-    books: Books,
+    receipt: Arc<Receipt>,
+    metrics: Arc<Metrics>,
     removals: Option<Arc<Mutex<Removals>>>,
     span: tracing::Span,
 }
@@ -102,7 +106,7 @@ impl Recorded {
         if let Some(r) = &p.removals {
             p.ex.done.removals = std::mem::take(&mut r.lock().unwrap_or_else(|e| e.into_inner()).list);
         }
-        record(&p.ex, &p.books.receipt, &p.books.metrics);
+        record(&p.ex, &p.receipt, &p.metrics);
     }
 }
 
@@ -196,14 +200,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_finished_exchange_is_written_once_with_its_bytes_and_removals() {
-        let books = Books { receipt: Arc::default(), metrics: Arc::default() };
+        let (receipt, metrics) = (Arc::default(), Arc::default());
+        let books = Books { receipt: &receipt, metrics: &metrics };
         let removals = Arc::new(Mutex::new(Removals::default()));
         removals.lock().unwrap().list.push(Removal { kind: Kind::Pixel, what: "t.example/p".into(), rule: None });
-        let resp =
-            finish(Response::new(crate::full("twelve bytes")), exchange(Verdict::Ad), books.clone(), Some(removals));
+        let resp = finish(Response::new(crate::full("twelve bytes")), exchange(Verdict::Ad), books, Some(removals));
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body.len(), 12);
-        let m = &books.metrics;
+        let m = books.metrics;
         assert_eq!(m.ads.load(Ordering::Relaxed), 1, "recorded once, though the body was polled and dropped");
         assert_eq!(m.rewrite_removals.load(Ordering::Relaxed), 1);
         let (sites, _) = books.receipt.page(0, 10);
@@ -214,11 +218,12 @@ mod tests {
 
     #[test]
     fn a_body_the_client_left_is_recorded_when_dropped() {
-        let books = Books { receipt: Arc::default(), metrics: Arc::default() };
+        let (receipt, metrics) = (Arc::default(), Arc::default());
+        let books = Books { receipt: &receipt, metrics: &metrics };
         let unknown_length = crate::boxed(http_body_util::StreamBody::new(futures_util::stream::pending::<
             Result<Frame<Bytes>, BoxError>,
         >()));
-        let resp = finish(Response::new(unknown_length), exchange(Verdict::Block), books.clone(), None);
+        let resp = finish(Response::new(unknown_length), exchange(Verdict::Block), books, None);
         assert_eq!(books.metrics.blocked.load(Ordering::Relaxed), 0, "not finished while its body is open");
         drop(resp);
         assert_eq!(books.metrics.blocked.load(Ordering::Relaxed), 1);
@@ -226,8 +231,9 @@ mod tests {
 
     #[test]
     fn a_body_of_known_size_is_recorded_at_once_with_its_size() {
-        let books = Books { receipt: Arc::default(), metrics: Arc::default() };
-        let resp = finish(Response::new(crate::full("1234567")), exchange(Verdict::Ad), books.clone(), None);
+        let (receipt, metrics) = (Arc::default(), Arc::default());
+        let books = Books { receipt: &receipt, metrics: &metrics };
+        let resp = finish(Response::new(crate::full("1234567")), exchange(Verdict::Ad), books, None);
         assert_eq!(books.metrics.ads.load(Ordering::Relaxed), 1);
         drop(resp);
         assert_eq!(books.metrics.ads.load(Ordering::Relaxed), 1, "recorded once");
