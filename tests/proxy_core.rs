@@ -225,6 +225,22 @@ async fn bodiless_answers_give_their_upstream_connection_back() {
 }
 
 #[tokio::test]
+async fn an_idle_http1_connection_is_let_go_after_the_idle_timeout() {
+    let o = static_origin(None, "text/plain", "ok").await;
+    let p = Proxy::start(&[resolve("news.test", 80, &o)], "[upstream]\nidle_timeout = \"1s\"\n").await;
+    let c = p.client(&[]);
+    assert_eq!(c.get("http://news.test/a").send().await.unwrap().text().await.unwrap(), "ok");
+    assert_eq!(p.shared.upstream.h1_idle_connections(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.shared.upstream.h1_idle_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(p.shared.upstream.h1_idle_connections(), 0, "the idle connection was dropped");
+    assert_eq!(c.get("http://news.test/b").send().await.unwrap().text().await.unwrap(), "ok");
+    assert_eq!(o.connections.load(std::sync::atomic::Ordering::SeqCst), 2, "a new connection after the idle one went");
+}
+
+#[tokio::test]
 async fn a_client_that_leaves_mid_body_costs_only_that_upstream_connection() {
     let big = Bytes::from(vec![b'x'; 8 << 20]);
     let o = origin(

@@ -12,6 +12,7 @@
 //! `[upstream] idle_timeout`, and at most 64 are kept per origin, as before.
 
 use crate::proxy::dial::Dialer;
+use crate::proxy::upstream::{self, Swept};
 use crate::{Body, BoxError};
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
@@ -139,38 +140,13 @@ impl H1Pool {
         }
         if !map.reaper {
             map.reaper = true;
-            tokio::spawn(reap(Arc::downgrade(self)));
+            tokio::spawn(upstream::reap(Arc::downgrade(self)));
         }
-    }
-
-    /// Drop connections idle longer than the idle time or closed by their origin; false when
-    /// none are left.
-    fn sweep(&self) -> bool {
-        let mut map = self.lock();
-        let now = Instant::now();
-        for list in map.idle.values_mut() {
-            list.retain(|i| !i.send.is_closed() && now.duration_since(i.since) < self.idle);
-        }
-        map.idle.retain(|_, list| !list.is_empty());
-        map.reaper = !map.idle.is_empty();
-        map.reaper
     }
 
     /// How many idle connections are kept (for tests).
     pub fn idle_connections(&self) -> usize {
         self.lock().idle.values().map(Vec::len).sum()
-    }
-}
-
-/// Sweep every half idle time while the pool has connections (and exists).
-async fn reap(pool: std::sync::Weak<H1Pool>) {
-    loop {
-        let Some(period) = pool.upgrade().map(|p| p.idle / 2) else { return };
-        tokio::time::sleep(period.max(Duration::from_millis(100))).await;
-        match pool.upgrade() {
-            Some(p) if p.sweep() => {}
-            _ => return,
-        }
     }
 }
 
@@ -242,5 +218,24 @@ impl http_body::Body for Pooled {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Swept for H1Pool {
+    fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// Drop connections idle longer than the idle time or closed by their origin; false when
+    /// none are left.
+    fn sweep(&self) -> bool {
+        let mut map = self.lock();
+        let now = Instant::now();
+        for list in map.idle.values_mut() {
+            list.retain(|i| !i.send.is_closed() && now.duration_since(i.since) < self.idle);
+        }
+        map.idle.retain(|_, list| !list.is_empty());
+        map.reaper = !map.idle.is_empty();
+        map.reaper
     }
 }

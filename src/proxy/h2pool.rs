@@ -12,6 +12,7 @@
 //! so the map stays as small as the set of origins in use.
 
 use crate::proxy::dial::Dialer;
+use crate::proxy::upstream::{self, Swept};
 use crate::Body;
 use http::uri::Authority;
 use hyper::client::conn::http2::SendRequest;
@@ -125,7 +126,7 @@ impl H2Pool {
         map.entries.insert(authority.clone(), Entry { state, last_used: now });
         if !map.reaper {
             map.reaper = true;
-            tokio::spawn(reap(Arc::downgrade(self)));
+            tokio::spawn(upstream::reap(Arc::downgrade(self)));
         }
         let this = self.clone();
         let authority = authority.clone();
@@ -169,6 +170,17 @@ impl H2Pool {
         }
     }
 
+    /// How many authorities have a live h2 connection (for tests).
+    pub fn connections(&self) -> usize {
+        self.lock().entries.values().filter(|e| matches!(&e.state, State::Ready(s) if !s.is_closed())).count()
+    }
+}
+
+impl Swept for H2Pool {
+    fn idle(&self) -> Duration {
+        self.idle
+    }
+
     /// Drop entries unused for the idle time and connections the origin closed; false when
     /// none are left.
     fn sweep(&self) -> bool {
@@ -179,22 +191,5 @@ impl H2Pool {
         });
         map.reaper = !map.entries.is_empty();
         map.reaper
-    }
-
-    /// How many authorities have a live h2 connection (for tests).
-    pub fn connections(&self) -> usize {
-        self.lock().entries.values().filter(|e| matches!(&e.state, State::Ready(s) if !s.is_closed())).count()
-    }
-}
-
-/// Sweep every half idle time while the pool has entries (and exists).
-async fn reap(pool: std::sync::Weak<H2Pool>) {
-    loop {
-        let Some(period) = pool.upgrade().map(|p| p.idle / 2) else { return };
-        tokio::time::sleep(period.max(Duration::from_millis(100))).await;
-        match pool.upgrade() {
-            Some(p) if p.sweep() => {}
-            _ => return,
-        }
     }
 }
