@@ -380,6 +380,35 @@ async fn an_https_origin_without_h2_is_reached_over_http1() {
     }
     assert!(o.seen().iter().all(|s| s.version == http::Version::HTTP_11));
     assert_eq!(p.shared.upstream.h2_connections(), 0);
+    assert_eq!(
+        o.connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one h2 probe, then one kept HTTP/1.1 connection"
+    );
+    assert_eq!(p.shared.upstream.h1_idle_connections(), 1);
+}
+
+#[tokio::test]
+async fn plain_and_tls_connections_to_the_same_host_and_port_are_kept_apart() {
+    // https://news.test:8443 is a TLS origin (HTTP/1.1 only). After a request to it leaves a
+    // kept TLS connection, http://news.test:8443 (the same authority) must not be sent on
+    // that connection: it is dialled in the clear, and the TLS origin cannot answer it.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let mut cfg = (*ca.server_config(&["news.test"])).clone();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let o = origin(Some(std::sync::Arc::new(cfg)), handler(|_| async { Response::new(body("over tls")) })).await;
+    let extra = format!(
+        "[upstream]\nextra_roots = [{:?}]\n[intercept]\nconnect_ports = [443, 8443]\n",
+        ca.pem_path.display().to_string()
+    );
+    let p = Proxy::start(&[format!("news.test:8443:{}", o.addr)], &extra).await;
+    let c = p.client(&[]);
+    assert_eq!(c.get("https://news.test:8443/").send().await.unwrap().text().await.unwrap(), "over tls");
+    assert_eq!(p.shared.upstream.h1_idle_connections(), 1);
+    let r = c.get("http://news.test:8443/").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "the plain request did not ride the TLS connection");
+    assert_eq!(c.get("https://news.test:8443/").send().await.unwrap().text().await.unwrap(), "over tls");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
-//! HTTP/1.1 connections to plain-HTTP origins, kept for reuse: a request takes an idle
+//! HTTP/1.1 connections to origins, kept for reuse: plain-HTTP origins, and HTTPS origins that
+//! do not offer h2 (those that do share one h2 connection, `h2pool`). A request takes an idle
 //! connection to its origin (or dials one), sends on it, and its response body hands the
-//! connection back the moment the body ends. Upgrades and HTTPS origins without h2 stay with
-//! hyper-util's pooled client (`upstream`).
+//! connection back the moment the body ends. Upgrades stay with hyper-util's pooled client
+//! (`upstream`), and so does a request whose dial found the origin choosing h2 after all.
 //!
 //! Written here because hyper-util's legacy pool, made for both protocols, costs on every
 //! HTTP/1 request a clone of the whole client, a checkout future raced against a lazily built
@@ -34,10 +35,25 @@ struct Idle {
     since: Instant,
 }
 
+/// An origin: its authority, over TLS or not (the same host and port may be either).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Origin {
+    tls: bool,
+    authority: Authority,
+}
+
+/// What became of a request given to the pool.
+pub enum Sent {
+    Answered(Response<Body>),
+    /// The dial found the origin choosing HTTP/2: the request as it came, for a client that
+    /// speaks it.
+    OfferedH2(Request<Body>),
+}
+
 struct Map {
     /// foldhash, seeded per process: a lookup runs per request, and the keys are names web
     /// pages choose.
-    idle: HashMap<Authority, Vec<Idle>, foldhash::fast::RandomState>,
+    idle: HashMap<Origin, Vec<Idle>, foldhash::fast::RandomState>,
     /// A task drops expired connections while there are any.
     reaper: bool,
 }
@@ -59,18 +75,25 @@ impl H1Pool {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Send a request with an absolute `http` URI, on a kept connection to its origin when
-    /// there is one. A kept connection the origin was closing as the request went out (the
-    /// request comes back unsent) is left for the next one, then a new dial.
-    pub async fn send(self: &Arc<Self>, mut req: Request<Body>) -> Result<Response<Body>, BoxError> {
+    /// Send a request with an absolute `http` or `https` URI, on a kept connection to its
+    /// origin when there is one. A kept connection the origin was closing as the request went
+    /// out (the request comes back unsent) is left for the next one, then a new dial.
+    pub async fn send(self: &Arc<Self>, mut req: Request<Body>) -> Result<Sent, BoxError> {
         let authority = req.uri().authority().cloned().ok_or("the request has no host")?;
+        let origin = Origin { tls: req.uri().scheme() == Some(&http::uri::Scheme::HTTPS), authority };
         let dial_uri = req.uri().clone();
-        to_origin_form(&mut req, &authority);
+        to_origin_form(&mut req, &origin.authority);
         loop {
-            let (mut send, kept) = match self.checkout(&authority) {
+            let (mut send, kept) = match self.checkout(&origin) {
                 Some(send) => (send, true),
                 // Boxed: a dial's future is most of this one's size, and most requests need none.
-                None => (Box::pin(self.dial(dial_uri.clone())).await?, false),
+                None => match Box::pin(self.dial(dial_uri.clone())).await? {
+                    Some(send) => (send, false),
+                    None => {
+                        *req.uri_mut() = dial_uri;
+                        return Ok(Sent::OfferedH2(req));
+                    }
+                },
             };
             // A kept connection is handed back as its last body ends, a moment before hyper
             // marks it ready; an error here means the origin closed it meanwhile.
@@ -82,7 +105,7 @@ impl H1Pool {
             }
             match send.try_send_request(req).await {
                 Ok(resp) => {
-                    let back = Back { pool: self.clone(), authority, send };
+                    let back = Back { pool: self.clone(), origin, send };
                     // A response without a body (HEAD, 204, 304) may never be polled: its
                     // connection goes back now.
                     let back = if resp.body().is_end_stream() {
@@ -91,7 +114,7 @@ impl H1Pool {
                     } else {
                         Some(back)
                     };
-                    return Ok(resp.map(|body| crate::boxed(Pooled { body, back })));
+                    return Ok(Sent::Answered(resp.map(|body| crate::boxed(Pooled { body, back }))));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if kept => req = unsent,
@@ -101,12 +124,12 @@ impl H1Pool {
         }
     }
 
-    /// A live connection to `authority`, if any: among the few most recently used, one that is
+    /// A live connection to `origin`, if any: among the few most recently used, one that is
     /// ready for a request, else the most recent (ready a moment later). Dead ones met on the
     /// way are dropped; the reaper drops the rest.
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<Body>> {
+    fn checkout(&self, origin: &Origin) -> Option<SendRequest<Body>> {
         let mut map = self.lock();
-        let list = map.idle.get_mut(authority)?;
+        let list = map.idle.get_mut(origin)?;
         let now = Instant::now();
         let alive = |i: &Idle| !i.send.is_closed() && now.duration_since(i.since) < self.idle;
         while list.last().is_some_and(|i| !alive(i)) {
@@ -118,23 +141,28 @@ impl H1Pool {
         Some(list.remove(at).send)
     }
 
-    async fn dial(&self, uri: Uri) -> Result<SendRequest<Body>, BoxError> {
+    /// A new connection; None when TLS's ALPN chose h2 (the origin began offering it since
+    /// `h2pool` last looked, or that pool's dial had failed).
+    async fn dial(&self, uri: Uri) -> Result<Option<SendRequest<Body>>, BoxError> {
         let io = self.dialer.clone().connect(uri).await?;
+        if io.inner().is_h2() {
+            return Ok(None);
+        }
         let (send, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        Ok(send)
+        Ok(Some(send))
     }
 
-    fn put(self: &Arc<Self>, authority: Authority, send: SendRequest<Body>) {
+    fn put(self: &Arc<Self>, origin: Origin, send: SendRequest<Body>) {
         if send.is_closed() {
             return;
         }
         let mut map = self.lock();
-        let list = map.idle.entry(authority).or_default();
+        let list = map.idle.entry(origin).or_default();
         if list.len() < MAX_IDLE_PER_ORIGIN {
             list.push(Idle { send, since: Instant::now() });
         }
@@ -170,13 +198,13 @@ fn to_origin_form(req: &mut Request<Body>, authority: &Authority) {
 /// A connection on its way back to the pool once its response body has ended.
 struct Back {
     pool: Arc<H1Pool>,
-    authority: Authority,
+    origin: Origin,
     send: SendRequest<Body>,
 }
 
 impl Back {
     fn give(self) {
-        self.pool.put(self.authority, self.send);
+        self.pool.put(self.origin, self.send);
     }
 }
 

@@ -1,7 +1,7 @@
 //! HTTP/2 connections to HTTPS origins: one per authority, shared by every request to it, each
-//! request sent straight on the connection's `SendRequest`. This is the upstream's fast path;
-//! everything else (plain HTTP, origins that do not offer h2, upgrades, a failed dial) goes
-//! through hyper-util's pooled client, which stays the one source of truth for errors.
+//! request sent straight on the connection's `SendRequest`. Plain HTTP, origins that do not
+//! offer h2 and those whose h2 dial failed go to kept HTTP/1.1 connections (`h1pool`, which
+//! reports a dial's error); upgrades go through hyper-util's pooled client.
 //!
 //! Written here because hyper-util's pool, made for both protocols, costs on every request a
 //! clone of the whole client, a checkout future raced against a lazily built connect future,

@@ -1,14 +1,14 @@
 //! The one upstream client: pooled, HTTP/1.1 and HTTP/2 chosen by ALPN (HTTPS origins that
-//! speak h2 share one connection each, `h2pool`; plain-HTTP origins get kept HTTP/1.1
-//! connections, `h1pool`; upgrades and HTTPS origins without h2 go through hyper-util's pooled
-//! client), connecting through the `dial` module's dialer; the response timeout; and the words
-//! and status for an upstream failure.
+//! speak h2 share one connection each, `h2pool`; other origins get kept HTTP/1.1
+//! connections, `h1pool`; upgrades go through hyper-util's pooled client), connecting
+//! through the `dial` module's dialer; the response timeout; and the words and status for an
+//! upstream failure.
 
 use crate::config::Config;
 use crate::policy::subscribe::{Fetching, ListFetcher};
 use crate::proxy::destination::Refused;
 use crate::proxy::dial::Dialer;
-use crate::proxy::h1pool::H1Pool;
+use crate::proxy::h1pool::{H1Pool, Sent};
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::{Body, BoxError};
 use http::header::UPGRADE;
@@ -76,28 +76,33 @@ impl Upstream {
 
     /// Send a request (absolute URI) upstream.
     pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, BoxError> {
-        let upgrade = req.headers().contains_key(UPGRADE);
-        let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
-        if !upgrade && !https {
-            return self.h1.send(req).await;
-        }
-        if let (false, Some(authority)) = (upgrade, req.uri().authority()) {
-            if let h2pool::Via::H2(mut send) = self.h2.route(authority).await {
-                match send.try_send_request(req).await {
+        if !req.headers().contains_key(UPGRADE) {
+            let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+            let via = match req.uri().authority() {
+                Some(authority) if https => self.h2.route(authority).await,
+                _ => h2pool::Via::Pool,
+            };
+            let req = match via {
+                h2pool::Via::H2(mut send) => match send.try_send_request(req).await {
                     Ok(resp) => return Ok(resp.map(crate::boxed)),
-                    // Refused unsent (the connection was closing): the pool sends it, and the
-                    // next request dials a new h2 connection.
+                    // Refused unsent (the connection was closing): the general pool sends it,
+                    // and the next request dials a new h2 connection.
                     Err(mut e) => match e.take_message() {
-                        Some(req) => return Ok(self.client.request(req).await?.map(crate::boxed)),
+                        Some(req) => req,
                         None => return Err(e.into_error().into()),
                     },
-                }
-            }
+                },
+                h2pool::Via::Pool => match self.h1.send(req).await? {
+                    Sent::Answered(resp) => return Ok(resp),
+                    Sent::OfferedH2(req) => req,
+                },
+            };
+            return Ok(self.client.request(req).await?.map(crate::boxed));
         }
         Ok(self.client.request(req).await?.map(crate::boxed))
     }
 
-    /// How many plain-HTTP connections are kept idle (for tests).
+    /// How many HTTP/1.1 connections are kept idle (for tests).
     pub fn h1_idle_connections(&self) -> usize {
         self.h1.idle_connections()
     }
