@@ -5,9 +5,11 @@
 //! seen dropped first, counted in `dropped`), `MAX_HOSTS_PER_SITE` hosts per table (requests to
 //! more are counted, not named), a ring of `MAX_RECENT` removals per site.
 //!
-//! Off the hot path: a request only *tries* the lock; when it is busy the record is counted as
-//! dropped and the request goes on. Each record tells the pages' live view which site changed
-//! (a broadcast channel; nothing is sent when no one listens).
+//! Off the hot path: a request only *tries* the table's lock. When it is busy (another request
+//! filing at the same moment, a page being read out), the record goes to a short backlog that
+//! whoever holds the table next files first, so nothing is lost to a moment's contention; past
+//! `MAX_BACKLOG` waiting records, one is counted as dropped. Each record tells the pages' live
+//! view which site changed (a broadcast channel; nothing is sent when no one listens).
 //!
 //! On a gateway shared by many (`[receipt] per_person = false`) only totals are kept: per site,
 //! and per ad source, never hosts, pages' URLs or anything tied to a client.
@@ -29,6 +31,8 @@ pub const MAX_HOSTS_PER_SITE: usize = 100;
 /// At most this many ad sources are counted (for the aggregate view and /metrics).
 pub const MAX_AD_SOURCES: usize = 500;
 const MAX_RECENT: usize = 30;
+/// Records waiting for a busy table; a page load makes a few dozen at once.
+const MAX_BACKLOG: usize = 1024;
 /// A CONNECT refused this soon after a client's navigation is filed under that page.
 const PAGE_MEMORY: Duration = Duration::from_secs(60);
 const MAX_CLIENT_PAGES: usize = 256;
@@ -94,9 +98,17 @@ pub struct AdSource {
     pub downvoted: u64,
 }
 
+/// A lock whose holder may have panicked: each step under these locks leaves the tables
+/// consistent, so a poisoned one is taken as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub struct Receipt {
     per_person: bool,
     sites: Mutex<HashMap<String, SiteReceipt>>,
+    /// Records that found `sites` busy, filed by the next holder (locked only to push or take).
+    backlog: Mutex<Vec<Exchange>>,
     ad_sources: Mutex<BTreeMap<String, AdSource>>,
     client_pages: Mutex<HashMap<IpAddr, (String, Instant)>>,
     clock: AtomicU64,
@@ -115,6 +127,7 @@ impl Receipt {
         Receipt {
             per_person,
             sites: Mutex::default(),
+            backlog: Mutex::default(),
             ad_sources: Mutex::default(),
             client_pages: Mutex::default(),
             clock: AtomicU64::new(0),
@@ -150,34 +163,25 @@ impl Receipt {
         if d.verdict == Verdict::Ad || matches!(d.reason, Reason::DownVoted(_)) {
             self.count_ad_source(&ex.site, d.verdict == Verdict::Ad);
         }
-        let per_person = self.per_person;
-        self.with_site(&ex.page.site, |entry| {
-            entry.totals.removed += removals.len() as u64;
-            match d.verdict {
-                Verdict::Block => {
-                    entry.totals.blocked += 1;
-                    if per_person {
-                        Self::tracker(entry, ex);
-                    }
-                }
-                Verdict::Ad => {
-                    entry.totals.ads += 1;
-                    if per_person {
-                        Self::cleaned(entry, ex, true);
-                    }
-                }
-                Verdict::Allow if lost => {
-                    entry.totals.cleaned += 1;
-                    if per_person {
-                        Self::cleaned(entry, ex, false);
-                    }
-                }
-                Verdict::Allow => {}
+        let held = match self.sites.try_lock() {
+            Ok(sites) => Some(sites),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        match held {
+            Some(mut sites) => {
+                self.file_backlog(&mut sites);
+                self.file(&mut sites, ex);
             }
-            if per_person {
-                Self::removed(entry, removals);
+            None => {
+                let mut backlog = lock(&self.backlog);
+                if backlog.len() < MAX_BACKLOG {
+                    backlog.push(ex.clone());
+                } else {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        });
+        }
         if self.changed.receiver_count() > 0 {
             let _ = self.changed.send(Arc::from(ex.page.site.as_str()));
         }
@@ -237,7 +241,8 @@ impl Receipt {
     }
 
     fn count_ad_source(&self, source: &str, shown: bool) {
-        let Ok(mut sources) = self.ad_sources.try_lock() else { return };
+        // Locked, not tried: held only for one entry's count, or a clone of the table.
+        let mut sources = lock(&self.ad_sources);
         if !sources.contains_key(source) && sources.len() >= MAX_AD_SOURCES {
             return;
         }
@@ -251,11 +256,12 @@ impl Receipt {
 
     /// Every ad source counted, by name.
     pub fn ad_sources(&self) -> BTreeMap<String, AdSource> {
-        self.ad_sources.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.ad_sources).clone()
     }
 
     fn note_page(&self, client: IpAddr, site: &str) {
-        let Ok(mut pages) = self.client_pages.try_lock() else { return };
+        // Locked, not tried: held only to set or read one client's entry.
+        let mut pages = lock(&self.client_pages);
         if pages.len() >= MAX_CLIENT_PAGES && !pages.contains_key(&client) {
             let now = Instant::now();
             pages.retain(|_, (_, at)| now.duration_since(*at) < PAGE_MEMORY);
@@ -269,18 +275,23 @@ impl Receipt {
     /// The site of the page this client opened last, if it did within a minute: the page a
     /// tunnel refused now was most likely asked for.
     pub fn recent_page(&self, client: IpAddr) -> Option<String> {
-        let pages = self.client_pages.lock().unwrap_or_else(|p| p.into_inner());
+        let pages = lock(&self.client_pages);
         pages.get(&client).filter(|(_, at)| at.elapsed() < PAGE_MEMORY).map(|(s, _)| s.clone())
     }
 
-    /// Run `f` on the site's entry, made (and the least recently seen site dropped, when the
-    /// table is full) if need be; counted as dropped when the lock is busy.
-    fn with_site(&self, site: &str, f: impl FnOnce(&mut SiteReceipt)) {
-        let Ok(mut sites) = self.sites.try_lock() else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
+    /// The records that found the table busy, filed now by the one holding it.
+    fn file_backlog(&self, sites: &mut HashMap<String, SiteReceipt>) {
+        let waiting = std::mem::take(&mut *lock(&self.backlog));
+        for ex in &waiting {
+            self.file(sites, ex);
+        }
+    }
+
+    /// File one exchange under its page's site, the entry made (and the least recently seen
+    /// site dropped, when the table is full) if need be.
+    fn file(&self, sites: &mut HashMap<String, SiteReceipt>, ex: &Exchange) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let site = ex.page.site.as_str();
         if !sites.contains_key(site) && sites.len() >= MAX_SITES {
             if let Some(oldest) = sites.iter().min_by_key(|(_, r)| r.last).map(|(k, _)| k.clone()) {
                 sites.remove(&oldest);
@@ -290,12 +301,41 @@ impl Receipt {
         let entry = sites.entry(site.to_string()).or_default();
         entry.last = now;
         entry.last_seen = Some(Instant::now());
-        f(entry);
+        let d = &ex.decision;
+        let stripped = ex.done.stripped;
+        let lost = stripped.cookies || stripped.set_cookies || stripped.params;
+        let per_person = self.per_person;
+        entry.totals.removed += ex.done.removals.len() as u64;
+        match d.verdict {
+            Verdict::Block => {
+                entry.totals.blocked += 1;
+                if per_person {
+                    Self::tracker(entry, ex);
+                }
+            }
+            Verdict::Ad => {
+                entry.totals.ads += 1;
+                if per_person {
+                    Self::cleaned(entry, ex, true);
+                }
+            }
+            Verdict::Allow if lost => {
+                entry.totals.cleaned += 1;
+                if per_person {
+                    Self::cleaned(entry, ex, false);
+                }
+            }
+            Verdict::Allow => {}
+        }
+        if per_person {
+            Self::removed(entry, &ex.done.removals);
+        }
     }
 
     /// `n` sites from `offset`, the most recently seen first, and how many sites there are.
     pub fn page(&self, offset: usize, n: usize) -> (Vec<(String, SiteReceipt)>, usize) {
-        let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sites = lock(&self.sites);
+        self.file_backlog(&mut sites);
         let mut order: Vec<(u64, &String)> = sites.iter().map(|(k, v)| (v.last, k)).collect();
         order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
         let page = order.iter().skip(offset).take(n).map(|(_, k)| ((*k).clone(), sites[*k].clone())).collect();
@@ -304,7 +344,9 @@ impl Receipt {
 
     /// One site's receipt.
     pub fn site(&self, site: &str) -> Option<SiteReceipt> {
-        self.sites.lock().unwrap_or_else(|p| p.into_inner()).get(site).cloned()
+        let mut sites = lock(&self.sites);
+        self.file_backlog(&mut sites);
+        sites.get(site).cloned()
     }
 }
 
@@ -338,6 +380,29 @@ mod tests {
         let (first, total) = r.page(0, 1);
         assert_eq!(total, MAX_SITES);
         assert_eq!(first[0].0, format!("s{}.test", MAX_SITES + 9), "most recent first");
+    }
+
+    #[test]
+    fn records_made_while_the_table_is_busy_are_filed_not_lost() {
+        let r = std::sync::Arc::new(Receipt::new(true));
+        {
+            // The table held, as while another request files or a page is read out.
+            let _held = r.sites.lock().unwrap();
+            let r2 = r.clone();
+            std::thread::spawn(move || {
+                r2.record(&blocked("news.test", "a.tracker.test"));
+                r2.record(&blocked("news.test", "b.tracker.test"));
+            })
+            .join()
+            .unwrap();
+        }
+        let s = r.site("news.test").expect("filed once the table was free");
+        assert_eq!(s.totals.blocked, 2);
+        assert!(s.trackers.contains_key("a.tracker.test") && s.trackers.contains_key("b.tracker.test"));
+        assert_eq!(r.dropped.load(Ordering::Relaxed), 0);
+        // Filed once: a later record does not file the backlog again.
+        r.record(&blocked("news.test", "a.tracker.test"));
+        assert_eq!(r.site("news.test").unwrap().totals.blocked, 3);
     }
 
     #[test]
