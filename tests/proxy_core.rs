@@ -314,6 +314,66 @@ async fn a_kept_connection_the_origin_closed_without_a_word_is_replaced() {
 }
 
 #[tokio::test]
+async fn an_answer_that_came_before_its_upload_ended_does_not_hold_up_the_next_request() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An origin that answers as soon as it has a request's head, without reading its body, and
+    // keeps the connection open. A client that then stalls mid-upload keeps that connection
+    // busy sending; the next request to the origin must not wait for it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let conns = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = conns.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let text = format!("connection {n}");
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len());
+                let _ = s.write_all(answer.as_bytes()).await;
+                while let Ok(k) = s.read(&mut buf).await {
+                    if k == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let p = Proxy::start(&[format!("news.test:80:{addr}")], "").await;
+    let mut uploader = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    uploader
+        .write_all(
+            b"POST http://news.test/upload HTTP/1.1\r\nhost: news.test\r\ncontent-length: 1000\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).ends_with("connection 1") {
+        let k = tokio::time::timeout(Duration::from_secs(10), uploader.read(&mut buf)).await.unwrap().unwrap();
+        assert!(k > 0, "the proxy closed the uploader's connection");
+        answer.extend_from_slice(&buf[..k]);
+    }
+    // The uploader stays, with 990 bytes unsent.
+    let c = p.client(&[]);
+    let next = tokio::time::timeout(Duration::from_secs(10), async {
+        c.get("http://news.test/next").send().await.unwrap().text().await.unwrap()
+    })
+    .await
+    .expect("the next request was held up by the stalled upload");
+    assert_eq!(next, "connection 2", "answered on a connection of its own");
+    drop(uploader);
+}
+
+#[tokio::test]
 async fn http2_to_the_client_and_to_the_upstream() {
     let (_dir, o, p) = https_origin_and_proxy("news.test", echo_handler(), "").await;
     let c = p.client(&[]);

@@ -30,6 +30,11 @@ use std::time::{Duration, Instant};
 /// At most this many idle connections are kept per origin (hyper-util's setting before).
 const MAX_IDLE_PER_ORIGIN: usize = 64;
 
+/// How long a request waits for a kept connection to be ready before it dials its own. A
+/// connection given back is ready within microseconds unless it is still sending a request
+/// body the origin did not wait for.
+const READY_WAIT: Duration = Duration::from_millis(250);
+
 struct Idle {
     send: SendRequest<Body>,
     since: Instant,
@@ -96,8 +101,19 @@ impl H1Pool {
                 },
             };
             // A kept connection is handed back as its last body ends, a moment before hyper
-            // marks it ready; an error here means the origin closed it meanwhile.
-            if let Err(e) = send.ready().await {
+            // marks it ready; an error here means the origin closed it meanwhile. One that is
+            // not ready soon is still sending an earlier request's body (the origin answered
+            // before reading it all, and the client is slow to send the rest): it is left to
+            // finish that on its own, and closes after.
+            let ready = if kept {
+                match tokio::time::timeout(READY_WAIT, send.ready()).await {
+                    Ok(ready) => ready,
+                    Err(_) => continue,
+                }
+            } else {
+                send.ready().await
+            };
+            if let Err(e) = ready {
                 if kept {
                     continue;
                 }
