@@ -273,12 +273,23 @@ async fn a_client_that_leaves_mid_body_costs_only_that_upstream_connection() {
     );
 }
 
-#[tokio::test]
-async fn a_kept_connection_the_origin_closed_without_a_word_is_replaced() {
+/// What a hand-written origin does after its one answer on a connection.
+#[derive(Clone, Copy)]
+enum AfterAnswer {
+    /// Closes the socket a moment later, without a word.
+    Close,
+    /// Keeps the connection open, reading (and ignoring) whatever comes, until the peer leaves.
+    Listen,
+}
+
+/// An origin that answers the first request head on each connection with
+/// `connection N` (keep-alive implied), without reading any body, then does `after`.
+/// Returns its address and how many connections it has taken.
+async fn one_answer_origin(
+    after: AfterAnswer,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // An origin that answers one request per connection with keep-alive implied, then closes
-    // the socket: the proxy's kept connection is dead when the next request comes.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = std::sync::Arc::new(AtomicUsize::new(0));
@@ -298,10 +309,22 @@ async fn a_kept_connection_the_origin_closed_without_a_word_is_replaced() {
                 let text = format!("connection {n}");
                 let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len());
                 let _ = s.write_all(answer.as_bytes()).await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                match after {
+                    AfterAnswer::Close => tokio::time::sleep(Duration::from_millis(50)).await,
+                    AfterAnswer::Listen => while matches!(s.read(&mut buf).await, Ok(k) if k > 0) {},
+                }
             });
         }
     });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_origin_closed_without_a_word_is_replaced() {
+    use std::sync::atomic::Ordering;
+    // An origin that answers one request per connection with keep-alive implied, then closes
+    // the socket: the proxy's kept connection is dead when the next request comes.
+    let (addr, connections) = one_answer_origin(AfterAnswer::Close).await;
     let p = Proxy::start(&[format!("news.test:80:{addr}")], "").await;
     let c = p.client(&[]);
     for i in 1..=4 {
@@ -315,38 +338,11 @@ async fn a_kept_connection_the_origin_closed_without_a_word_is_replaced() {
 
 #[tokio::test]
 async fn an_answer_that_came_before_its_upload_ended_does_not_hold_up_the_next_request() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // An origin that answers as soon as it has a request's head, without reading its body, and
     // keeps the connection open. A client that then stalls mid-upload keeps that connection
     // busy sending; the next request to the origin must not wait for it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = std::sync::Arc::new(AtomicUsize::new(0));
-    let conns = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let n = conns.fetch_add(1, Ordering::SeqCst) + 1;
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => head.extend_from_slice(&buf[..k]),
-                    }
-                }
-                let text = format!("connection {n}");
-                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len());
-                let _ = s.write_all(answer.as_bytes()).await;
-                while let Ok(k) = s.read(&mut buf).await {
-                    if k == 0 {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let (addr, connections) = one_answer_origin(AfterAnswer::Listen).await;
     let p = Proxy::start(&[format!("news.test:80:{addr}")], "").await;
     let mut uploader = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     uploader
@@ -370,6 +366,7 @@ async fn an_answer_that_came_before_its_upload_ended_does_not_hold_up_the_next_r
     .await
     .expect("the next request was held up by the stalled upload");
     assert_eq!(next, "connection 2", "answered on a connection of its own");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
     drop(uploader);
 }
 
