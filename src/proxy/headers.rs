@@ -30,13 +30,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if present & 1 != 0 {
         // Connection is removed here with all its values (it is first in HOP_BY_HOP); the
-        // names it lists are removed by name, parsed on the stack, nothing allocated.
+        // names it lists are removed by name, parsed in place. Only a second Connection
+        // header allocates (an empty Vec does not).
         let mut values = headers.get_all(header::CONNECTION).iter();
-        let (first, more) = (values.next().cloned(), values.next().is_some());
-        let named: Vec<HeaderValue> =
-            if more { headers.get_all(header::CONNECTION).iter().cloned().collect() } else { Vec::new() };
+        let first = values.next().cloned();
+        let rest: Vec<HeaderValue> = values.cloned().collect();
         headers.remove(header::CONNECTION);
-        for value in first.iter().filter(|_| !more).chain(&named) {
+        for value in first.iter().chain(&rest) {
             for name in value.to_str().unwrap_or("").split(',').map(str::trim) {
                 let kept = name.is_empty() || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"));
                 if !kept {
