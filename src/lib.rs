@@ -30,6 +30,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type every stage passes along: streamed, never collected whole.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
+/// A mutex's guard, taken even when an earlier holder panicked. Each step under nostalk's
+/// locks leaves what they guard consistent, so a poisoned lock says nothing wrong about its
+/// contents, and one request's panic must not turn every later request into another.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
 }

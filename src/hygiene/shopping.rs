@@ -20,7 +20,7 @@ impl Shopping {
     /// Switch `site` to shopping for `duration` (zero switches it off). False when the table
     /// is full of live switches and `site` is not among them.
     pub fn set(&self, site: &str, duration: Duration) -> bool {
-        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::lock(&self.until);
         if duration.is_zero() {
             map.remove(site);
             return true;
@@ -37,7 +37,7 @@ impl Shopping {
     }
 
     pub fn is_shopping(&self, site: &str) -> bool {
-        let map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let map = crate::lock(&self.until);
         if map.is_empty() {
             return false;
         }
@@ -46,14 +46,14 @@ impl Shopping {
 
     /// The time `site`'s switch has left, when it is on.
     pub fn left(&self, site: &str) -> Option<Duration> {
-        let map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let map = crate::lock(&self.until);
         map.get(site).and_then(|t| t.checked_duration_since(Instant::now())).filter(|d| !d.is_zero())
     }
 
     /// Sites in shopping mode now, with the time left.
     pub fn active(&self) -> Vec<(String, Duration)> {
         let now = Instant::now();
-        let map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let map = crate::lock(&self.until);
         let mut v: Vec<_> = map.iter().filter(|(_, t)| **t > now).map(|(s, t)| (s.clone(), *t - now)).collect();
         v.sort();
         v

@@ -116,7 +116,7 @@ impl Auth {
             return Some(who);
         }
         let (user, password) = parse_basic(header)?;
-        let hash = self.users.lock().unwrap_or_else(|e| e.into_inner()).hashes.get(&user).cloned()?;
+        let hash = crate::lock(&self.users).hashes.get(&user).cloned()?;
         let _permit = self.checks.acquire().await.ok()?;
         let right = tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false);
         if !right {
@@ -129,7 +129,7 @@ impl Auth {
 
     /// Re-read the users file when it changed; forget every remembered credential then.
     fn look_for_changes(&self) {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let mut users = crate::lock(&self.users);
         if users.looked.elapsed() < RECHECK {
             return;
         }

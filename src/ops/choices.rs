@@ -100,7 +100,7 @@ impl Choices {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.conn)
     }
 
     /// Read every choice into a new snapshot.
@@ -128,7 +128,7 @@ impl Choices {
             s.shopping.insert(k, v.max(0) as u64);
         }
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        *self.data_version.lock().unwrap_or_else(|p| p.into_inner()) = version;
+        *crate::lock(&self.data_version) = version;
         Ok(s)
     }
 
@@ -136,7 +136,7 @@ impl Choices {
     pub fn reload_if_changed(&self) -> bool {
         let version: Option<i64> =
             self.conn().query_row("PRAGMA data_version", [], |r| r.get(0)).optional().ok().flatten();
-        let known = *self.data_version.lock().unwrap_or_else(|p| p.into_inner());
+        let known = *crate::lock(&self.data_version);
         if version.is_some_and(|v| v != known) {
             return self.reload().is_ok();
         }

@@ -121,7 +121,7 @@ impl Subscriptions {
     }
 
     fn lock(sub: &Sub) -> std::sync::MutexGuard<'_, SubState> {
-        sub.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&sub.state)
     }
 
     /// The lists in force now (last good copies).

@@ -75,9 +75,7 @@ impl H1Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, Map> {
-        // Every step under the lock leaves the map consistent; a panic elsewhere while it was
-        // held does not make its contents wrong, so a poisoned lock is taken as is.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.map)
     }
 
     /// Send a request with an absolute `http` or `https` URI, on a kept connection to its

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 pub enum Via {
     /// Send it on this HTTP/2 connection.
     H2(SendRequest<Body>),
-    /// Send it through the general pool.
+    /// Send it through the general pool: kept HTTP/1.1 connections (`h1pool`).
     Pool,
 }
 
@@ -73,9 +73,7 @@ impl H2Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, Map> {
-        // The map is left consistent at every await-free step; a panic elsewhere while it
-        // was held does not make its contents wrong, so a poisoned lock is taken as is.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.map)
     }
 
     /// Where a request to `https://{authority}` goes; dials (once per authority) when it is

@@ -111,7 +111,7 @@ impl ConnTable {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.conns)
     }
 
     /// Register a new connection's socket; when the table is full, the least recently active

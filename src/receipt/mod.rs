@@ -17,6 +17,7 @@
 pub mod companies;
 
 use crate::exchange::{Exchange, Kind, Removal, Stripped};
+use crate::lock;
 use crate::policy::{Reason, RequestType, Verdict};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -96,12 +97,6 @@ pub struct SiteReceipt {
 pub struct AdSource {
     pub shown: u64,
     pub downvoted: u64,
-}
-
-/// A lock whose holder may have panicked: each step under these locks leaves the tables
-/// consistent, so a poisoned one is taken as it is.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub struct Receipt {

@@ -8,13 +8,14 @@
 use super::csp::{GpcPlan, AD_FRAME_STORAGE, GPC_SCRIPT};
 use super::held::{Held, Step};
 use crate::hygiene::request::strip_query_params;
+use crate::lock;
 use crate::policy::{Policy, RequestType};
 use crate::respond::surrogates;
 use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::send::SendHandlerTypes;
 use lol_html::{element, ElementContentHandlers, HandlerResult, Selector};
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub use crate::exchange::{Kind, Removal};
 
@@ -61,10 +62,6 @@ pub struct Handlers {
     pub ad_frame: bool,
     state: Mutex<ReadState>,
     pub removals: Arc<Mutex<Removals>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Handlers {

@@ -124,7 +124,7 @@ pub fn rewrite_with(
     let mut rw = Some(new_rewriter(page.clone(), encoding, buf.clone()));
     let mut fresh = Fresh { page, encoding, restarts: 0 };
     let mut drain = || {
-        let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
+        let mut b = crate::lock(&buf);
         out(&b);
         b.clear();
     };
@@ -138,7 +138,7 @@ pub fn rewrite_with(
         let _ = rw.end();
     }
     drain();
-    let r = removals.lock().unwrap_or_else(|p| p.into_inner());
+    let r = crate::lock(&removals);
     (r.list.clone(), r.gpc_injected)
 }
 

@@ -22,7 +22,7 @@ pub(crate) struct Sink(Arc<Mutex<BytesMut>>);
 
 impl lol_html::OutputSink for Sink {
     fn handle_chunk(&mut self, chunk: &[u8]) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(chunk);
+        crate::lock(&self.0).extend_from_slice(chunk);
     }
 }
 
@@ -108,7 +108,7 @@ impl RewriteStream {
     }
 
     fn take_out(&mut self) -> Option<Bytes> {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = crate::lock(&self.out);
         if out.is_empty() && !(self.done && self.gzip.is_some()) {
             return None;
         }

@@ -104,7 +104,7 @@ impl Recorded {
         let Some(mut p) = self.pending.take() else { return };
         let _in_span = p.span.enter();
         if let Some(r) = &p.removals {
-            p.ex.done.removals = std::mem::take(&mut r.lock().unwrap_or_else(|e| e.into_inner()).list);
+            p.ex.done.removals = std::mem::take(&mut crate::lock(r).list);
         }
         record(&p.ex, &p.receipt, &p.metrics);
     }
