@@ -31,7 +31,10 @@ impl ListFetcher for Upstream {
     }
 }
 
-/// A whole body, at most `limit` bytes.
+/// A whole body, at most `limit` bytes. Read by hand rather than through
+/// `http_body_util::Limited`: over our boxed body, `Limited`'s error conversion makes the
+/// fetcher's future fail rustc's `Send` check ("implementation of `From` is not general
+/// enough"), and its message would not say the limit.
 async fn read_to_limit(mut body: Body, limit: usize) -> Result<bytes::Bytes, String> {
     use http_body_util::BodyExt;
     let mut read = bytes::BytesMut::new();
@@ -48,8 +51,8 @@ async fn read_to_limit(mut body: Body, limit: usize) -> Result<bytes::Bytes, Str
 }
 
 /// Where requests go upstream: HTTPS origins that speak h2 on one shared connection each
-/// (`h2pool`), everything else through hyper-util's pooled client; and how long to wait for an
-/// upstream's response head. Timeouts are read from config once, at start-up.
+/// (`h2pool`), other origins on kept HTTP/1.1 connections (`h1pool`), upgrades through
+/// hyper-util's pooled client; and how long to wait for an upstream's response head. Timeouts are read from config once, at start-up.
 pub struct Upstream {
     client: Client<Dialer, Body>,
     h1: Arc<H1Pool>,
@@ -74,15 +77,18 @@ impl Upstream {
         }
     }
 
-    /// Send a request (absolute URI) upstream.
+    /// Send a request (absolute URI) upstream: on the origin's shared h2 connection or a kept
+    /// HTTP/1.1 one; upgrades, and what those two hand back unsent, through hyper-util's client.
     pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, BoxError> {
-        if !req.headers().contains_key(UPGRADE) {
+        let req = if req.headers().contains_key(UPGRADE) {
+            req
+        } else {
             let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
             let via = match req.uri().authority() {
                 Some(authority) if https => self.h2.route(authority).await,
                 _ => h2pool::Via::Pool,
             };
-            let req = match via {
+            match via {
                 h2pool::Via::H2(mut send) => match send.try_send_request(req).await {
                     Ok(resp) => return Ok(resp.map(crate::boxed)),
                     // Refused unsent (the connection was closing): the general pool sends it,
@@ -96,9 +102,8 @@ impl Upstream {
                     Sent::Answered(resp) => return Ok(resp),
                     Sent::OfferedH2(req) => req,
                 },
-            };
-            return Ok(self.client.request(req).await?.map(crate::boxed));
-        }
+            }
+        };
         Ok(self.client.request(req).await?.map(crate::boxed))
     }
 
