@@ -306,11 +306,9 @@ fn explain(
         .exists()
         .then(|| nostalk::ops::choices::Choices::open(&store, cfg.receipt.downvotes_to_block).ok())
         .flatten();
-    let e = policy::explain_with(&policy, url, page, request_type, |d, site, page_site| match &choices {
-        Some(c) => c.adjust(d, site, page_site),
-        None => d,
-    })
-    .map_err(anyhow::Error::msg)?;
+    let person = choices.map(|c| c.snapshot()).unwrap_or_default();
+    let overlay = policy::Overlay::new(None, person);
+    let e = policy::explain(&policy, url, page, request_type, &overlay).map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string(&e)?);
     } else {
@@ -332,7 +330,7 @@ fn explain_lines(policy: &Policy) -> Result<()> {
         let mut parts = line.split_ascii_whitespace();
         let Some(u) = parts.next() else { continue };
         let (p, t) = (parts.next(), parts.next());
-        let obj = match policy::explain(policy, u, p, t) {
+        let obj = match policy::explain(policy, u, p, t, &Default::default()) {
             Ok(e) => serde_json::to_value(&e)?,
             Err(msg) => serde_json::json!({ "url": u, "error": msg }),
         };

@@ -187,7 +187,7 @@ fn real_lists_give_block_for_trackers_and_ad_for_ad_servers() {
         ("https://ajax.googleapis.com/ajax/libs/jquery/3.6.0/jquery.min.js", "script", Verdict::Allow, ""),
     ];
     for (url, t, verdict, list) in cases {
-        let e = nostalk::policy::explain(&p, url, page, Some(t)).unwrap();
+        let e = nostalk::policy::explain(&p, url, page, Some(t), &Default::default()).unwrap();
         assert_eq!(e.decision, verdict, "{url}: {e:?}");
         assert_eq!(e.list.as_deref().unwrap_or(""), list, "{url}");
     }

@@ -86,7 +86,7 @@ async fn a_cross_site_page_cannot_switch_shopping_on_through_the_proxy() {
     );
     let r = raw(p.addr, no_token.as_bytes()).await;
     assert_eq!(status_of(&r), 403, "{r}");
-    assert!(p.shared.shopping.active().is_empty(), "no switch was set");
+    assert!(p.shared.choices.shopping_left().is_empty(), "no switch was set");
 
     // The proxy's own page, same-origin, with its token: the switch works.
     let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -101,7 +101,7 @@ async fn a_cross_site_page_cannot_switch_shopping_on_through_the_proxy() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(p.shared.shopping.active().len(), 1);
+    assert_eq!(p.shared.choices.shopping_left().len(), 1);
     // The same form from another origin is refused, token or not.
     let r =
         c.post(format!("{}/shopping", p.url())).header("origin", "http://evil.test").form(&form).send().await.unwrap();
@@ -266,7 +266,7 @@ async fn tables_stay_bounded_and_pages_stay_small() {
         last = c.post(format!("{}/shopping", p.url())).form(&form).send().await.unwrap().status().as_u16();
     }
     assert_eq!(last, 429);
-    assert_eq!(p.shared.shopping.active().len(), nostalk::hygiene::shopping::MAX_SITES);
+    assert_eq!(p.shared.choices.shopping_left().len(), nostalk::ops::choices::MAX_SHOPPING);
 }
 
 #[tokio::test]

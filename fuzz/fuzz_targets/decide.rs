@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     for line in text.lines().take(8) {
         let mut parts = line.split_whitespace();
         let Some(url) = parts.next() else { continue };
-        if let Ok(e) = nostalk::policy::explain(policy(), url, parts.next(), parts.next()) {
+        if let Ok(e) = nostalk::policy::explain(policy(), url, parts.next(), parts.next(), &Default::default()) {
             assert!(matches!(e.decision, nostalk::policy::Verdict::Block | nostalk::policy::Verdict::Ad | nostalk::policy::Verdict::Allow));
         }
         let passes = nostalk::policy::passes::Passes::default();

@@ -1,7 +1,7 @@
 //! Proxy authentication for a team (`[auth]`, `[[groups]]`): who a proxied request is from,
 //! from its `Proxy-Authorization: Basic` header, checked against the users file (one
 //! `user:$argon2id$...` line per user, as `nostalk passwd` writes it); and the policy of that
-//! user's group on top of the proxy's (its ad mode, its trusted sites). Argon2 is slow on
+//! user's group (its [`GroupRules`], which the decision applies: policy/overlay.rs). Argon2 is slow on
 //! purpose, so a credential once verified is remembered by its SHA-256 (never the password),
 //! and checks run on the blocking pool two at a time, so a flood of wrong passwords costs at
 //! most two threads. The file is re-read when it changes (checked at most every few seconds):
@@ -9,12 +9,12 @@
 //! forgotten. The Basic scheme and the file format are a few lines each, written here; the
 //! hashing is the argon2 crate's.
 
-use crate::config::{AdMode, Config};
-use crate::policy::{Decision, Verdict};
+use crate::config::Config;
+use crate::policy::overlay::GroupRules;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use sha2::Digest;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,33 +30,7 @@ const CHECKS_AT_ONCE: usize = 2;
 #[derive(Debug)]
 pub struct Who {
     pub user: String,
-    pub group: Option<Arc<Group>>,
-}
-
-/// A group's policy, applied on top of the proxy's decision.
-#[derive(Debug)]
-pub struct Group {
-    pub name: String,
-    ads: Option<AdMode>,
-    trusted: HashSet<String>,
-}
-
-impl Group {
-    /// The decision for this group: its trusted sites are allowed, its ad mode replaces the
-    /// proxy's for what an ad list matched.
-    pub fn adjust(&self, mut d: Decision, site: &str, page_site: &str) -> Decision {
-        if self.trusted.contains(site) || self.trusted.contains(page_site) {
-            return Decision::trusted_site();
-        }
-        if let (true, Some(mode)) = (d.ad_class, self.ads) {
-            d.verdict = match mode {
-                AdMode::Ad => Verdict::Ad,
-                AdMode::Block => Verdict::Block,
-                AdMode::Allow => Verdict::Allow,
-            };
-        }
-        d
-    }
+    pub group: Option<Arc<GroupRules>>,
 }
 
 struct Users {
@@ -73,7 +47,7 @@ pub struct Auth {
     users: Mutex<Users>,
     remembered: quick_cache::sync::Cache<[u8; 32], Arc<Who>>,
     checks: Arc<tokio::sync::Semaphore>,
-    groups: HashMap<String, Arc<Group>>,
+    groups: HashMap<String, Arc<GroupRules>>,
 }
 
 impl Auth {
@@ -83,7 +57,7 @@ impl Auth {
         let (hashes, modified) = read_users(path)?;
         let mut groups = HashMap::new();
         for g in &config.groups {
-            let group = Arc::new(Group {
+            let group = Arc::new(GroupRules {
                 name: g.name.clone(),
                 ads: g.ads,
                 trusted: g
@@ -116,7 +90,7 @@ impl Auth {
             return Some(who);
         }
         let (user, password) = parse_basic(header)?;
-        let hash = crate::lock(&self.users).hashes.get(&user).cloned()?;
+        let hash = crate::base::lock(&self.users).hashes.get(&user).cloned()?;
         let _permit = self.checks.acquire().await.ok()?;
         let right = tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false);
         if !right {
@@ -129,7 +103,7 @@ impl Auth {
 
     /// Re-read the users file when it changed; forget every remembered credential then.
     fn look_for_changes(&self) {
-        let mut users = crate::lock(&self.users);
+        let mut users = crate::base::lock(&self.users);
         if users.looked.elapsed() < RECHECK {
             return;
         }
@@ -152,18 +126,9 @@ impl Auth {
         self.remembered.clear();
     }
 
-    /// The 407 a browser answers with its password prompt.
-    pub fn challenge(&self) -> http::Response<crate::Body> {
-        let mut r = crate::respond::error_page(
-            http::StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-            "Proxy Authentication Required",
-            "This proxy needs your user name and password.",
-        );
-        let value = format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm);
-        if let Ok(v) = http::HeaderValue::from_str(&value) {
-            r.headers_mut().insert(http::header::PROXY_AUTHENTICATE, v);
-        }
-        r
+    /// The `Proxy-Authenticate` value of the 407 a browser answers with its password prompt.
+    pub fn challenge(&self) -> Option<http::HeaderValue> {
+        http::HeaderValue::from_str(&format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm)).ok()
     }
 }
 
@@ -253,7 +218,6 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Reason;
 
     fn basic(user: &str, password: &str) -> http::HeaderValue {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -299,18 +263,5 @@ mod tests {
         assert!(set_password(&users, "a:b", "x").is_err());
         std::fs::write(&users, "alice:plaintext\n").unwrap();
         assert!(read_users(&users).unwrap_err().contains(":1:"));
-    }
-
-    #[test]
-    fn a_groups_ad_mode_and_trusted_sites_apply_on_top_of_the_decision() {
-        let group = Group { name: "g".into(), ads: Some(AdMode::Block), trusted: ["shop.example".to_string()].into() };
-        let ad = Decision { verdict: Verdict::Ad, reason: Reason::NoRule, ad_class: true };
-        assert_eq!(group.adjust(ad.clone(), "ads.example", "news.example").verdict, Verdict::Block);
-        let tracker = Decision { verdict: Verdict::Block, reason: Reason::NoRule, ad_class: false };
-        assert_eq!(group.adjust(tracker.clone(), "t.example", "news.example").verdict, Verdict::Block);
-        assert!(group.adjust(tracker, "t.example", "shop.example").is_trusted());
-        let lenient = Group { name: "h".into(), ads: Some(AdMode::Ad), trusted: HashSet::new() };
-        let blocked_ad = Decision { verdict: Verdict::Block, ..ad };
-        assert_eq!(lenient.adjust(blocked_ad, "ads.example", "news.example").verdict, Verdict::Ad);
     }
 }

@@ -8,39 +8,40 @@
 //! redb, the pure-Rust alternative, locks its file to one process. The proxy reads the store
 //! into memory at start and again whenever another process changed it (`PRAGMA data_version`,
 //! looked at every two seconds), so the request path reads a snapshot and never the disk.
+//!
+//! The snapshot is a [`PersonChoices`] (policy/overlay.rs): the decision reads it as one of its
+//! overlays; nothing here decides. Shopping switches live only here (at most
+//! [`MAX_SHOPPING`] at once); a store that cannot be written still switches for this run.
 
-use crate::policy::{Decision, Matched, Reason, Verdict};
+use crate::policy::overlay::{now_secs as now, PersonChoices};
 use arc_swap::ArcSwap;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// At most this many down-voted sources, trusted sites and shopping switches are kept (oldest
 /// changes dropped first): a person's choices are a handful.
 const MAX_ROWS: i64 = 2000;
 
-/// What the choices say, read once into memory.
-#[derive(Debug, Default, Clone)]
-pub struct Snapshot {
-    /// Ad source (registrable domain) → down-votes.
-    pub downvotes: HashMap<String, u32>,
-    pub trusted: HashSet<String>,
-    /// Site → when its shopping switch expires (seconds since the epoch).
-    pub shopping: HashMap<String, u64>,
+/// At most this many sites in shopping mode at once; a person shops on a handful.
+pub const MAX_SHOPPING: usize = 200;
+
+/// Why a shopping switch was not set.
+#[derive(Debug)]
+pub enum ShoppingRefused {
+    /// Too many sites are in shopping mode already.
+    Full,
+    /// It is on for this run, but the store could not keep it for the next start.
+    NotKept(String),
 }
 
 pub struct Choices {
     conn: Mutex<Connection>,
     path: PathBuf,
-    snapshot: ArcSwap<Snapshot>,
+    snapshot: ArcSwap<PersonChoices>,
     threshold: u32,
     data_version: Mutex<i64>,
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Choices {
@@ -79,7 +80,7 @@ impl Choices {
         let choices = Choices {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            snapshot: ArcSwap::from_pointee(PersonChoices { threshold: threshold.max(1), ..Default::default() }),
             threshold: threshold.max(1),
             data_version: Mutex::new(-1),
         };
@@ -95,12 +96,12 @@ impl Choices {
         self.threshold
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub fn snapshot(&self) -> Arc<PersonChoices> {
         self.snapshot.load_full()
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        crate::lock(&self.conn)
+        crate::base::lock(&self.conn)
     }
 
     /// Read every choice into a new snapshot.
@@ -110,9 +111,9 @@ impl Choices {
         Ok(())
     }
 
-    fn read(&self) -> rusqlite::Result<Snapshot> {
+    fn read(&self) -> rusqlite::Result<PersonChoices> {
         let conn = self.conn();
-        let mut s = Snapshot::default();
+        let mut s = PersonChoices { threshold: self.threshold, ..Default::default() };
         let mut q = conn.prepare("SELECT source, votes FROM downvotes")?;
         for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))? {
             let (k, v) = row?;
@@ -128,7 +129,7 @@ impl Choices {
             s.shopping.insert(k, v.max(0) as u64);
         }
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        *crate::lock(&self.data_version) = version;
+        *crate::base::lock(&self.data_version) = version;
         Ok(s)
     }
 
@@ -136,7 +137,7 @@ impl Choices {
     pub fn reload_if_changed(&self) -> bool {
         let version: Option<i64> =
             self.conn().query_row("PRAGMA data_version", [], |r| r.get(0)).optional().ok().flatten();
-        let known = *crate::lock(&self.data_version);
+        let known = *crate::base::lock(&self.data_version);
         if version.is_some_and(|v| v != known) {
             return self.reload().is_ok();
         }
@@ -182,50 +183,54 @@ impl Choices {
         }
     }
 
-    /// Keep a shopping switch (zero: switched off).
-    pub fn set_shopping(&self, site: &str, duration: Duration) -> Result<(), String> {
-        if duration.is_zero() {
+    /// Switch `site` to shopping for `duration` (zero: switched off), kept for the next start.
+    /// Refused when [`MAX_SHOPPING`] other sites are on; when the store cannot be written the
+    /// switch is still on for this run, and the error says it was not kept.
+    pub fn set_shopping(&self, site: &str, duration: Duration) -> Result<(), ShoppingRefused> {
+        let snap = self.snapshot();
+        let live = snap.shopping.values().filter(|until| **until > now()).count();
+        if !duration.is_zero() && live >= MAX_SHOPPING && !snap.is_shopping(site) {
+            return Err(ShoppingRefused::Full);
+        }
+        let until = now() + duration.as_secs().max(1);
+        let written = if duration.is_zero() {
             self.write("DELETE FROM shopping WHERE site = ?1", params![site])
         } else {
-            let until = (now() + duration.as_secs()) as i64;
             self.write(
                 "INSERT INTO shopping (site, until) VALUES (?1, ?2) ON CONFLICT(site) DO UPDATE SET until = ?2",
-                params![site, until],
+                params![site, until as i64],
             )
-        }
+        };
+        written.map_err(|e| {
+            // Not on disk: on in memory all the same, until the next start.
+            let mut next = (*self.snapshot()).clone();
+            if duration.is_zero() {
+                next.shopping.remove(site);
+            } else {
+                next.shopping.insert(site.to_string(), until);
+            }
+            self.snapshot.store(Arc::new(next));
+            ShoppingRefused::NotKept(e)
+        })
     }
 
-    /// The shopping switches still on, with the time each has left.
+    /// The shopping switches still on, with the time each has left, by site.
     pub fn shopping_left(&self) -> Vec<(String, Duration)> {
         let now = now();
         let snap = self.snapshot.load();
-        snap.shopping
+        let mut v: Vec<_> = snap
+            .shopping
             .iter()
-            .map(|(site, until)| (site.clone(), Duration::from_secs(until.saturating_sub(now))))
-            .collect()
+            .filter(|(_, until)| **until > now)
+            .map(|(site, until)| (site.clone(), Duration::from_secs(until - now)))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Whether an ad source is down-voted past the threshold.
     pub fn is_downvoted(&self, source: &str) -> bool {
-        self.snapshot.load().downvotes.get(source).is_some_and(|v| *v >= self.threshold)
-    }
-
-    /// The decision once the person's choices are applied: a site trusted from the page is
-    /// trusted like one in the config; an ad source down-voted past the threshold is blocked.
-    pub fn adjust(&self, decision: Decision, site: &str, page_site: &str) -> Decision {
-        let snap = self.snapshot.load();
-        if snap.trusted.is_empty() && snap.downvotes.is_empty() {
-            return decision;
-        }
-        if snap.trusted.contains(site) || snap.trusted.contains(page_site) {
-            return Decision::trusted_site();
-        }
-        if decision.verdict == Verdict::Ad && snap.downvotes.get(site).is_some_and(|v| *v >= self.threshold) {
-            let rule = decision.matched().map(|m| m.rule.clone()).unwrap_or_else(|| Arc::from(site));
-            let matched = Matched { rule, list: Arc::from("down-voted") };
-            return Decision { verdict: Verdict::Block, reason: Reason::DownVoted(matched), ad_class: true };
-        }
-        decision
+        self.snapshot.load().is_downvoted(source)
     }
 }
 
@@ -254,29 +259,39 @@ pub fn watch(
 mod tests {
     use super::*;
 
-    fn ad() -> Decision {
-        let m = Matched { rule: Arc::from("||ads.example^"), list: Arc::from("nostalk-ads") };
-        Decision { verdict: Verdict::Ad, reason: Reason::Rule(m), ad_class: true }
-    }
-
     #[test]
-    fn choices_survive_a_reopen_and_apply_to_decisions() {
+    fn choices_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("choices.sqlite3");
         let c = Choices::open(&path, 2).unwrap();
         assert_eq!(c.downvote("ads.example").unwrap(), 1);
-        assert_eq!(c.adjust(ad(), "ads.example", "news.example").verdict, Verdict::Ad, "below the threshold");
+        assert!(!c.is_downvoted("ads.example"), "below the threshold");
         c.downvote("ads.example").unwrap();
         c.set_trusted("shop.example", true).unwrap();
         c.set_shopping("store.example", Duration::from_secs(3600)).unwrap();
         drop(c);
         let c = Choices::open(&path, 2).unwrap();
-        let d = c.adjust(ad(), "ads.example", "news.example");
-        assert_eq!((d.verdict, d.list()), (Verdict::Block, Some("down-voted")));
-        assert!(c.adjust(ad(), "ads.example", "shop.example").is_trusted());
-        assert!(c.snapshot().shopping.get("store.example").is_some_and(|t| *t > now()));
+        assert!(c.is_downvoted("ads.example"));
+        assert_eq!(c.snapshot().threshold, 2);
+        assert!(c.snapshot().trusted.contains("shop.example"));
+        assert!(c.snapshot().is_shopping("store.example"));
         c.restore("ads.example").unwrap();
-        assert_eq!(c.adjust(ad(), "ads.example", "news.example").verdict, Verdict::Ad);
+        assert!(!c.is_downvoted("ads.example"));
+        c.set_shopping("store.example", Duration::ZERO).unwrap();
+        assert!(c.shopping_left().is_empty());
+    }
+
+    #[test]
+    fn the_shopping_switches_are_bounded() {
+        let c = Choices::in_memory(1);
+        for i in 0..MAX_SHOPPING {
+            c.set_shopping(&format!("s{i}.test"), Duration::from_secs(60)).unwrap();
+        }
+        assert!(matches!(c.set_shopping("one-more.test", Duration::from_secs(60)), Err(ShoppingRefused::Full)));
+        c.set_shopping("s0.test", Duration::from_secs(120)).expect("a site already on can be set again");
+        c.set_shopping("s1.test", Duration::ZERO).unwrap();
+        c.set_shopping("one-more.test", Duration::from_secs(60)).unwrap();
+        assert_eq!(c.shopping_left().len(), MAX_SHOPPING);
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! engine per verdict class (surveillance lists → block, ad lists → ad), the user's settings
 //! (trusted sites, ad mode, blocked ad categories), and the data the other stages read (tracking
 //! parameters, tracking cookies, inline-script signatures). A Policy is never mutated: reload
-//! builds a new one and swaps it whole (see [`crate::Shared::policy`]).
+//! builds a new one and swaps it whole. The lists' verdict and every overlay on top of it (a
+//! group's rules, the person's choices and clicks: [`overlay`]) are combined in one call,
+//! [`Policy::decide_for`], which every path makes.
 //!
 //! Matching is the adblock crate's (Brave's adblock-rust); we write no filter engine.
 
 pub mod bounce;
 mod engine_cache;
 pub mod lists;
+pub mod overlay;
 pub mod party;
 pub mod passes;
 pub mod request_type;
@@ -21,6 +24,7 @@ use adblock::lists::{FilterSet, ParseOptions, RuleTypes};
 use adblock::request::Request as AbRequest;
 use adblock::Engine;
 use lists::{ListKind, ListSource};
+pub use overlay::{Click, Overlay, Sites};
 pub use request_type::RequestType;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -365,7 +369,35 @@ impl Policy {
         self.trusted_sites.contains(site)
     }
 
-    /// The decision for one request, from the cache when the exact same request was decided.
+    /// The one decision for a request: the lists' verdict with every overlay applied (the
+    /// group's rules, the person's choices, the person's click). Every path decides through it.
+    pub fn decide_for(
+        &self,
+        info: &RequestInfo,
+        site: &str,
+        page_site: &str,
+        overlay: &Overlay,
+        click: Option<Click<'_>>,
+    ) -> Decision {
+        let d = self.decide_with_sites(info, site, page_site);
+        overlay.apply(d, Sites { site, page_site, url: info.url, request_type: info.request_type }, click)
+    }
+
+    /// The decision on a request the lists left alone whose host resolves through `cnames`
+    /// ([`Policy::uncloak`]), with the overlays applied as [`Policy::decide_for`] applies them.
+    pub fn decide_cloaked(
+        &self,
+        info: &RequestInfo,
+        cnames: &[String],
+        at: (&str, &str),
+        overlay: &Overlay,
+    ) -> Option<Decision> {
+        let d = self.uncloak(info, cnames)?;
+        let (site, page_site) = at;
+        Some(overlay.apply(d, Sites { site, page_site, url: info.url, request_type: info.request_type }, None))
+    }
+
+    /// The lists' decision alone, from the cache when the exact same request was decided.
     pub fn decide(&self, info: &RequestInfo) -> Decision {
         self.cached(info, || self.decide_uncached(info))
     }
@@ -516,10 +548,19 @@ impl Policy {
         self.social_mode == SocialMode::Click && d.is_social()
     }
 
-    /// Whether a URL found inside a page (script src, img src, ...) would be blocked.
-    pub fn blocks_url(&self, url: &str, page_host: &str, request_type: RequestType) -> Option<Decision> {
+    /// Whether a URL found inside a page (script src, img src, ...) would be blocked, decided
+    /// as the request for it will be ([`Policy::decide_for`]).
+    pub fn blocks_url(
+        &self,
+        url: &str,
+        page_host: &str,
+        request_type: RequestType,
+        overlay: &Overlay,
+    ) -> Option<Decision> {
         let host = site::host_of_url(url)?.to_ascii_lowercase();
-        let d = self.decide(&RequestInfo { url, host: &host, page_host: Some(page_host), request_type, method: "GET" });
+        let info = RequestInfo { url, host: &host, page_host: Some(page_host), request_type, method: "GET" };
+        let (own, page) = (site::site_of(&host), site::site_of(page_host));
+        let d = self.decide_for(&info, &own, &page, overlay, None);
         (d.verdict == Verdict::Block).then_some(d)
     }
 }
@@ -556,24 +597,14 @@ impl Explanation {
     }
 }
 
-/// Explain one request given as strings, as `nostalk explain` does.
+/// Explain one request given as strings, as `nostalk explain` does, decided by the one call
+/// the proxy makes ([`Policy::decide_for`]) with the overlays that apply.
 pub fn explain(
     policy: &Policy,
     url: &str,
     page: Option<&str>,
     request_type: Option<&str>,
-) -> Result<Explanation, String> {
-    explain_with(policy, url, page, request_type, |d, _, _| d)
-}
-
-/// [`explain`], with the decision passed through `adjust` (the person's choices) with the
-/// request's site and its page's.
-pub fn explain_with(
-    policy: &Policy,
-    url: &str,
-    page: Option<&str>,
-    request_type: Option<&str>,
-    adjust: impl FnOnce(Decision, &str, &str) -> Decision,
+    overlay: &Overlay,
 ) -> Result<Explanation, String> {
     let host = site::host_of_url(url).ok_or_else(|| format!("`{url}` is not an absolute URL"))?.to_ascii_lowercase();
     let page_host = match page {
@@ -595,9 +626,9 @@ pub fn explain_with(
         }
     };
     let info = RequestInfo { url, host: &host, page_host: page_host.as_deref(), request_type, method: "GET" };
-    let d = policy.decide_uncached(&info);
-    let page_site = info.page_site().unwrap_or_else(|| info.site());
-    let d = adjust(d, &info.site(), &page_site);
+    let own_site = info.site();
+    let page_site = info.page_site().unwrap_or_else(|| own_site.clone());
+    let d = policy.decide_for(&info, &own_site, &page_site, overlay, None);
     Ok(Explanation::new(&info, &d))
 }
 

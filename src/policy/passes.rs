@@ -56,7 +56,7 @@ impl Passes {
             return "unavailable".into();
         }
         let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        let mut inner = crate::lock(&self.inner);
+        let mut inner = crate::base::lock(&self.inner);
         let now = Instant::now();
         while inner.order.len() >= MAX_PASSES {
             if let Some(old) = inner.order.pop_front() {
@@ -89,7 +89,7 @@ impl Passes {
     pub fn redeem(&self, url: &str) -> Option<(String, bool)> {
         let (clean, token) = strip(url);
         let token = token?;
-        let mut inner = crate::lock(&self.inner);
+        let mut inner = crate::base::lock(&self.inner);
         let good = match inner.passes.get(&token) {
             Some((bound, minted)) => *bound == clean && minted.elapsed() < PASS_TTL,
             None => false,
@@ -104,7 +104,7 @@ impl Passes {
     /// Lets the social site's own loads from `page_site` through for [`WINDOW_TTL`], after
     /// `script` was let through with a pass.
     pub fn open_window(&self, page_site: &str, social_site: &str, script: &str) {
-        let mut inner = crate::lock(&self.inner);
+        let mut inner = crate::base::lock(&self.inner);
         let now = Instant::now();
         inner.windows.retain(|w| w.until > now);
         if inner.windows.len() >= MAX_WINDOWS {
@@ -120,7 +120,7 @@ impl Passes {
 
     /// Whether a social load of `url` from `page_site` is inside a window a widget opened.
     pub fn window_open(&self, page_site: &str, social_site: &str, url: &str) -> bool {
-        let inner = crate::lock(&self.inner);
+        let inner = crate::base::lock(&self.inner);
         let now = Instant::now();
         inner
             .windows

@@ -121,7 +121,7 @@ impl Subscriptions {
     }
 
     fn lock(sub: &Sub) -> std::sync::MutexGuard<'_, SubState> {
-        crate::lock(&sub.state)
+        crate::base::lock(&sub.state)
     }
 
     /// The lists in force now (last good copies).

@@ -20,7 +20,7 @@ fn policy_with(edit: impl FnOnce(&mut Config)) -> Policy {
 }
 
 fn ex(p: &Policy, url: &str, page: Option<&str>, t: &str) -> Explanation {
-    explain(p, url, page, Some(t)).unwrap()
+    explain(p, url, page, Some(t), &Default::default()).unwrap()
 }
 
 #[test]
@@ -149,12 +149,24 @@ fn a_url_in_raw_unicode_is_decided_as_its_ascii_form_and_never_panics() {
     // Found by the `decide` fuzz target: a host with a non-ASCII character made the filter
     // engine slice inside a character.
     let crash = "https://www.google-analytics.co\u{0}\u{0}j google-anal\u{618}google-analytics.com.e://x";
-    let _ = policy.blocks_url(crash, "news.example", RequestType::Image);
-    let _ = crate::policy::explain(&policy, crash, Some("https://news.example/"), None);
+    let _ = policy.blocks_url(crash, "news.example", RequestType::Image, &Default::default());
+    let _ = crate::policy::explain(&policy, crash, Some("https://news.example/"), None, &Default::default());
     // A tracker written with a Unicode host is decided by its punycode form like any other.
-    let d = policy.blocks_url("https://www.google-analytics.com/ça/collect?v=1", "news.example", RequestType::Image);
+    let d = policy.blocks_url(
+        "https://www.google-analytics.com/ça/collect?v=1",
+        "news.example",
+        RequestType::Image,
+        &Default::default(),
+    );
     assert!(d.is_some(), "still blocked with a non-ASCII path");
-    let e = crate::policy::explain(&policy, "https://bücher.example/", Some("https://news.example/"), None).unwrap();
+    let e = crate::policy::explain(
+        &policy,
+        "https://bücher.example/",
+        Some("https://news.example/"),
+        None,
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(e.decision, Verdict::Allow);
 }
 

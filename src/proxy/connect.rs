@@ -8,15 +8,16 @@
 //! `[server] handshake_timeout`, an intercepted connection by the idle timeout, a tunnel by
 //! `[server] tunnel_idle_timeout`.
 
+use crate::base::{empty, Body};
 use crate::exchange::{Done, Exchange, TopPage};
 use crate::ops::auth::Who;
-use crate::policy::{Decision, RequestInfo, RequestType, Verdict};
+use crate::policy::{Decision, Overlay, RequestInfo, RequestType, Verdict};
 use crate::proxy::forward;
 use crate::proxy::limits::{self, Activity, Tracked};
 use crate::proxy::serve::{self, drive};
 use crate::proxy::service::{ProxyService, Tunnel};
-use crate::respond;
-use crate::{empty, Body, Shared};
+use crate::proxy::state::Shared;
+use crate::respond::failure::Failure;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::timeout;
-use tracing::{debug, info, Instrument};
+use tracing::{debug, Instrument};
 
 pub async fn handle(
     shared: Arc<Shared>,
@@ -38,13 +39,10 @@ pub async fn handle(
 ) -> Response<Body> {
     let (host, port) = match target(&shared, &req) {
         Ok(t) => t,
-        Err(refused) => return *refused,
+        Err(failure) => return failure.answer(),
     };
     match plan(&shared, &host, peer, who.as_ref()) {
-        Plan::Refuse => {
-            let why = format!("nostalk blocks {host}: it is a tracker.");
-            respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &why)
-        }
+        Plan::Refuse => Failure::TrackerTunnel(host).answer(),
         Plan::Intercept => {
             spawn_intercepted(shared, req, host, port, ClientSide { peer, local, who });
             Response::new(empty())
@@ -64,17 +62,15 @@ pub(crate) enum Plan {
 }
 
 /// Decide a tunnel to `host` on the host alone (only rules that match the bare host can
-/// refuse one), with the group's policy of `who`; a refusal is recorded here.
+/// refuse one) by the one decision, with the overlays of `who` (their group) and the person's
+/// choices; a refusal is recorded here.
 pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&Arc<Who>>) -> Plan {
     let policy = shared.policy.load();
     let url = format!("https://{host}/");
     let info = RequestInfo { url: &url, host, page_host: None, request_type: RequestType::Other, method: "CONNECT" };
-    let mut decision = policy.decide(&info);
     let site = crate::policy::site::site_of(host);
-    if let Some(group) = who.and_then(|w| w.group.as_ref()) {
-        decision = group.adjust(decision, &site, &site);
-    }
-    decision = shared.choices.adjust(decision, &site, &site);
+    let overlay = Overlay::new(who.and_then(|w| w.group.clone()), shared.choices.snapshot());
+    let decision = policy.decide_for(&info, &site, &site, &overlay, None);
     // With the CA, a tracker's host is intercepted like any other: each request inside is
     // decided on its own, so a blocked script gets its surrogate, a frame its placeholder, and
     // a navigation through the host goes on (only a `$document` rule blocks one). Without
@@ -92,7 +88,8 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
         forward::record(&ex, &shared.receipt, &shared.metrics);
         return Plan::Refuse;
     }
-    // A trusted site (the proxy's or the group's) is decided TrustedSite: passed through.
+    // A trusted site (the config's, the group's or the person's) is decided TrustedSite: its
+    // tunnel is passed through, so its pages reach the browser as the origin sent them.
     if intercept && !decision.is_trusted() {
         Plan::Intercept
     } else {
@@ -103,27 +100,23 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
 /// The host and port a CONNECT asks for, when a tunnel may be opened to them: a valid port in
 /// `[intercept] connect_ports`, a host a leaf could be made for, an address destination
 /// filtering allows. Otherwise the 400 or 403 the client gets.
-fn target(shared: &Shared, req: &Request<Incoming>) -> Result<(String, u16), Box<Response<Body>>> {
-    let bad = |why: &str| Box::new(respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", why));
+fn target(shared: &Shared, req: &Request<Incoming>) -> Result<(String, u16), Failure> {
     let Some(authority) = req.uri().authority() else {
-        return Err(bad("CONNECT needs host:port"));
+        return Err(Failure::BadRequest("CONNECT needs host:port".into()));
     };
-    crate::proxy::service::valid_port(Some(authority)).map_err(|why| bad(&why))?;
+    crate::proxy::service::valid_port(Some(authority)).map_err(|why| Failure::BadRequest(why.into()))?;
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     // An address, or a name a leaf could be made for (no wildcard, no empty label).
     if !crate::tls::is_mintable_name(&host) {
-        return Err(bad("CONNECT needs a host name or address"));
+        return Err(Failure::BadRequest("CONNECT needs a host name or address".into()));
     }
     let port = authority.port_u16().unwrap_or(443);
     tracing::Span::current().record("host", host.as_str());
     if !shared.config.intercept.connect_ports.contains(&port) {
-        info!(host = %host, port, "refused CONNECT to a port not in [intercept] connect_ports");
-        let why = format!("nostalk opens tunnels only to the ports in [intercept] connect_ports, not to {port}.");
-        return Err(Box::new(respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &why)));
+        return Err(Failure::PortNotAllowed(port));
     }
     if let Err(refused) = shared.dialer.check_literal(&host) {
-        info!(host = %host, reason = refused.why, "refused CONNECT to a destination that is not forwarded to");
-        return Err(Box::new(respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &refused.to_string())));
+        return Err(Failure::Destination { host, why: refused.to_string() });
     }
     Ok((host, port))
 }
@@ -135,15 +128,13 @@ async fn pass_through(shared: &Shared, req: Request<Incoming>, host: &str, port:
     let upstream = match shared.dialer.tcp(host, port).await {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            info!(host = %host, error = %e, "refused CONNECT to a destination that is not forwarded to");
-            return respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &e.to_string());
+            return Failure::Destination { host: host.to_string(), why: e.to_string() }.answer();
         }
         Err(e) => {
             let status =
                 if e.kind() == io::ErrorKind::TimedOut { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
-            info!(host = %host, error = %e, "tunnel upstream unreachable");
-            let title = status.canonical_reason().unwrap_or("Bad Gateway");
-            return respond::error_page(status, title, &format!("cannot reach {host}:{port}: {e}"));
+            let reason = format!("cannot reach port {port}: {e}");
+            return Failure::Upstream { host: host.to_string(), status, reason }.answer();
         }
     };
     let span = tracing::debug_span!("tunnel", host = %host, port);
@@ -232,7 +223,7 @@ pub(crate) async fn serve_intercepted<S>(
     host: String,
     port: u16,
     at: ClientSide,
-) -> Result<(), crate::BoxError>
+) -> Result<(), crate::base::BoxError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -265,7 +256,7 @@ where
             return Err(format!("no certificate is made for the name `{name}`").into());
         }
         let config = ca.server_config(&name)?;
-        Ok::<_, crate::BoxError>((start.into_stream(config).await?, name))
+        Ok::<_, crate::base::BoxError>((start.into_stream(config).await?, name))
     })
     .await
     .map_err(|_| "TLS handshake timed out")?;

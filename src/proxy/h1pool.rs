@@ -12,9 +12,9 @@
 //! BENCHMARKS.md with benches/load/ab.py. Idle connections are dropped after
 //! `[upstream] idle_timeout`, and at most 64 are kept per origin, as before.
 
+use crate::base::{Body, BoxError};
 use crate::proxy::dial::Dialer;
 use crate::proxy::upstream::{self, Swept};
-use crate::{Body, BoxError};
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, Uri, Version};
@@ -75,7 +75,7 @@ impl H1Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, Map> {
-        crate::lock(&self.map)
+        crate::base::lock(&self.map)
     }
 
     /// Send a request with an absolute `http` or `https` URI, on a kept connection to its
@@ -128,7 +128,7 @@ impl H1Pool {
                     } else {
                         Some(back)
                     };
-                    return Ok(Sent::Answered(resp.map(|body| crate::boxed(Pooled { body, back }))));
+                    return Ok(Sent::Answered(resp.map(|body| crate::base::boxed(Pooled { body, back }))));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if kept => req = unsent,

@@ -11,9 +11,9 @@
 //! for `[upstream] idle_timeout` are dropped (closing the connection once its streams end),
 //! so the map stays as small as the set of origins in use.
 
+use crate::base::Body;
 use crate::proxy::dial::Dialer;
 use crate::proxy::upstream::{self, Swept};
-use crate::Body;
 use http::uri::Authority;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -73,7 +73,7 @@ impl H2Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, Map> {
-        crate::lock(&self.map)
+        crate::base::lock(&self.map)
     }
 
     /// Where a request to `https://{authority}` goes; dials (once per authority) when it is

@@ -111,7 +111,7 @@ impl ConnTable {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
-        crate::lock(&self.conns)
+        crate::base::lock(&self.conns)
     }
 
     /// Register a new connection's socket; when the table is full, the least recently active

@@ -8,8 +8,9 @@
 use crate::config::Config;
 use crate::policy::subscribe::{self, Subscriptions};
 use crate::policy::Policy;
+use crate::proxy::state::Shared;
 use crate::proxy::{dial, limits, reload, serve, service, socket, transparent, upstream};
-use crate::{ops, tls, Shared};
+use crate::{ops, tls};
 use arc_swap::ArcSwap;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -92,10 +93,6 @@ impl Server {
                 ops::choices::Choices::in_memory(threshold)
             }
         };
-        let shopping = crate::hygiene::shopping::Shopping::default();
-        for (site, left) in choices.shopping_left() {
-            shopping.set(&site, left);
-        }
         let shared = Arc::new(Shared {
             access: ops::access::Access::new(&config),
             auth: ops::auth::Auth::new(&config).map_err(StartError::Auth)?.map(Arc::new),
@@ -107,7 +104,6 @@ impl Server {
             listen,
             metrics: Arc::default(),
             receipt: Arc::new(crate::receipt::Receipt::new(config.receipt.per_person)),
-            shopping,
             choices: Arc::new(choices),
             passes: Default::default(),
             lists,
@@ -296,7 +292,7 @@ async fn draining(stream: tokio::net::TcpStream) {
             "/healthz" => (http::StatusCode::OK, "ok\n"),
             _ => (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         };
-        let mut r = http::Response::new(crate::full(text));
+        let mut r = http::Response::new(crate::base::full(text));
         *r.status_mut() = status;
         r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
         r

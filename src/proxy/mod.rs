@@ -2,6 +2,7 @@
 //! (tunnel or intercept), forwarding one request, hop-by-hop headers, and the upstream client.
 
 pub mod connect;
+pub mod controls;
 pub mod destination;
 pub mod dial;
 pub mod forward;
@@ -10,9 +11,11 @@ pub mod h2pool;
 pub mod headers;
 pub mod limits;
 pub mod listener;
+pub mod own_pages;
 pub mod reload;
 pub mod serve;
 pub mod service;
 pub mod socket;
+pub mod state;
 pub mod transparent;
 pub mod upstream;

@@ -11,7 +11,7 @@
 
 use crate::config::Config;
 use crate::policy::Policy;
-use crate::Shared;
+use crate::proxy::state::Shared;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::{info, warn};

@@ -97,7 +97,7 @@ pub fn h1_builder() -> hyper::server::conn::http1::Builder {
 pub async fn answer_and_close(
     stream: tokio::net::TcpStream,
     within: Duration,
-    answer: fn(&http::Uri) -> http::Response<crate::Body>,
+    answer: fn(&http::Uri) -> http::Response<crate::base::Body>,
 ) {
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| async move {
         let mut r = answer(req.uri());

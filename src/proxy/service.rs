@@ -6,11 +6,12 @@
 //! Inside an intercepted CONNECT the same service runs with the tunnel's host, so requests
 //! there are forwarded to that host over TLS.
 
+use crate::base::Body;
 use crate::ops::auth::Who;
 use crate::proxy::limits::Activity;
+use crate::proxy::state::Shared;
 use crate::proxy::{connect, forward};
-use crate::respond::{self, pages};
-use crate::{Body, Shared};
+use crate::respond::failure::Failure;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -105,8 +106,11 @@ impl ProxyService {
         match auth.check(req.headers().get(http::header::PROXY_AUTHORIZATION)).await {
             Some(who) => Ok(Some(who)),
             None => {
-                tracing::info!(peer = %self.peer, "proxy authentication required");
-                Err(auth.challenge())
+                let mut r = Failure::AuthRequired.answer();
+                if let Some(v) = auth.challenge() {
+                    r.headers_mut().insert(http::header::PROXY_AUTHENTICATE, v);
+                }
+                Err(r)
             }
         }
     }
@@ -151,9 +155,8 @@ enum Route {
     Connect,
     Local,
     Upstream(Uri),
-    Bad(String),
-    /// Not for this client: 403 with the reason.
-    Refused(&'static str),
+    /// Not served: a bad request, or not for this client.
+    Fail(Failure),
 }
 
 impl ProxyService {
@@ -169,20 +172,13 @@ impl ProxyService {
                 // Absolute-form, or inside a tunnel: the browser sent this through its proxy
                 // setting, so its web traffic goes through nostalk.
                 let proxied = self.tunnel.is_some() || req.uri().scheme().is_some();
-                Box::pin(pages::serve(&self.shared, req, self.peer, self.local, proxied)).await
+                Box::pin(crate::proxy::own_pages::serve(&self.shared, req, self.peer, self.local, proxied)).await
             }
             Route::Upstream(uri) => match self.sign_in(&req).await {
                 Ok(who) => forward::forward(&self.shared, req, uri, self.peer, who).await,
                 Err(challenge) => challenge,
             },
-            Route::Bad(why) => {
-                tracing::info!(reason = %why, "bad request");
-                respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", &why)
-            }
-            Route::Refused(why) => {
-                tracing::info!(reason = why, "refused");
-                respond::error_page(StatusCode::FORBIDDEN, "Forbidden", why)
-            }
+            Route::Fail(failure) => failure.answer(),
         }
     }
 
@@ -190,9 +186,9 @@ impl ProxyService {
         let user = self.shared.access.is_user(self.peer.ip());
         if req.method() == Method::CONNECT {
             return if self.tunnel.is_some() {
-                Route::Bad("CONNECT inside a tunnel is not supported".into())
+                Route::Fail(Failure::BadRequest("CONNECT inside a tunnel is not supported".into()))
             } else if !user {
-                Route::Refused("This proxy does not forward for your address.")
+                Route::Fail(Failure::NotForwarded)
             } else {
                 Route::Connect
             };
@@ -205,32 +201,32 @@ impl ProxyService {
             }
             return match t.uri(req.uri()) {
                 Ok(uri) => Route::Upstream(uri),
-                Err(why) => Route::Bad(why),
+                Err(why) => Route::Fail(Failure::BadRequest(why.into())),
             };
         }
         let uri = req.uri();
         match (uri.scheme_str(), uri.host()) {
             (Some("http") | Some("https") | Some("ws") | Some("wss"), Some(host)) => {
                 if let Err(why) = valid_port(uri.authority()) {
-                    return Route::Bad(why);
+                    return Route::Fail(Failure::BadRequest(why.into()));
                 }
                 if self.is_us(host, uri.port_u16()) {
                     Route::Local
                 } else if !user {
-                    Route::Refused("This proxy does not forward for your address.")
+                    Route::Fail(Failure::NotForwarded)
                 } else {
                     Route::Upstream(uri.clone())
                 }
             }
-            (Some(other), _) => Route::Bad(format!("the scheme `{other}` is not proxied")),
+            (Some(other), _) => Route::Fail(Failure::BadRequest(format!("the scheme `{other}` is not proxied").into())),
             (None, _) if self.transparent => self.transparent_route(req, user),
             (None, _) => match req.headers().get(http::header::HOST).map(|h| h.to_str()) {
                 // HTTP/1.0 without a Host: only the proxy itself can be meant.
                 None => Route::Local,
                 Some(Ok(h)) if self.is_our_host_header(h) => Route::Local,
-                Some(_) => Route::Refused(
-                    "This is nostalk. Its pages answer only to its own names (nostalk.internal, or the address it listens on), not to a name that merely leads here.",
-                ),
+                Some(_) => Route::Fail(Failure::Refused(
+                    "This is nostalk. Its pages answer only to its own names (nostalk.internal, or the address it listens on), not to a name that merely leads here.".into(),
+                )),
             },
         }
     }
@@ -239,21 +235,23 @@ impl ProxyService {
     /// proxy's own pages only under the proxy's own names).
     fn transparent_route(&self, req: &Request<Incoming>, user: bool) -> Route {
         let Some(Ok(authority)) = req.headers().get(http::header::HOST).map(|h| h.as_bytes().try_into()) else {
-            return Route::Bad("a request without a valid Host header cannot be forwarded".into());
+            return Route::Fail(Failure::BadRequest(
+                "a request without a valid Host header cannot be forwarded".into(),
+            ));
         };
         let authority: Authority = authority;
         if let Err(why) = valid_port(Some(&authority)) {
-            return Route::Bad(why);
+            return Route::Fail(Failure::BadRequest(why.into()));
         }
         if is_local_name(authority.host()) {
             return Route::Local;
         }
         if !user {
-            return Route::Refused("This proxy does not forward for your address.");
+            return Route::Fail(Failure::NotForwarded);
         }
         match absolute(Scheme::HTTP, authority, req.uri()) {
             Ok(uri) => Route::Upstream(uri),
-            Err(why) => Route::Bad(why),
+            Err(why) => Route::Fail(Failure::BadRequest(why.into())),
         }
     }
 
@@ -310,8 +308,7 @@ pub fn valid_port(authority: Option<&Authority>) -> Result<(), String> {
 /// Answer a client that the access list refuses: 403 to each request, then close.
 pub async fn deny(stream: tokio::net::TcpStream, peer: SocketAddr) {
     tracing::info!(peer = %peer, "refused a client outside [access] allow");
-    let refuse =
-        |_: &Uri| respond::error_page(StatusCode::FORBIDDEN, "Forbidden", "This proxy does not serve your address.");
+    let refuse = |_: &Uri| crate::respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &Failure::NotServed.detail());
     crate::proxy::serve::answer_and_close(stream, std::time::Duration::from_secs(10), refuse).await;
 }
 

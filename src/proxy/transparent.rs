@@ -11,7 +11,7 @@ use crate::proxy::connect::{self, ClientSide, Plan};
 use crate::proxy::limits::{self, Activity, Tracked};
 use crate::proxy::serve::{self, drive};
 use crate::proxy::service::ProxyService;
-use crate::Shared;
+use crate::proxy::state::Shared;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ async fn serve_http(
     stream: Tracked<TcpStream>,
     peer: SocketAddr,
     local: SocketAddr,
-) -> Result<(), crate::BoxError> {
+) -> Result<(), crate::base::BoxError> {
     let activity = Arc::new(Activity::default());
     let (idle, mut stop) = (shared.timeouts.idle, shared.shutdown.subscribe());
     let svc = ProxyService::new(shared, peer, local, None, activity.clone()).transparent();
@@ -59,7 +59,7 @@ async fn serve_https(
     stream: Tracked<TcpStream>,
     peer: SocketAddr,
     local: SocketAddr,
-) -> Result<(), crate::BoxError> {
+) -> Result<(), crate::base::BoxError> {
     let name = tokio::time::timeout(shared.timeouts.handshake, server_name(stream.get_ref()))
         .await
         .map_err(|_| "no TLS ClientHello in time")??;
@@ -84,7 +84,7 @@ async fn serve_https(
 
 /// The server name of the ClientHello waiting in `stream`, read without consuming it. None
 /// when the hello names no server; an error when what arrives is not TLS.
-async fn server_name(stream: &TcpStream) -> Result<Option<String>, crate::BoxError> {
+async fn server_name(stream: &TcpStream) -> Result<Option<String>, crate::base::BoxError> {
     let mut buf = vec![0u8; MAX_HELLO];
     loop {
         let n = stream.peek(&mut buf).await?;

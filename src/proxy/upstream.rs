@@ -4,13 +4,13 @@
 //! through the `dial` module's dialer; the response timeout; and the words and status for an
 //! upstream failure.
 
+use crate::base::{Body, BoxError};
 use crate::config::Config;
 use crate::policy::subscribe::{Fetching, ListFetcher};
 use crate::proxy::destination::Refused;
 use crate::proxy::dial::Dialer;
 use crate::proxy::h1pool::{H1Pool, Sent};
 use crate::proxy::h2pool::{self, H2Pool};
-use crate::{Body, BoxError};
 use http::header::UPGRADE;
 use http::{Request, Response};
 use hyper_util::client::legacy::Client;
@@ -23,7 +23,7 @@ use std::time::Duration;
 impl ListFetcher for Upstream {
     fn fetch(&self, req: Request<()>, limit: usize) -> Fetching<'_> {
         Box::pin(async move {
-            let resp = self.request(req.map(|()| crate::empty())).await.map_err(|e| classify_error(&*e).1)?;
+            let resp = self.request(req.map(|()| crate::base::empty())).await.map_err(|e| classify_error(&*e).1)?;
             let (parts, body) = resp.into_parts();
             let body = if parts.status.is_success() { read_to_limit(body, limit).await? } else { bytes::Bytes::new() };
             Ok(Response::from_parts(parts, body))
@@ -90,7 +90,7 @@ impl Upstream {
             };
             match via {
                 h2pool::Via::H2(mut send) => match send.try_send_request(req).await {
-                    Ok(resp) => return Ok(resp.map(crate::boxed)),
+                    Ok(resp) => return Ok(resp.map(crate::base::boxed)),
                     // Refused unsent (the connection was closing): the general pool sends it,
                     // and the next request dials a new h2 connection.
                     Err(mut e) => match e.take_message() {
@@ -104,7 +104,7 @@ impl Upstream {
                 },
             }
         };
-        Ok(self.client.request(req).await?.map(crate::boxed))
+        Ok(self.client.request(req).await?.map(crate::base::boxed))
     }
 
     /// How many HTTP/1.1 connections are kept idle (for tests).

@@ -16,8 +16,8 @@
 
 pub mod companies;
 
+use crate::base::lock;
 use crate::exchange::{Exchange, Kind, Removal, Stripped};
-use crate::lock;
 use crate::policy::{Reason, RequestType, Verdict};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;

@@ -6,10 +6,10 @@
 //! strict-blocking page); a redirector skipped, a 307 to its destination.
 
 use super::{social, surrogates};
+use crate::base::{empty, full, Body};
 use crate::exchange::Exchange;
 use crate::policy::passes::Passes;
 use crate::policy::{Reason, RequestType};
-use crate::{empty, full, Body};
 use http::{header, HeaderValue, Response, StatusCode};
 
 /// The smallest transparent GIF (GIF89a, 1x1, one transparent colour).
@@ -92,9 +92,7 @@ fn bounce(to: &str) -> Response<Body> {
     // it is a valid header value; if it were not, the browser gets the error page instead.
     match HeaderValue::from_str(to) {
         Ok(v) => h.insert(header::LOCATION, v),
-        Err(_) => {
-            return super::error_page(StatusCode::BAD_GATEWAY, "Bad Gateway", "the redirect's destination is not a URL")
-        }
+        Err(_) => return super::failure::Failure::BadDestination.answer(),
     };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

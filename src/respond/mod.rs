@@ -3,12 +3,13 @@
 //! right status (`error_page`), and the proxy's own pages (`pages`: status, PAC, CA, metrics).
 
 pub mod blocked;
+pub mod failure;
 pub mod pages;
 pub mod receipt_page;
 pub mod social;
 pub mod surrogates;
 
-use crate::{full, Body};
+use crate::base::{full, Body};
 use http::{header, Response, StatusCode};
 
 /// A small readable error page with the right status.

@@ -9,7 +9,7 @@
 
 use super::html_escape as e;
 use crate::exchange::Stripped;
-use crate::ops::choices::Snapshot;
+use crate::policy::overlay::PersonChoices;
 use crate::receipt::{companies, SiteReceipt, Why};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -21,10 +21,7 @@ type Company<'a> = (Option<&'static str>, Vec<(&'a String, &'a crate::receipt::T
 pub struct Controls<'a> {
     pub token: &'a str,
     pub admin: bool,
-    pub choices: &'a Snapshot,
-    pub threshold: u32,
-    /// The site's shopping switch, minutes left.
-    pub shopping_left: Option<u64>,
+    pub choices: &'a PersonChoices,
 }
 
 /// The element id of a site's section.
@@ -136,7 +133,7 @@ pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: boo
     );
     if c.admin {
         h.push_str("<div class=\"controls\">");
-        match c.shopping_left {
+        match c.choices.shopping_left(site).map(|secs| secs / 60 + 1) {
             Some(left) => {
                 let _ = write!(h, "<span>Shopping mode: on, {left} min left.</span>");
                 form(h, c.token, "/shopping", &[("site", site), ("minutes", "0")], "Stop shopping mode");
@@ -228,7 +225,7 @@ pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: boo
             let votes = c.choices.downvotes.get(source).copied().unwrap_or(0);
             if c.admin {
                 if votes > 0 {
-                    let _ = write!(h, " <small>{votes} of {} down-votes</small>", c.threshold);
+                    let _ = write!(h, " <small>{votes} of {} down-votes</small>", c.choices.threshold);
                     form(h, c.token, "/ads/restore", &[("source", source), ("site", site)], "Restore");
                 }
                 form(h, c.token, "/ads/down", &[("source", source), ("site", site)], "This ad annoys me (down-vote)");
@@ -340,8 +337,8 @@ mod tests {
             why: Why::Blocked,
         };
         r.trackers.insert("<img src=x onerror=alert(1)>".into(), t);
-        let snap = Snapshot::default();
-        let c = Controls { token: "t", admin: true, choices: &snap, threshold: 1, shopping_left: None };
+        let snap = PersonChoices::default();
+        let c = Controls { token: "t", admin: true, choices: &snap };
         let mut h = String::new();
         site_section(&mut h, "<b>evil</b>", &r, true, &c);
         assert!(!h.contains("<script>x") && !h.contains("<img src=x") && !h.contains("<b>evil"), "{h}");

@@ -4,7 +4,7 @@
 
 use super::coding::Coding;
 use super::READ_CHUNK;
-use crate::Body;
+use crate::base::Body;
 use bytes::Bytes;
 use http_body_util::BodyStream;
 use std::pin::Pin;
@@ -71,7 +71,7 @@ impl AsyncRead for DeflateAny {
 pub fn decode_all(coding: &str, data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
     let coding = Coding::from_name(coding)
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a coding the rewriter decodes"))?;
-    let body = crate::full(Bytes::copy_from_slice(data));
+    let body = crate::base::full(Bytes::copy_from_slice(data));
     let mut reader = decode(body, coding);
     let mut out = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];

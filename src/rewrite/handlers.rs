@@ -7,9 +7,9 @@
 
 use super::csp::{GpcPlan, AD_FRAME_STORAGE, GPC_SCRIPT};
 use super::held::{Held, Step};
+use crate::base::lock;
 use crate::hygiene::request::strip_query_params;
-use crate::lock;
-use crate::policy::{Policy, RequestType};
+use crate::policy::{Overlay, Policy, RequestType};
 use crate::respond::surrogates;
 use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::send::SendHandlerTypes;
@@ -54,6 +54,8 @@ pub struct ReadState {
 /// One page's handlers: what they know of the page, where they are in it, what they removed.
 pub struct Handlers {
     pub policy: Arc<Policy>,
+    /// The overlays of the request that fetched the page: each URL in it is decided with them.
+    overlay: Overlay,
     pub page_host: String,
     base: Option<url::Url>,
     pub shopping: bool,
@@ -66,10 +68,11 @@ pub struct Handlers {
 
 impl Handlers {
     /// A page of `page_host`; its relative URLs resolve against the host's root.
-    pub fn new(policy: Arc<Policy>, page_host: String, shopping: bool, gpc: GpcPlan) -> Handlers {
+    pub fn new(judge: super::Judge, page_host: String, shopping: bool, gpc: GpcPlan) -> Handlers {
         let base = url::Url::parse(&format!("https://{page_host}/")).ok();
         Handlers {
-            policy,
+            policy: judge.policy,
+            overlay: judge.overlay,
             page_host,
             base,
             shopping,
@@ -111,7 +114,7 @@ impl Handlers {
             return None;
         }
         self.policy
-            .blocks_url(&abs, &self.page_host, t)
+            .blocks_url(&abs, &self.page_host, t, &self.overlay)
             .filter(|d| !self.policy.click_to_load(d))
             .map(|d| (abs, d.matched().map(|m| m.rule.clone())))
     }

@@ -13,8 +13,8 @@ pub mod handlers;
 mod held;
 mod stream;
 
-use crate::policy::Policy;
-use crate::Body;
+use crate::base::Body;
+use crate::policy::{Overlay, Policy};
 use bytes::BytesMut;
 use coding::{charset_of, coding_of, Coding};
 use handlers::Handlers;
@@ -32,9 +32,16 @@ pub use handlers::{Kind, Removal, Removals};
 pub const MAX_REWRITER_MEMORY: usize = 2 * 1024 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The one decision ([`Policy::decide_for`]), as the rewriter asks it of each URL in a page:
+/// the policy and the overlays of the request that fetched the page.
+pub struct Judge {
+    pub policy: Arc<Policy>,
+    pub overlay: Overlay,
+}
+
 /// What the rewriter needs to know about the page.
 pub struct Page {
-    pub policy: Arc<Policy>,
+    pub judge: Judge,
     /// The host of the page being rewritten: its relative URLs resolve against it, and the
     /// decisions on its URLs take it as their page.
     pub host: String,
@@ -71,7 +78,7 @@ pub fn is_rewritable(method: &Method, status: StatusCode, headers: &HeaderMap) -
 pub async fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> (Response<Body>, Arc<Mutex<Removals>>) {
     let coding = coding_of(&parts.headers).unwrap_or(Coding::Identity);
     let gpc = csp::plan(&mut parts.headers);
-    let handlers = Arc::new(Handlers::new(page.policy, page.host, page.shopping, gpc).in_ad_frame(page.ad_frame));
+    let handlers = Arc::new(Handlers::new(page.judge, page.host, page.shopping, gpc).in_ad_frame(page.ad_frame));
     let removals = handlers.removals.clone();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);
@@ -93,11 +100,9 @@ pub async fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> (Resp
     // instead of a reply with nothing in it.
     use futures_util::StreamExt;
     let resp = match stream.next().await {
-        Some(Err(e)) => crate::respond::error_page(
-            StatusCode::BAD_GATEWAY,
-            "Bad Gateway",
-            &format!("{host}: the page's {} body could not be decoded: {e}", coding.name()),
-        ),
+        Some(Err(e)) => {
+            crate::respond::failure::Failure::Undecodable { host, coding: coding.name(), error: e.to_string() }.answer()
+        }
         first => {
             let body = futures_util::stream::iter(first).chain(stream);
             Response::from_parts(parts, StreamBody::new(body).boxed_unsync())
@@ -117,14 +122,15 @@ pub fn rewrite_with(
     mut out: impl FnMut(&[u8]),
 ) -> (Vec<Removal>, bool) {
     let gpc = csp::plan(headers);
-    let page = Arc::new(Handlers::new(policy, page_host.to_string(), false, gpc));
+    let judge = Judge { policy, overlay: Overlay::default() };
+    let page = Arc::new(Handlers::new(judge, page_host.to_string(), false, gpc));
     let removals = page.removals.clone();
     let buf = Arc::new(Mutex::new(BytesMut::new()));
     let encoding = charset_of(headers);
     let mut rw = Some(new_rewriter(page.clone(), encoding, buf.clone()));
     let mut fresh = Fresh { page, encoding, restarts: 0 };
     let mut drain = || {
-        let mut b = crate::lock(&buf);
+        let mut b = crate::base::lock(&buf);
         out(&b);
         b.clear();
     };
@@ -138,7 +144,7 @@ pub fn rewrite_with(
         let _ = rw.end();
     }
     drain();
-    let r = crate::lock(&removals);
+    let r = crate::base::lock(&removals);
     (r.list.clone(), r.gpc_injected)
 }
 

@@ -7,7 +7,7 @@ use super::coding::Coding;
 use super::decode::{decode, Decoded};
 use super::handlers::{self, Handlers};
 use super::{MAX_REWRITER_MEMORY, READ_CHUNK};
-use crate::{Body, BoxError};
+use crate::base::{Body, BoxError};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body::Body as _;
@@ -22,7 +22,7 @@ pub(crate) struct Sink(Arc<Mutex<BytesMut>>);
 
 impl lol_html::OutputSink for Sink {
     fn handle_chunk(&mut self, chunk: &[u8]) {
-        crate::lock(&self.0).extend_from_slice(chunk);
+        crate::base::lock(&self.0).extend_from_slice(chunk);
     }
 }
 
@@ -108,7 +108,7 @@ impl RewriteStream {
     }
 
     fn take_out(&mut self) -> Option<Bytes> {
-        let mut out = crate::lock(&self.out);
+        let mut out = crate::base::lock(&self.out);
         if out.is_empty() && !(self.done && self.gzip.is_some()) {
             return None;
         }

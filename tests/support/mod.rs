@@ -179,7 +179,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
-    pub shared: Arc<nostalk::Shared>,
+    pub shared: Arc<nostalk::proxy::state::Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }

@@ -3,11 +3,12 @@
 //! URL answered with a 307 to the clean one instead of being sent; hop-by-hop headers out; for
 //! a response that will be rewritten, upstream offered only codings the rewriter decodes.
 
+use crate::base::{empty, Body, BoxError};
 use crate::exchange::Exchange;
 use crate::hygiene;
 use crate::policy::{Policy, RequestType};
 use crate::proxy::headers;
-use crate::{empty, rewrite, Body, BoxError};
+use crate::rewrite;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
@@ -23,13 +24,20 @@ pub struct Outbound {
     pub rewrite: Option<bool>,
 }
 
+/// What becomes of the request once cleaned: sent on, or answered here (a navigation to its
+/// clean URL).
+pub enum Cleaned {
+    Send(Outbound),
+    Answer(Response<Body>),
+}
+
 pub fn clean_request<B>(
     mut req: Request<B>,
     uri: Uri,
     ex: &mut Exchange,
     policy: &Policy,
     rewrite_enabled: bool,
-) -> Result<Outbound, Box<Response<Body>>>
+) -> Cleaned
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -44,7 +52,7 @@ where
         // the history hold no identifier.
         if ex.request_type == RequestType::Document && parts.method == Method::GET {
             debug!(to = %clean, "redirecting a navigation to its clean URL");
-            return Err(Box::new(redirect(clean)));
+            return Cleaned::Answer(redirect(clean));
         }
     }
     // Documents and frames, and requests that say nothing of what they are for (curl, old
@@ -53,12 +61,14 @@ where
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::EXPECT);
-    let rewrite = (rewrite_enabled && client_wants_html).then(|| rewrite::limit_accept_encoding(&mut parts.headers));
+    // A trusted site's page is not rewritten: it reaches the browser as its origin sent it.
+    let rewrite = (rewrite_enabled && client_wants_html && !ex.trusted())
+        .then(|| rewrite::limit_accept_encoding(&mut parts.headers));
     parts.uri = clean_uri.unwrap_or(uri);
     parts.version = Version::HTTP_11;
     let method = parts.method.clone();
-    let body = if upgrade { empty() } else { crate::boxed(body) };
-    Ok(Outbound { request: Request::from_parts(parts, body), method, client_upgrade, rewrite })
+    let body = if upgrade { empty() } else { crate::base::boxed(body) };
+    Cleaned::Send(Outbound { request: Request::from_parts(parts, body), method, client_upgrade, rewrite })
 }
 
 fn redirect(to: &Uri) -> Response<Body> {
@@ -74,10 +84,9 @@ fn redirect(to: &Uri) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hygiene::shopping::Shopping;
     use http_body_util::Empty;
 
-    fn run(uri: &str, dest: &str) -> (Result<Outbound, Box<Response<Body>>>, Exchange) {
+    fn run(uri: &str, dest: &str) -> (Cleaned, Exchange) {
         let policy = Policy::build(&crate::Config::default(), &[]).unwrap();
         let uri: Uri = uri.parse().unwrap();
         let req = Request::builder()
@@ -89,23 +98,15 @@ mod tests {
             .header("connection", "keep-alive")
             .body(Empty::<Bytes>::new())
             .unwrap();
-        let mut ex = super::super::decide::decide(
-            &req,
-            &uri,
-            None,
-            None,
-            &policy,
-            &Shopping::default(),
-            &crate::ops::choices::Choices::in_memory(1),
-        )
-        .unwrap();
+        let overlay = crate::policy::Overlay::default();
+        let mut ex = super::super::decide::decide(&req, &uri, None, &policy, &overlay, None).unwrap();
         (clean_request(req, uri, &mut ex, &policy, true), ex)
     }
 
     #[test]
     fn a_decorated_navigation_is_redirected_to_its_clean_url() {
         let (out, ex) = run("https://shop.example/item?id=3&utm_source=mail&fbclid=x", "document");
-        let Err(resp) = out else { panic!("a navigation to a decorated URL is redirected") };
+        let Cleaned::Answer(resp) = out else { panic!("a navigation to a decorated URL is redirected") };
         assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
         assert_eq!(resp.headers()[header::LOCATION], "https://shop.example/item?id=3");
         assert!(ex.done.stripped.params);
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn a_third_party_request_loses_cookie_referer_path_and_hop_by_hop_headers() {
         let (out, ex) = run("https://cdn.example/app.js?utm_campaign=x", "script");
-        let Ok(out) = out else { panic!("a script is sent on") };
+        let Cleaned::Send(out) = out else { panic!("a script is sent on") };
         let h = out.request.headers();
         assert!(!h.contains_key(header::COOKIE) && !h.contains_key(header::CONNECTION));
         assert_eq!(h[header::REFERER], "https://news.example/");

@@ -1,30 +1,26 @@
-//! The decide phase: the request's host, type and top page, worked out once, and the policy's
-//! one decision on it, made into the [`Exchange`] every later phase reads. The page's shopping
-//! switch is read here, once. A request that names no host is a 400 and goes no further.
+//! The decide phase: the request's host, type and top page, worked out once, and the one
+//! decision on it ([`Policy::decide_for`]: the lists, the group's rules, the person's choices
+//! and click), made into the [`Exchange`] every later phase reads. The page's shopping switch
+//! is read here, once, from the same overlay. A request that names no host goes no further.
 
 use crate::exchange::{Done, Exchange, TopPage};
-use crate::hygiene::shopping::Shopping;
-use crate::ops::auth::Who;
-use crate::ops::choices::Choices;
+use crate::policy::overlay::{Click, Overlay};
 use crate::policy::passes::{self, Passes};
-use crate::policy::{party, site, Decision, Policy, RequestInfo, RequestType};
-use crate::respond;
-use crate::Body;
-use http::{Request, Response, StatusCode, Uri};
+use crate::policy::{party, site, Policy, RequestInfo, RequestType};
+use crate::respond::failure::Failure;
+use http::{Request, Uri};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 pub fn decide<B>(
     req: &Request<B>,
     uri: &Uri,
     client: Option<SocketAddr>,
-    who: Option<&Arc<Who>>,
     policy: &Policy,
-    shopping: &Shopping,
-    choices: &Choices,
-) -> Result<Exchange, Box<Response<Body>>> {
+    overlay: &Overlay,
+    click: Option<Click<'_>>,
+) -> Result<Exchange, Failure> {
     let Some(host) = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()) else {
-        return Err(Box::new(respond::error_page(StatusCode::BAD_REQUEST, "Bad Request", "the request names no host")));
+        return Err(Failure::NoHost);
     };
     let span = tracing::Span::current();
     span.record("host", host.as_str());
@@ -39,16 +35,12 @@ pub fn decide<B>(
         request_type,
         method: req.method().as_str(),
     };
-    let mut decision = policy.decide_with_sites(&info, &own_site, &page_site);
-    if let Some(group) = who.and_then(|w| w.group.as_ref()) {
-        decision = group.adjust(decision, &own_site, &page_site);
-    }
-    decision = choices.adjust(decision, &own_site, &page_site);
+    let decision = policy.decide_for(&info, &own_site, &page_site, overlay, click);
     span.record("verdict", decision.verdict.as_str());
     Ok(Exchange {
         received: std::time::Instant::now(),
         third_party: page_site != own_site,
-        shopping: shopping.is_shopping(&page_site),
+        shopping: overlay.shopping(&page_site),
         url,
         host,
         site: own_site,
@@ -95,25 +87,10 @@ pub fn take_pass(uri: Uri, passes: &Passes) -> (Uri, bool) {
     }
 }
 
-/// The person's click overrides the lists for this one request. A widget script let through
-/// opens a short window for the same social site's own loads from this page (the frames it
-/// makes), and those are let through too.
-pub fn let_through(ex: &mut Exchange, passed: bool, passes: &Passes) {
-    if passed {
-        if ex.decision.is_social() && ex.request_type == RequestType::Script {
-            passes.open_window(&ex.page.site, &ex.site, &ex.url);
-        }
-        ex.decision = Decision::let_through();
-    } else if ex.decision.is_social() && passes.window_open(&ex.page.site, &ex.site, &ex.url) {
-        ex.decision = Decision::let_through();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::Verdict;
-    use std::time::Duration;
 
     fn policy() -> Policy {
         Policy::build(&crate::Config::default(), &[]).unwrap()
@@ -121,8 +98,9 @@ mod tests {
 
     #[test]
     fn the_exchange_holds_page_party_decision_and_shopping() {
-        let shopping = Shopping::default();
-        shopping.set("news.example", Duration::from_secs(60));
+        let mut person = crate::policy::overlay::PersonChoices::default();
+        person.shopping.insert("news.example".into(), crate::policy::overlay::now_secs() + 60);
+        let overlay = Overlay::new(None, std::sync::Arc::new(person));
         let uri: Uri = "https://www.google-analytics.com/g/collect?v=2".parse().unwrap();
         let req = Request::builder()
             .uri(uri.clone())
@@ -131,7 +109,7 @@ mod tests {
             .header("referer", "https://www.news.example/story")
             .body(())
             .unwrap();
-        let ex = decide(&req, &uri, None, None, &policy(), &shopping, &Choices::in_memory(1)).unwrap();
+        let ex = decide(&req, &uri, None, &policy(), &overlay, None).unwrap();
         assert_eq!(ex.page, TopPage { host: "www.news.example".into(), site: "news.example".into() });
         assert_eq!((ex.site.as_str(), ex.third_party, ex.shopping), ("google-analytics.com", true, true));
         assert_eq!(ex.decision.verdict, Verdict::Block);
@@ -156,9 +134,7 @@ mod tests {
     fn a_request_without_a_host_is_a_400() {
         let uri: Uri = "/just/a/path".parse().unwrap();
         let req = Request::builder().uri(uri.clone()).body(()).unwrap();
-        let Err(resp) = decide(&req, &uri, None, None, &policy(), &Shopping::default(), &Choices::in_memory(1)) else {
-            panic!("no host")
-        };
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let Err(failure) = decide(&req, &uri, None, &policy(), &Overlay::default(), None) else { panic!("no host") };
+        assert_eq!(failure.status(), http::StatusCode::BAD_REQUEST);
     }
 }

@@ -19,13 +19,16 @@ mod websocket;
 
 pub use record::record;
 
+use crate::base::{empty, Body};
 use crate::exchange::Exchange;
 use crate::ops::auth::Who;
+use crate::policy::overlay::{Click, Overlay};
 use crate::policy::passes::Passes;
 use crate::policy::{Policy, Verdict};
+use crate::proxy::state::Shared;
 use crate::respond::blocked;
-use crate::rewrite::Removals;
-use crate::{empty, Body, Shared};
+use crate::rewrite::{self, Removals};
+use clean_request::Cleaned;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
@@ -41,19 +44,20 @@ pub async fn forward(
     let policy = shared.policy.load_full();
     // A shared gateway names no client next to what was browsed.
     let client = shared.config.receipt.per_person.then_some(peer);
-    let (uri, passed) = decide::take_pass(uri, &shared.passes);
-    let mut ex = match decide::decide(&req, &uri, client, who.as_ref(), &policy, &shared.shopping, &shared.choices) {
+    let (uri, redeemed) = decide::take_pass(uri, &shared.passes);
+    let overlay = Overlay::new(who.as_ref().and_then(|w| w.group.clone()), shared.choices.snapshot());
+    let click = Click { passes: &shared.passes, redeemed };
+    let mut ex = match decide::decide(&req, &uri, client, &policy, &overlay, Some(click)) {
         Ok(ex) => ex,
-        Err(bad_request) => return *bad_request,
+        Err(failure) => return failure.answer(),
     };
-    decide::let_through(&mut ex, passed, &shared.passes);
     if shared.config.upstream.uncloak {
-        uncloak::uncloak(&mut ex, &policy, &shared.dialer).await;
+        uncloak::uncloak(&mut ex, &policy, &overlay, &shared.dialer).await;
     }
     if shared.auth.as_ref().is_some_and(|a| a.log_users) {
         ex.user = who;
     }
-    let (resp, removals) = exchange(shared, &policy, req, uri, &mut ex, peer).await;
+    let (resp, removals) = exchange(shared, &policy, overlay, req, uri, &mut ex, peer).await;
     record::finish(resp, ex, record::Books::of(shared), removals)
 }
 
@@ -61,6 +65,7 @@ pub async fn forward(
 async fn exchange(
     shared: &Shared,
     policy: &Arc<Policy>,
+    overlay: Overlay,
     req: Request<Incoming>,
     uri: Uri,
     ex: &mut Exchange,
@@ -70,12 +75,12 @@ async fn exchange(
         return (answer_block(ex, policy, &shared.passes), None);
     }
     let out = match clean_request::clean_request(req, uri, ex, policy, shared.config.rewrite.enabled) {
-        Ok(out) => out,
-        Err(redirect) => return (*redirect, None),
+        Cleaned::Send(out) => out,
+        Cleaned::Answer(redirect) => return (redirect, None),
     };
     let mut resp = match send::send(&shared.upstream, out.request, ex).await {
         Ok(resp) => resp,
-        Err(error_page) => return (error_page, None),
+        Err(failure) => return (failure.answer(), None),
     };
     let server_upgrade = websocket::upgrade_of(&mut resp);
     let (mut parts, body) = resp.into_parts();
@@ -85,11 +90,13 @@ async fn exchange(
         websocket::splice(out.client_upgrade, server_upgrade, &shared.tasks, idle, shared.metrics.clone());
         return (Response::from_parts(parts, empty()), None);
     }
+    // A trusted site's page (out.rewrite is None for it) reaches the browser as its origin sent it.
     match out.rewrite {
         Some(client) if rewrite_page::wanted(&out.method, &parts) => {
             let gzip = rewrite_page::gzip_out(client, shared.config.rewrite.encoding, peer.ip().is_loopback());
+            let judge = rewrite::Judge { policy: policy.clone(), overlay };
             // Boxed: only pages take this branch, and its future is large.
-            let (resp, removals) = Box::pin(rewrite_page::rewrite_page(parts, body, ex, policy.clone(), gzip)).await;
+            let (resp, removals) = Box::pin(rewrite_page::rewrite_page(parts, body, ex, judge, gzip)).await;
             (resp, Some(removals))
         }
         _ => (Response::from_parts(parts, body), None),

@@ -6,12 +6,13 @@
 //! path, query or credentials, which are a person's browsing in detail; at DEBUG, every
 //! request with its full URL.
 
+use crate::base::{Body, BoxError};
 use crate::exchange::Exchange;
 use crate::ops::metrics::Metrics;
 use crate::policy::Verdict;
+use crate::proxy::state::Shared;
 use crate::receipt::Receipt;
 use crate::rewrite::Removals;
-use crate::{Body, BoxError, Shared};
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body as _, Frame, SizeHint};
@@ -104,7 +105,7 @@ impl Recorded {
         let Some(mut p) = self.pending.take() else { return };
         let _in_span = p.span.enter();
         if let Some(r) = &p.removals {
-            p.ex.done.removals = std::mem::take(&mut crate::lock(r).list);
+            p.ex.done.removals = std::mem::take(&mut crate::base::lock(r).list);
         }
         record(&p.ex, &p.receipt, &p.metrics);
     }
@@ -204,7 +205,8 @@ mod tests {
         let books = Books { receipt: &receipt, metrics: &metrics };
         let removals = Arc::new(Mutex::new(Removals::default()));
         removals.lock().unwrap().list.push(Removal { kind: Kind::Pixel, what: "t.example/p".into(), rule: None });
-        let resp = finish(Response::new(crate::full("twelve bytes")), exchange(Verdict::Ad), books, Some(removals));
+        let resp =
+            finish(Response::new(crate::base::full("twelve bytes")), exchange(Verdict::Ad), books, Some(removals));
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body.len(), 12);
         let m = books.metrics;
@@ -220,7 +222,7 @@ mod tests {
     fn a_body_the_client_left_is_recorded_when_dropped() {
         let (receipt, metrics) = (Arc::default(), Arc::default());
         let books = Books { receipt: &receipt, metrics: &metrics };
-        let unknown_length = crate::boxed(http_body_util::StreamBody::new(futures_util::stream::pending::<
+        let unknown_length = crate::base::boxed(http_body_util::StreamBody::new(futures_util::stream::pending::<
             Result<Frame<Bytes>, BoxError>,
         >()));
         let resp = finish(Response::new(unknown_length), exchange(Verdict::Block), books, None);
@@ -233,7 +235,7 @@ mod tests {
     fn a_body_of_known_size_is_recorded_at_once_with_its_size() {
         let (receipt, metrics) = (Arc::default(), Arc::default());
         let books = Books { receipt: &receipt, metrics: &metrics };
-        let resp = finish(Response::new(crate::full("1234567")), exchange(Verdict::Ad), books, None);
+        let resp = finish(Response::new(crate::base::full("1234567")), exchange(Verdict::Ad), books, None);
         assert_eq!(books.metrics.ads.load(Ordering::Relaxed), 1);
         drop(resp);
         assert_eq!(books.metrics.ads.load(Ordering::Relaxed), 1, "recorded once");

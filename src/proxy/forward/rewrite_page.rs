@@ -3,11 +3,11 @@
 //! here it is also chosen how the rewritten page travels (gzip or identity), and whether the
 //! page is an ad's frame (whose storage the rewriter shims to the page's life).
 
+use crate::base::Body;
 use crate::config::OutputEncoding;
 use crate::exchange::Exchange;
-use crate::policy::{Policy, RequestType, Verdict};
+use crate::policy::{RequestType, Verdict};
 use crate::rewrite::{self, Removals};
-use crate::Body;
 use http::response::Parts;
 use http::{Method, Response};
 use std::sync::{Arc, Mutex};
@@ -32,11 +32,11 @@ pub async fn rewrite_page(
     parts: Parts,
     body: Body,
     ex: &Exchange,
-    policy: Arc<Policy>,
+    judge: rewrite::Judge,
     gzip: bool,
 ) -> (Response<Body>, Arc<Mutex<Removals>>) {
     let ad_frame = ex.request_type == RequestType::SubFrame && ex.decision.verdict == Verdict::Ad;
-    let page = rewrite::Page { policy, host: ex.host.clone(), shopping: ex.shopping, gzip, ad_frame };
+    let page = rewrite::Page { judge, host: ex.host.clone(), shopping: ex.shopping, gzip, ad_frame };
     rewrite::rewrite_response(parts, body, page).await
 }
 

@@ -1,19 +1,14 @@
 //! The send phase: the cleaned request to the upstream through the pooled client, within
-//! `[upstream] response_timeout`. A failure is answered here with a page the person can read
-//! (502 with the reason, 504 on the timeout) and marked in the Exchange for the record.
+//! `[upstream] response_timeout`. A failure is a [`Failure`] (502 with the reason, 504 on the
+//! timeout), marked in the Exchange for the record.
 
+use crate::base::Body;
 use crate::exchange::Exchange;
 use crate::proxy::upstream::{self, Upstream};
-use crate::respond;
-use crate::Body;
-use http::{Request, Response, StatusCode};
-use tracing::info;
+use crate::respond::failure::Failure;
+use http::{Request, Response};
 
-pub async fn send(
-    upstream: &Upstream,
-    req: Request<Body>,
-    ex: &mut Exchange,
-) -> Result<Response<Body>, Response<Body>> {
+pub async fn send(upstream: &Upstream, req: Request<Body>, ex: &mut Exchange) -> Result<Response<Body>, Failure> {
     let timeout = upstream.response_timeout;
     let sent = std::time::Instant::now();
     let failed = match tokio::time::timeout(timeout, upstream.request(req)).await {
@@ -23,15 +18,9 @@ pub async fn send(
         }
         Ok(Err(e)) => {
             let (status, reason) = upstream::classify_error(&*e);
-            info!(host = %ex.host, error = %reason, status = status.as_u16(), "upstream failed");
-            let title = status.canonical_reason().unwrap_or("Bad Gateway");
-            respond::error_page(status, title, &format!("{}: {reason}", ex.host))
+            Failure::Upstream { host: ex.host.clone(), status, reason }
         }
-        Err(_) => {
-            info!(host = %ex.host, after = ?timeout, "upstream timed out");
-            let detail = format!("{} did not answer within {} s", ex.host, timeout.as_secs());
-            respond::error_page(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout", &detail)
-        }
+        Err(_) => Failure::UpstreamTimeout { host: ex.host.clone(), secs: timeout.as_secs() },
     };
     ex.done.upstream_failed = true;
     Err(failed)
@@ -50,9 +39,9 @@ mod tests {
         let tls = crate::tls::upstream_client_config(&[]).unwrap();
         let upstream = Upstream::new(&cfg, Dialer::new(&cfg, tls));
         let mut ex = Exchange::sample("http://127.0.0.1:9/", "127.0.0.1", Decision::allow());
-        let req = Request::get("http://127.0.0.1:9/").body(crate::empty()).unwrap();
+        let req = Request::get("http://127.0.0.1:9/").body(crate::base::empty()).unwrap();
         let Err(page) = send(&upstream, req, &mut ex).await else { panic!("loopback is not reached") };
-        assert_eq!(page.status(), StatusCode::FORBIDDEN);
+        assert_eq!(page.status(), http::StatusCode::FORBIDDEN);
         assert!(ex.done.upstream_failed);
     }
 }

@@ -2,9 +2,9 @@
 //! side, byte for byte, in a task the server drains on shutdown; a WebSocket left silent (no
 //! frames, not even pings) is closed after `[server] tunnel_idle_timeout`, like a tunnel.
 
+use crate::base::Body;
 use crate::ops::metrics::Metrics;
 use crate::proxy::limits::{self, Tracked};
-use crate::Body;
 use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;

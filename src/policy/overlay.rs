@@ -1,0 +1,266 @@
+//! What sits on top of the lists, as data the decision reads: a group's rules (`[[groups]]`: the
+//! sites it trusts, its ad mode), the person's choices (sites trusted from the receipt,
+//! down-voted ad sources, shopping switches) and the one-time passes of their clicks. The lists'
+//! verdict and every overlay are combined in one place, [`super::Policy::decide_for`], which every
+//! path calls: forwarded requests, CONNECT and transparent tunnels, `explain`, social
+//! click-to-load and each URL the rewriter judges inside a page. A new overlay (a per-device
+//! choice, a learned tracker) is a field here and a step in [`Overlay::apply`], nowhere else.
+//!
+//! ops/auth.rs builds the [`GroupRules`] of the signed-in user; ops/choices.rs keeps the store
+//! and publishes a [`PersonChoices`] snapshot (swapped whole on every change).
+
+use super::passes::Passes;
+use super::{AdMode, Decision, Matched, Reason, RequestType, Verdict};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A group's policy on top of the proxy's.
+#[derive(Debug, Default)]
+pub struct GroupRules {
+    pub name: String,
+    /// Replaces `[policy] ads` for what an ad list matched.
+    pub ads: Option<AdMode>,
+    /// Sites (registrable domains) the group trusts, besides `[policy] trusted_sites`.
+    pub trusted: HashSet<String>,
+}
+
+/// The person's choices, as one immutable snapshot of the store.
+#[derive(Debug, Clone)]
+pub struct PersonChoices {
+    /// Ad source (registrable domain) → down-votes.
+    pub downvotes: HashMap<String, u32>,
+    pub trusted: HashSet<String>,
+    /// Site → when its shopping switch expires (seconds since the epoch).
+    pub shopping: HashMap<String, u64>,
+    /// Down-votes that block an ad source (`[receipt] downvotes_to_block`).
+    pub threshold: u32,
+}
+
+impl Default for PersonChoices {
+    fn default() -> Self {
+        PersonChoices { downvotes: HashMap::new(), trusted: HashSet::new(), shopping: HashMap::new(), threshold: 1 }
+    }
+}
+
+/// Seconds since the epoch, as the shopping switches' expiry is kept.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl PersonChoices {
+    /// Whether an ad source is down-voted past the threshold.
+    pub fn is_downvoted(&self, source: &str) -> bool {
+        self.downvotes.get(source).is_some_and(|v| *v >= self.threshold.max(1))
+    }
+
+    /// Whether `site` is switched to shopping now.
+    pub fn is_shopping(&self, site: &str) -> bool {
+        !self.shopping.is_empty() && self.shopping.get(site).is_some_and(|until| *until > now_secs())
+    }
+
+    /// The time `site`'s shopping switch has left, in whole seconds, when it is on.
+    pub fn shopping_left(&self, site: &str) -> Option<u64> {
+        self.shopping.get(site).map(|until| until.saturating_sub(now_secs())).filter(|s| *s > 0)
+    }
+}
+
+/// A request's click: the pass it carried, and the store whose widget windows it may open.
+#[derive(Clone, Copy)]
+pub struct Click<'a> {
+    pub passes: &'a Passes,
+    /// The request carried a good pass for exactly its URL (now used up).
+    pub redeemed: bool,
+}
+
+/// Everything on top of the lists for one request.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    pub group: Option<Arc<GroupRules>>,
+    pub person: Arc<PersonChoices>,
+}
+
+impl Overlay {
+    pub fn new(group: Option<Arc<GroupRules>>, person: Arc<PersonChoices>) -> Overlay {
+        Overlay { group, person }
+    }
+
+    /// Whether the group or the person trusts the request's site or its page's.
+    pub fn trusts(&self, site: &str, page_site: &str) -> bool {
+        let trusted = |set: &HashSet<String>| set.contains(site) || set.contains(page_site);
+        self.group.as_ref().is_some_and(|g| trusted(&g.trusted)) || trusted(&self.person.trusted)
+    }
+
+    /// Whether the page's site is switched to shopping.
+    pub fn shopping(&self, page_site: &str) -> bool {
+        self.person.is_shopping(page_site)
+    }
+
+    /// The lists' decision with the overlays applied, in order: trust (the group's, the
+    /// person's), the group's ad mode, the person's down-votes, then the person's click.
+    pub fn apply(&self, mut d: Decision, at: Sites<'_>, click: Option<Click<'_>>) -> Decision {
+        if self.trusts(at.site, at.page_site) {
+            d = Decision::trusted_site();
+        } else {
+            if let (true, Some(mode)) = (d.ad_class, self.group.as_ref().and_then(|g| g.ads)) {
+                d.verdict = match mode {
+                    AdMode::Ad => Verdict::Ad,
+                    AdMode::Block => Verdict::Block,
+                    AdMode::Allow => Verdict::Allow,
+                };
+            }
+            if d.verdict == Verdict::Ad && self.person.is_downvoted(at.site) {
+                let rule = d.matched().map(|m| m.rule.clone()).unwrap_or_else(|| Arc::from(at.site));
+                let matched = Matched { rule, list: Arc::from("down-voted") };
+                d = Decision { verdict: Verdict::Block, reason: Reason::DownVoted(matched), ad_class: true };
+            }
+        }
+        match click {
+            Some(c) => let_through(d, at, c),
+            None => d,
+        }
+    }
+}
+
+/// The request's site and its top page's, with what the click rules need of the request.
+#[derive(Clone, Copy)]
+pub struct Sites<'a> {
+    pub site: &'a str,
+    pub page_site: &'a str,
+    pub url: &'a str,
+    pub request_type: RequestType,
+}
+
+/// The person's click overrides the lists for this one request. A widget script let through
+/// opens a short window for the same social site's own loads from this page (the frames it
+/// makes), and those are let through too.
+fn let_through(d: Decision, at: Sites<'_>, click: Click<'_>) -> Decision {
+    if click.redeemed {
+        if d.is_social() && at.request_type == RequestType::Script {
+            click.passes.open_window(at.page_site, at.site, at.url);
+        }
+        return Decision::let_through();
+    }
+    if d.is_social() && click.passes.window_open(at.page_site, at.site, at.url) {
+        return Decision::let_through();
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ad() -> Decision {
+        let m = Matched { rule: Arc::from("||ads.example^"), list: Arc::from("nostalk-ads") };
+        Decision { verdict: Verdict::Ad, reason: Reason::Rule(m), ad_class: true }
+    }
+
+    fn tracker() -> Decision {
+        let m = Matched { rule: Arc::from("||t.example^"), list: Arc::from("nostalk-surveillance") };
+        Decision { verdict: Verdict::Block, reason: Reason::Rule(m), ad_class: false }
+    }
+
+    fn at<'a>(site: &'a str, page_site: &'a str) -> Sites<'a> {
+        Sites { site, page_site, url: "https://x.example/", request_type: RequestType::Script }
+    }
+
+    fn person(f: impl FnOnce(&mut PersonChoices)) -> Arc<PersonChoices> {
+        let mut p = PersonChoices::default();
+        f(&mut p);
+        Arc::new(p)
+    }
+
+    #[test]
+    fn no_overlay_leaves_the_lists_verdict() {
+        let o = Overlay::default();
+        assert_eq!(o.apply(tracker(), at("t.example", "news.example"), None), tracker());
+        assert_eq!(o.apply(ad(), at("ads.example", "news.example"), None), ad());
+    }
+
+    #[test]
+    fn a_groups_ad_mode_and_trusted_sites_apply() {
+        let group = GroupRules { name: "g".into(), ads: Some(AdMode::Block), trusted: ["shop.example".into()].into() };
+        let o = Overlay::new(Some(Arc::new(group)), Arc::default());
+        assert_eq!(o.apply(ad(), at("ads.example", "news.example"), None).verdict, Verdict::Block);
+        assert_eq!(o.apply(tracker(), at("t.example", "news.example"), None).verdict, Verdict::Block);
+        assert!(o.apply(tracker(), at("t.example", "shop.example"), None).is_trusted(), "by the page's site");
+        assert!(o.apply(tracker(), at("shop.example", "news.example"), None).is_trusted(), "by its own site");
+        let lenient = GroupRules { name: "h".into(), ads: Some(AdMode::Ad), trusted: HashSet::new() };
+        let o = Overlay::new(Some(Arc::new(lenient)), Arc::default());
+        let mut blocked_ad = ad();
+        blocked_ad.verdict = Verdict::Block;
+        assert_eq!(o.apply(blocked_ad, at("ads.example", "news.example"), None).verdict, Verdict::Ad);
+    }
+
+    #[test]
+    fn the_persons_down_votes_and_trust_apply() {
+        let o = Overlay::new(
+            None,
+            person(|p| {
+                p.threshold = 2;
+                p.downvotes.insert("ads.example".into(), 1);
+                p.trusted.insert("shop.example".into());
+            }),
+        );
+        assert_eq!(o.apply(ad(), at("ads.example", "news.example"), None).verdict, Verdict::Ad, "below the threshold");
+        assert!(o.apply(ad(), at("ads.example", "shop.example"), None).is_trusted());
+        let o = Overlay::new(
+            None,
+            person(|p| {
+                p.downvotes.insert("ads.example".into(), 1);
+            }),
+        );
+        let d = o.apply(ad(), at("ads.example", "news.example"), None);
+        assert_eq!((d.verdict, d.list(), d.rule()), (Verdict::Block, Some("down-voted"), Some("||ads.example^")));
+        assert_eq!(o.apply(tracker(), at("ads.example", "news.example"), None), tracker(), "only an ad is down-voted");
+    }
+
+    #[test]
+    fn a_group_lets_an_ad_through_before_a_down_vote_blocks_it() {
+        let group = GroupRules { name: "g".into(), ads: Some(AdMode::Allow), trusted: HashSet::new() };
+        let o = Overlay::new(
+            Some(Arc::new(group)),
+            person(|p| {
+                p.downvotes.insert("ads.example".into(), 5);
+            }),
+        );
+        assert_eq!(o.apply(ad(), at("ads.example", "news.example"), None).verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn a_click_lets_one_request_through_and_opens_a_widgets_window() {
+        let passes = Passes::default();
+        let social = Decision {
+            verdict: Verdict::Block,
+            reason: Reason::Social(Matched { rule: Arc::from("||social.example^"), list: Arc::from("s") }),
+            ad_class: false,
+        };
+        let o = Overlay::default();
+        let script = at("social.example", "news.example");
+        let d = o.apply(social.clone(), script, Some(Click { passes: &passes, redeemed: true }));
+        assert_eq!(d.reason, Reason::LetThrough);
+        let frame = Sites { url: "https://social.example/frame", request_type: RequestType::SubFrame, ..script };
+        let d = o.apply(social.clone(), frame, Some(Click { passes: &passes, redeemed: false }));
+        assert_eq!(d.reason, Reason::LetThrough, "the widget's own frame, within the window");
+        let other = at("social.example", "other.example");
+        assert!(o.apply(social, other, Some(Click { passes: &passes, redeemed: false })).is_social());
+    }
+
+    #[test]
+    fn shopping_is_read_from_the_snapshot() {
+        let o = Overlay::new(
+            None,
+            person(|p| {
+                p.shopping.insert("shop.example".into(), now_secs() + 60);
+            }),
+        );
+        assert!(o.shopping("shop.example"));
+        assert!(!o.shopping("news.example"));
+        let expired = person(|p| {
+            p.shopping.insert("shop.example".into(), now_secs() - 1);
+        });
+        assert!(!expired.is_shopping("shop.example"));
+        assert_eq!(expired.shopping_left("shop.example"), None);
+    }
+}

@@ -1,0 +1,145 @@
+//! Requests addressed to the proxy itself: who may see which of its pages, and the narrow view
+//! each page gets of the shared state. The pages are rendered in respond/pages.rs; the controls
+//! that change the person's choices are proxy/controls.rs.
+//!
+//! Who may see what: the health checks, the PAC file and the CA for every client that may
+//! connect; the receipt (`/`, `/site`, `/events`) for `[access] allow` clients; `/metrics` and
+//! the controls for `[admin] allow` clients (with `[admin] token` when set).
+
+use crate::base::Body;
+use crate::proxy::controls;
+use crate::proxy::state::Shared;
+use crate::respond::failure::Failure;
+use crate::respond::pages::{self, MetricsView, ProxyView, ReceiptView};
+use http::{header, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+/// Who is asking, as the pages tell clients apart.
+#[derive(Clone, Copy)]
+struct Asker {
+    user: bool,
+    admin: bool,
+}
+
+/// Answer a request to the proxy's own pages. `proxied`: the browser sent it through its
+/// proxy setting (not straight to the listen address).
+pub async fn serve(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proxied: bool,
+) -> Response<Body> {
+    let ip = peer.ip();
+    let asker = Asker {
+        user: shared.access.is_user(ip),
+        admin: shared.access.is_admin(ip, req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())),
+    };
+    let answer = if req.method() == Method::POST {
+        controls::serve(shared, req, asker.admin).await
+    } else {
+        page(shared, &req, asker, local, proxied)
+    };
+    answer.unwrap_or_else(Failure::answer)
+}
+
+/// The pages a GET (or HEAD) reads.
+fn page(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    asker: Asker,
+    local: SocketAddr,
+    proxied: bool,
+) -> Result<Response<Body>, Failure> {
+    let path = req.uri().path();
+    let reader = asker.user || asker.admin;
+    let get = req.method() == Method::GET;
+    let head = req.method() == Method::HEAD;
+    match path {
+        "/" if (get || head) && reader => {
+            let page = query_value(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let choices = shared.choices.snapshot();
+            let view = receipt_view(shared, &choices, asker.admin);
+            let policy = shared.policy.load();
+            let subscriptions = shared.lists.summaries();
+            let proxy =
+                ProxyView { policy: &policy, subscriptions: &subscriptions, local, intercepting: shared.ca.is_some() };
+            Ok(pages::status_page(&view, &proxy, proxied, page))
+        }
+        "/proxy.pac" if get || head => Ok(pages::pac(req.headers(), local, shared.config.server.pac_fallback)),
+        "/ca.pem" | "/ca.crt" if get || head => {
+            pages::ca(shared.ca.as_ref().map(|ca| ca.cert_pem.as_str()), path == "/ca.crt")
+        }
+        "/metrics" if get && asker.admin => Ok(metrics(shared)),
+        "/metrics" if get => Err(Failure::ForOperators("/metrics")),
+        "/healthz" if get => Ok(pages::text(StatusCode::OK, "text/plain", "ok\n")),
+        // Loaded by the status page over https://nostalk.internal/: it loads only when the
+        // browser trusts the CA that signed nostalk's certificate for that name.
+        "/ca-check.gif" if get => {
+            Ok(pages::text(StatusCode::OK, "image/gif", crate::respond::blocked::TRANSPARENT_GIF))
+        }
+        "/readyz" if get => Ok(if shared.ready.load(Ordering::SeqCst) {
+            pages::text(StatusCode::OK, "text/plain", "ready\n")
+        } else {
+            pages::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
+        }),
+        "/events" if get && reader => Ok(pages::events(&shared.receipt, shared.shutdown.subscribe())),
+        "/site" if get && reader => {
+            let choices = shared.choices.snapshot();
+            pages::site_fragment(
+                &receipt_view(shared, &choices, asker.admin),
+                &query_value(req, "name").unwrap_or_default(),
+            )
+        }
+        "/" | "/events" | "/site" if get || head => Err(Failure::NotServed),
+        _ if is_own_path(path) => Err(Failure::MethodNotAllowed),
+        _ => Err(Failure::NotFound(
+            "This is nostalk, a proxy. Its pages are /, /proxy.pac, /ca.pem, /metrics, /healthz and /readyz.",
+        )),
+    }
+}
+
+/// The paths the proxy answers, with some method.
+pub(crate) fn is_own_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/proxy.pac"
+            | "/ca.pem"
+            | "/ca.crt"
+            | "/ca-check.gif"
+            | "/metrics"
+            | "/healthz"
+            | "/readyz"
+            | "/events"
+            | "/site"
+    ) || controls::is_control(path)
+}
+
+fn receipt_view<'a>(
+    shared: &'a Shared,
+    choices: &'a crate::policy::overlay::PersonChoices,
+    admin: bool,
+) -> ReceiptView<'a> {
+    ReceiptView { receipt: &shared.receipt, choices, token: &shared.page_token, admin }
+}
+
+fn metrics(shared: &Shared) -> Response<Body> {
+    let (policy, subscriptions, choices) = (shared.policy.load(), shared.lists.summaries(), shared.choices.snapshot());
+    let view = MetricsView {
+        metrics: &shared.metrics,
+        policy: &policy,
+        subscriptions: &subscriptions,
+        receipt: &shared.receipt,
+        choices: &choices,
+        open_connections: shared.conns.open(),
+    };
+    pages::text(StatusCode::OK, "text/plain; version=0.0.4", pages::metrics(&view))
+}
+
+/// A query parameter's value.
+fn query_value(req: &Request<Incoming>, key: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+}

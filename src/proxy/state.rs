@@ -1,0 +1,46 @@
+//! The per-process state the server builds once and every connection shares: the config it
+//! started with, the policy (swapped whole on reload), the CA, the upstream client, the ops
+//! state (access, auth, metrics, the receipt, the person's choices, passes, subscriptions), and
+//! the connection table and shutdown signal. Only proxy/ reads it: it hands each phase, each
+//! page and each control the narrow handle it needs.
+
+use crate::{ops, policy, proxy, receipt, tls, Config, Policy};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What every connection shares: the config it started with, the policy (swapped whole on
+/// reload), the CA, the upstream client, and the ops state.
+pub struct Shared {
+    pub config: Config,
+    pub policy: Arc<ArcSwap<Policy>>,
+    /// The config the policy was last built from: the start's, or the last reload's.
+    pub policy_config: Arc<ArcSwap<Config>>,
+    pub ca: Option<Arc<tls::CertificateAuthority>>,
+    pub dialer: proxy::dial::Dialer,
+    pub upstream: Arc<proxy::upstream::Upstream>,
+    pub listen: SocketAddr,
+    pub access: ops::access::Access,
+    /// Proxy authentication and groups (`[auth]`); None when the config asks for none.
+    pub auth: Option<Arc<ops::auth::Auth>>,
+    pub metrics: Arc<ops::metrics::Metrics>,
+    pub receipt: Arc<receipt::Receipt>,
+    /// The person's choices kept across restarts (down-votes, shopping switches, trusted
+    /// sites), published as the snapshot the decision reads.
+    pub choices: Arc<ops::choices::Choices>,
+    /// One-time passes: loads the person let through with a click ("Open anyway", a social
+    /// widget's placeholder).
+    pub passes: policy::passes::Passes,
+    pub lists: Arc<policy::subscribe::Subscriptions>,
+    /// The `[server]` timeouts, parsed once.
+    pub timeouts: proxy::limits::Timeouts,
+    /// Every open client connection, for the connection limit.
+    pub conns: Arc<proxy::limits::ConnTable>,
+    /// The secret the proxy's own pages put in their forms; a control without it is refused.
+    pub page_token: String,
+    /// Set to true when the server begins to shut down; connections close gracefully.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The connection tasks, waited for when draining.
+    pub tasks: tokio_util::task::TaskTracker,
+    pub ready: std::sync::atomic::AtomicBool,
+}
