@@ -509,6 +509,12 @@ impl Config {
                 }
             }
         }
+        self.validate_groups_and_lists(&mut push);
+        issues
+    }
+
+    /// [`Config::validate`]'s checks of `[[groups]]` and `[[lists]]`.
+    fn validate_groups_and_lists(&self, push: &mut impl FnMut(&[&str], Option<usize>, String)) {
         let mut grouped = std::collections::HashSet::new();
         for (i, g) in self.groups.iter().enumerate() {
             if g.name.trim().is_empty() {
@@ -540,7 +546,6 @@ impl Config {
                 push(&["lists"], Some(i), "a list needs a name".into());
             }
         }
-        issues
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

@@ -339,40 +339,16 @@ impl InlineSignatures {
 /// not at the top level.
 pub fn top_level_names(script: &str) -> Vec<&str> {
     let b = script.as_bytes();
-    let ident_start = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c == b'$';
-    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
-    let word_at = |i: usize| {
-        let mut j = i;
-        while j < b.len() && ident(b[j]) {
-            j += 1;
-        }
-        j
-    };
-    let skip_space = |mut i: usize| {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        i
-    };
+    let word_at = |i: usize| word_end(b, i);
+    let skip_space = |i: usize| space_end(b, i);
     let (mut names, mut depth, mut in_decl, mut i) = (Vec::new(), 0usize, false, 0usize);
     while i < b.len() {
+        if let Some(after) = skip_literal(script, i) {
+            i = after;
+            continue;
+        }
         let c = b[i];
         match c {
-            b'\'' | b'"' | b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = script[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 2);
-            }
             b'{' | b'(' | b'[' => {
                 depth += 1;
                 i += 1;
@@ -427,6 +403,52 @@ pub fn top_level_names(script: &str) -> Vec<&str> {
         }
     }
     names
+}
+
+fn ident_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c == b'$'
+}
+
+fn ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$'
+}
+
+/// Where the identifier starting at `i` ends.
+fn word_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && ident(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Where the white space starting at `i` ends.
+fn space_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// When a string, template or comment starts at `i`: where it ends.
+fn skip_literal(script: &str, mut i: usize) -> Option<usize> {
+    let b = script.as_bytes();
+    match b[i] {
+        c @ (b'\'' | b'"' | b'`') => {
+            i += 1;
+            while i < b.len() && b[i] != c {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            Some(i + 1)
+        }
+        b'/' if b.get(i + 1) == Some(&b'/') => {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            Some(i)
+        }
+        b'/' if b.get(i + 1) == Some(&b'*') => Some(script[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 2)),
+        _ => None,
+    }
 }
 
 /// A list file's text, refused unread when it is larger than `max` bytes (`[policy]

@@ -327,7 +327,7 @@ pub fn rebuild(config: &Config, lists: &Subscriptions, policy: &ArcSwap<Policy>)
     match Policy::build(config, &lists.loaded()) {
         Ok(p) => {
             policy.store(Arc::new(p));
-            crate::ops::return_free_memory();
+            crate::base::return_free_memory();
             tracing::info!(took = ?started.elapsed(), "policy rebuilt and swapped");
         }
         Err(e) => tracing::warn!(error = %e, "policy rebuild failed; the old policy stays"),

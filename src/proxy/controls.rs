@@ -26,19 +26,13 @@ pub fn is_control(path: &str) -> bool {
     matches!(path, "/shopping" | "/lists/refresh" | "/trust" | "/ads/down" | "/ads/restore")
 }
 
-/// A POST to the proxy's own pages.
+/// A POST to one of the controls ([`is_control`]).
 pub async fn serve(shared: &Shared, req: Request<Incoming>, admin: bool) -> Result<Response<Body>, Failure> {
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/lists/refresh" if !admin => return Err(Failure::ForOperators("Refreshing the lists")),
-        p if is_control(p) && !admin => return Err(Failure::ForOperators("This control")),
-        p if is_control(p) => {}
-        p if super::own_pages::is_own_path(p) => return Err(Failure::MethodNotAllowed),
-        _ => {
-            return Err(Failure::NotFound(
-                "This is nostalk, a proxy. Its pages are /, /proxy.pac, /ca.pem, /metrics, /healthz and /readyz.",
-            ))
-        }
+        _ if !admin => return Err(Failure::ForOperators("This control")),
+        _ => {}
     }
     let form = control_form(&shared.page_token, req).await?;
     let choices = &shared.choices;

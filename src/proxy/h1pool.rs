@@ -14,7 +14,7 @@
 
 use crate::base::{Body, BoxError};
 use crate::proxy::dial::Dialer;
-use crate::proxy::upstream::{self, Swept};
+use crate::proxy::reap::{self, Swept};
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, Uri, Version};
@@ -182,7 +182,7 @@ impl H1Pool {
         }
         if !map.reaper {
             map.reaper = true;
-            tokio::spawn(upstream::reap(Arc::downgrade(self)));
+            tokio::spawn(reap::reap(Arc::downgrade(self)));
         }
     }
 

@@ -13,7 +13,7 @@
 
 use crate::base::Body;
 use crate::proxy::dial::Dialer;
-use crate::proxy::upstream::{self, Swept};
+use crate::proxy::reap::{self, Swept};
 use http::uri::Authority;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -124,7 +124,7 @@ impl H2Pool {
         map.entries.insert(authority.clone(), Entry { state, last_used: now });
         if !map.reaper {
             map.reaper = true;
-            tokio::spawn(upstream::reap(Arc::downgrade(self)));
+            tokio::spawn(reap::reap(Arc::downgrade(self)));
         }
         let this = self.clone();
         let authority = authority.clone();

@@ -12,6 +12,7 @@ pub mod headers;
 pub mod limits;
 pub mod listener;
 pub mod own_pages;
+pub mod reap;
 pub mod reload;
 pub mod serve;
 pub mod service;

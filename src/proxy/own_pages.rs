@@ -37,7 +37,7 @@ pub async fn serve(
         user: shared.access.is_user(ip),
         admin: shared.access.is_admin(ip, req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())),
     };
-    let answer = if req.method() == Method::POST {
+    let answer = if req.method() == Method::POST && controls::is_control(req.uri().path()) {
         controls::serve(shared, req, asker.admin).await
     } else {
         page(shared, &req, asker, local, proxied)

@@ -317,7 +317,7 @@ fn shopping(h: &mut String, choices: &PersonChoices) {
     active.sort();
     h.push_str("<h2>Shopping mode</h2><ul>");
     for (s, left) in active {
-        let _ = write!(h, "<li>{}: {} min left</li>", html_escape(s), left / 60 + 1);
+        let _ = write!(h, "<li>{}: {} min left</li>", html_escape(s), left.div_ceil(60));
     }
     h.push_str("</ul>");
 }

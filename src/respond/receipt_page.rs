@@ -115,7 +115,7 @@ pub fn form(h: &mut String, token: &str, action: &str, fields: &[(&str, &str)], 
     let _ = write!(h, "<button>{button}</button></form>");
 }
 
-/// One site's section.
+/// One site's section: its headline, the person's controls, then what it tried, part by part.
 pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: bool, c: &Controls) {
     let ago = r.last_seen.map(|t| t.elapsed().as_secs()).unwrap_or(0);
     let ago = match ago {
@@ -131,169 +131,194 @@ pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: boo
         e(site),
         e(&headline(r, per_person))
     );
-    if c.admin {
-        h.push_str("<div class=\"controls\">");
-        match c.choices.shopping_left(site).map(|secs| secs / 60 + 1) {
-            Some(left) => {
-                let _ = write!(h, "<span>Shopping mode: on, {left} min left.</span>");
-                form(h, c.token, "/shopping", &[("site", site), ("minutes", "0")], "Stop shopping mode");
-            }
-            None => {
-                let _ = write!(
-                    h,
-                    "<form method=\"post\" action=\"/shopping\"><input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"site\" value=\"{}\">\
-                     <select name=\"minutes\" aria-label=\"for how long\"><option value=\"30\">30 min</option><option value=\"60\" selected>1 hour</option><option value=\"1440\">1 day</option><option value=\"10080\">1 week</option></select> <button>Shopping mode</button></form>",
-                    e(c.token),
-                    e(site)
-                );
-            }
+    site_controls(h, site, c);
+    if per_person {
+        trackers(h, site, r, c);
+        ads(h, site, r, c);
+        cleaned(h, r);
+        removed(h, r);
+        if r.other_hosts > 0 {
+            let _ = write!(
+                h,
+                "<p><small>and {} to other hosts, counted but not named</small></p>",
+                plural(r.other_hosts, "request", "requests")
+            );
         }
-        if c.choices.trusted.contains(site) {
-            form(h, c.token, "/trust", &[("site", site), ("trust", "0")], "Stop trusting this site");
-        } else {
-            form(h, c.token, "/trust", &[("site", site), ("trust", "1")], "Trust this site");
-        }
-        h.push_str("</div>");
     }
-    if !per_person {
-        h.push_str("</section>");
+    h.push_str("</section>");
+}
+
+/// The site's shopping switch and trust, for a client who may use the controls.
+fn site_controls(h: &mut String, site: &str, c: &Controls) {
+    if !c.admin {
         return;
     }
-    if !r.trackers.is_empty() {
-        // Grouped by company.
-        let mut by_company: BTreeMap<String, Company<'_>> = BTreeMap::new();
-        for (host, t) in &r.trackers {
-            let (name, what) = match companies::of(host) {
-                Some(co) => (co.name.to_string(), Some(co.what)),
-                None => (crate::policy::site::site_of(host), None),
+    h.push_str("<div class=\"controls\">");
+    match c.choices.shopping_left(site).map(|secs| secs.div_ceil(60)) {
+        Some(left) => {
+            let _ = write!(h, "<span>Shopping mode: on, {left} min left.</span>");
+            form(h, c.token, "/shopping", &[("site", site), ("minutes", "0")], "Stop shopping mode");
+        }
+        None => {
+            let _ = write!(
+                h,
+                "<form method=\"post\" action=\"/shopping\"><input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"site\" value=\"{}\">\
+                 <select name=\"minutes\" aria-label=\"for how long\"><option value=\"30\">30 min</option><option value=\"60\" selected>1 hour</option><option value=\"1440\">1 day</option><option value=\"10080\">1 week</option></select> <button>Shopping mode</button></form>",
+                e(c.token),
+                e(site)
+            );
+        }
+    }
+    if c.choices.trusted.contains(site) {
+        form(h, c.token, "/trust", &[("site", site), ("trust", "0")], "Stop trusting this site");
+    } else {
+        form(h, c.token, "/trust", &[("site", site), ("trust", "1")], "Trust this site");
+    }
+    h.push_str("</div>");
+}
+
+/// The trackers kept off the network, grouped by company, each with its rule and list.
+fn trackers(h: &mut String, site: &str, r: &SiteReceipt, c: &Controls) {
+    if r.trackers.is_empty() {
+        return;
+    }
+    // Grouped by company.
+    let mut by_company: BTreeMap<String, Company<'_>> = BTreeMap::new();
+    for (host, t) in &r.trackers {
+        let (name, what) = match companies::of(host) {
+            Some(co) => (co.name.to_string(), Some(co.what)),
+            None => (crate::policy::site::site_of(host), None),
+        };
+        by_company.entry(name).or_insert((what, Vec::new())).1.push((host, t));
+    }
+    let _ = write!(
+        h,
+        "<details open class=\"trackers\"><summary>Kept off the network: {}</summary><ul>",
+        plural(r.totals.blocked, "request", "requests")
+    );
+    for (company, (what, hosts)) in &by_company {
+        let _ = write!(h, "<li><b>{}</b>", e(company));
+        if let Some(w) = what {
+            let _ = write!(h, " <span class=\"what\">{}</span>", e(w));
+        }
+        h.push_str("<ul>");
+        for (host, t) in hosts {
+            let why = match t.why {
+                Why::Blocked => "blocked",
+                Why::Social => "social widget, held for a click",
+                Why::DownVoted => "down-voted",
+                Why::Bounced => "redirector skipped",
+                Why::Refused => "refused at the tunnel",
             };
-            by_company.entry(name).or_insert((what, Vec::new())).1.push((host, t));
-        }
-        let _ = write!(
-            h,
-            "<details open class=\"trackers\"><summary>Kept off the network: {}</summary><ul>",
-            plural(r.totals.blocked, "request", "requests")
-        );
-        for (company, (what, hosts)) in &by_company {
-            let _ = write!(h, "<li><b>{}</b>", e(company));
-            if let Some(w) = what {
-                let _ = write!(h, " <span class=\"what\">{}</span>", e(w));
+            let _ = write!(h, "<li><code>{}</code> &times;{} <span class=\"why\">{why}</span>", e(host), t.count);
+            if !t.rule.is_empty() {
+                let _ = write!(h, " <small>rule <code>{}</code> from <b>{}</b></small>", e(&t.rule), e(&t.list));
             }
-            h.push_str("<ul>");
-            for (host, t) in hosts {
-                let why = match t.why {
-                    Why::Blocked => "blocked",
-                    Why::Social => "social widget, held for a click",
-                    Why::DownVoted => "down-voted",
-                    Why::Bounced => "redirector skipped",
-                    Why::Refused => "refused at the tunnel",
-                };
-                let _ = write!(h, "<li><code>{}</code> &times;{} <span class=\"why\">{why}</span>", e(host), t.count);
-                if !t.rule.is_empty() {
-                    let _ = write!(h, " <small>rule <code>{}</code> from <b>{}</b></small>", e(&t.rule), e(&t.list));
-                }
-                if let Some(cname) = &t.cname {
-                    let _ = write!(h, " <small>hidden behind the CNAME <code>{}</code></small>", e(cname));
-                }
-                if t.why == Why::DownVoted && c.admin {
-                    let source = crate::policy::site::site_of(host);
-                    form(h, c.token, "/ads/restore", &[("source", &source), ("site", site)], "Restore");
-                }
-                h.push_str("</li>");
+            if let Some(cname) = &t.cname {
+                let _ = write!(h, " <small>hidden behind the CNAME <code>{}</code></small>", e(cname));
             }
-            h.push_str("</ul></li>");
+            if t.why == Why::DownVoted && c.admin {
+                let source = crate::policy::site::site_of(host);
+                form(h, c.token, "/ads/restore", &[("source", &source), ("site", site)], "Restore");
+            }
+            h.push_str("</li>");
         }
-        h.push_str("</ul></details>");
+        h.push_str("</ul></li>");
     }
-    if !r.ads.is_empty() {
-        let _ = write!(
-            h,
-            "<details open class=\"ads\"><summary>Ads shown, de-identified: {}</summary><ul>",
-            plural(r.totals.ads, "request", "requests")
-        );
-        // By source (the ad host's site), with a down-vote per source.
-        let mut by_source: BTreeMap<String, Vec<(&String, &crate::receipt::Cleaned)>> = BTreeMap::new();
-        for (host, a) in &r.ads {
-            by_source.entry(crate::policy::site::site_of(host)).or_default().push((host, a));
-        }
-        for (source, hosts) in &by_source {
-            let company = companies::of(source).map(|co| co.name).unwrap_or("");
-            let _ = write!(h, "<li class=\"ad-source\" data-source=\"{}\"><b>{}</b> ", e(source), e(source));
-            if !company.is_empty() {
-                let _ = write!(h, " <span class=\"what\">{}</span>", e(company));
-            }
-            let votes = c.choices.downvotes.get(source).copied().unwrap_or(0);
-            if c.admin {
-                if votes > 0 {
-                    let _ = write!(h, " <small>{votes} of {} down-votes</small>", c.choices.threshold);
-                    form(h, c.token, "/ads/restore", &[("source", source), ("site", site)], "Restore");
-                }
-                form(h, c.token, "/ads/down", &[("source", source), ("site", site)], "This ad annoys me (down-vote)");
-            }
-            h.push_str("<ul>");
-            for (host, a) in hosts {
-                let _ = write!(
-                    h,
-                    "<li><code>{}</code> &times;{}: {}</li>",
-                    e(host),
-                    a.count,
-                    e(&stripped_words(&a.stripped, true))
-                );
-            }
-            h.push_str("</ul></li>");
-        }
-        h.push_str("</ul></details>");
+    h.push_str("</ul></details>");
+}
+
+/// The ads shown de-identified, by source, with a down-vote per source.
+fn ads(h: &mut String, site: &str, r: &SiteReceipt, c: &Controls) {
+    if r.ads.is_empty() {
+        return;
     }
-    if !r.cleaned.is_empty() {
-        let _ = write!(
-            h,
-            "<details class=\"cleaned\"><summary>Allowed, but cleaned: {}</summary><ul>",
-            plural(r.totals.cleaned, "request", "requests")
-        );
-        for (host, cl) in &r.cleaned {
+    let _ = write!(
+        h,
+        "<details open class=\"ads\"><summary>Ads shown, de-identified: {}</summary><ul>",
+        plural(r.totals.ads, "request", "requests")
+    );
+    // By source (the ad host's site), with a down-vote per source.
+    let mut by_source: BTreeMap<String, Vec<(&String, &crate::receipt::Cleaned)>> = BTreeMap::new();
+    for (host, a) in &r.ads {
+        by_source.entry(crate::policy::site::site_of(host)).or_default().push((host, a));
+    }
+    for (source, hosts) in &by_source {
+        let company = companies::of(source).map(|co| co.name).unwrap_or("");
+        let _ = write!(h, "<li class=\"ad-source\" data-source=\"{}\"><b>{}</b> ", e(source), e(source));
+        if !company.is_empty() {
+            let _ = write!(h, " <span class=\"what\">{}</span>", e(company));
+        }
+        let votes = c.choices.downvotes.get(source).copied().unwrap_or(0);
+        if c.admin {
+            if votes > 0 {
+                let _ = write!(h, " <small>{votes} of {} down-votes</small>", c.choices.threshold);
+                form(h, c.token, "/ads/restore", &[("source", source), ("site", site)], "Restore");
+            }
+            form(h, c.token, "/ads/down", &[("source", source), ("site", site)], "This ad annoys me (down-vote)");
+        }
+        h.push_str("<ul>");
+        for (host, a) in hosts {
             let _ = write!(
                 h,
                 "<li><code>{}</code> &times;{}: {}</li>",
                 e(host),
-                cl.count,
-                e(&stripped_words(&cl.stripped, false))
+                a.count,
+                e(&stripped_words(&a.stripped, true))
             );
         }
-        h.push_str("</ul></details>");
+        h.push_str("</ul></li>");
     }
-    if r.totals.removed > 0 {
-        let kinds: Vec<String> = r.removed_by_kind.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    h.push_str("</ul></details>");
+}
+
+/// The requests let through but cleaned, with what each lost.
+fn cleaned(h: &mut String, r: &SiteReceipt) {
+    if r.cleaned.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<details class=\"cleaned\"><summary>Allowed, but cleaned: {}</summary><ul>",
+        plural(r.totals.cleaned, "request", "requests")
+    );
+    for (host, cl) in &r.cleaned {
         let _ = write!(
             h,
-            "<details class=\"removed\"><summary>Taken out of its pages: {}</summary><ul>",
-            e(&kinds.join(", "))
+            "<li><code>{}</code> &times;{}: {}</li>",
+            e(host),
+            cl.count,
+            e(&stripped_words(&cl.stripped, false))
         );
-        for rm in r.removed.iter().rev() {
-            let host = crate::policy::site::host_of_url(&rm.what);
-            let who = host.and_then(companies::of).map(|co| format!(" ({})", co.name)).unwrap_or_default();
-            let rule = match &rm.rule {
-                Some(rule) => format!("rule {rule}"),
-                None => "a tracker's signature".to_string(),
-            };
-            let _ = write!(
-                h,
-                "<li>{}: <code>{}</code>{} <small>{}</small></li>",
-                rm.kind.as_str(),
-                e(&rm.what),
-                e(&who),
-                e(&rule)
-            );
-        }
-        h.push_str("</ul></details>");
     }
-    if r.other_hosts > 0 {
+    h.push_str("</ul></details>");
+}
+
+/// What the rewriter took out of the site's pages.
+fn removed(h: &mut String, r: &SiteReceipt) {
+    if r.totals.removed == 0 {
+        return;
+    }
+    let kinds: Vec<String> = r.removed_by_kind.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    let _ =
+        write!(h, "<details class=\"removed\"><summary>Taken out of its pages: {}</summary><ul>", e(&kinds.join(", ")));
+    for rm in r.removed.iter().rev() {
+        let host = crate::policy::site::host_of_url(&rm.what);
+        let who = host.and_then(companies::of).map(|co| format!(" ({})", co.name)).unwrap_or_default();
+        let rule = match &rm.rule {
+            Some(rule) => format!("rule {rule}"),
+            None => "a tracker's signature".to_string(),
+        };
         let _ = write!(
             h,
-            "<p><small>and {} to other hosts, counted but not named</small></p>",
-            plural(r.other_hosts, "request", "requests")
+            "<li>{}: <code>{}</code>{} <small>{}</small></li>",
+            rm.kind.as_str(),
+            e(&rm.what),
+            e(&who),
+            e(&rule)
         );
     }
-    h.push_str("</section>");
+    h.push_str("</ul></details>");
 }
 
 /// The page's script: new requests appear while it is open. `/events` says which site changed;
