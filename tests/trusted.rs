@@ -136,7 +136,7 @@ async fn a_site_the_person_trusts_is_untouched_from_the_next_request_inside_an_o
     cleaned("before, http", fetch(&c, "http://news.test/story").await);
 
     // The person trusts news.test from the receipt page's control.
-    let control = reqwest::Client::new();
+    let control = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let form = [("token", p.shared.page_token.as_str()), ("site", "news.test"), ("trust", "1")];
     let r = control.post(format!("{}/trust", p.url())).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
@@ -168,5 +168,61 @@ async fn curl_gets_a_trusted_page_as_the_origin_sent_it() {
     let (ok, got, err) = curl(&["-s", "-x", &p.url(), "-H", "accept-encoding: gzip", "http://news.test/"]).await;
     assert!(ok, "{err}");
     assert_eq!(String::from_utf8_lossy(&got), PAGE);
+    p.stop().await;
+}
+
+/// What `nostalk explain` says of `url` from `page`, with the proxy's config and choices.
+fn explain(p: &Proxy, url: &str, page: &str, request_type: &str) -> String {
+    let config = p.dir.path().join("nostalk.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nostalk"))
+        .args(["explain", "--config", config.to_str().unwrap(), "--json", "--page", page, "--type", request_type, url])
+        .output()
+        .unwrap();
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    said["decision"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn explain_and_the_proxy_agree_with_the_lists_and_the_persons_choices() {
+    let o = origin(None, handler(|_req| async { http::Response::new(support::body("ok")) })).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ads = dir.path().join("ads.txt");
+    std::fs::write(&ads, "||ads.test^\n").unwrap();
+    let cfg = format!("[[lists]]\nname = \"test-ads\"\npath = {:?}\nverdict = \"ad\"\n", ads.display().to_string());
+    let hosts = ["ads.test", "www.google-analytics.com", "cdn.test", "news.test", "shop.test"];
+    let resolve: Vec<String> = hosts.iter().map(|h| resolve(h, 80, &o)).collect();
+    let p = Proxy::start(&resolve, &cfg).await;
+    let c = p.client(&[]);
+    let requests = [
+        ("http://ads.test/ad.js", "http://news.test/", "script"),
+        ("http://www.google-analytics.com/collect?v=1", "http://news.test/", "image"),
+        ("http://cdn.test/app.js", "http://news.test/", "script"),
+        ("http://www.google-analytics.com/collect?v=1", "http://shop.test/", "image"),
+    ];
+    let proxy_says = |blocked: bool, reached: bool| match (blocked, reached) {
+        (true, false) => "block",
+        (false, true) => "reached",
+        other => panic!("blocked and reached at once: {other:?}"),
+    };
+    let control = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for round in 0..2 {
+        for (url, page, t) in requests {
+            let before = o.count();
+            let r = c.get(url).header("referer", page).header("sec-fetch-dest", t).send().await.unwrap();
+            let blocked = r.headers().get("x-nostalk").is_some_and(|v| v == "blocked");
+            let said = proxy_says(blocked, o.count() > before);
+            let explained = explain(&p, url, page, t);
+            let agree = if said == "block" { explained == "block" } else { explained != "block" };
+            assert!(agree, "round {round}: {url} from {page}: the proxy {said}, explain says {explained}");
+        }
+        // The person's choices change both alike: the ad source down-voted, shop.test trusted.
+        let token = p.shared.page_token.clone();
+        let down = [("token", token.as_str()), ("source", "ads.test"), ("site", "news.test")];
+        assert_eq!(control.post(format!("{}/ads/down", p.url())).form(&down).send().await.unwrap().status(), 303);
+        let trust = [("token", token.as_str()), ("site", "shop.test"), ("trust", "1")];
+        assert_eq!(control.post(format!("{}/trust", p.url())).form(&trust).send().await.unwrap().status(), 303);
+    }
+    assert_eq!(explain(&p, "http://ads.test/ad.js", "http://news.test/", "script"), "block", "down-voted");
+    assert_eq!(explain(&p, "http://www.google-analytics.com/collect?v=1", "http://shop.test/", "image"), "allow");
     p.stop().await;
 }
