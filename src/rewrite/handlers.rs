@@ -115,7 +115,8 @@ impl Handlers {
         }
         self.policy
             .blocks_url(&abs, &self.page_host, t, &self.overlay)
-            .filter(|d| !self.policy.click_to_load(d))
+            // A down-voted ad stays for the network to block, so the receipt files it as down-voted.
+            .filter(|d| !self.policy.click_to_load(d) && !matches!(d.reason, crate::policy::Reason::DownVoted(_)))
             .map(|d| (abs, d.matched().map(|m| m.rule.clone())))
     }
 
