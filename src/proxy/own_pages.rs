@@ -93,7 +93,9 @@ fn page(
                 &query_value(req, "name").unwrap_or_default(),
             )
         }
-        "/" | "/events" | "/site" if get || head => Err(Failure::NotServed),
+        // As before the move: HEAD of the live pages is a 405, not a refusal.
+        "/" if get || head => Err(Failure::NotServed),
+        "/events" | "/site" if get => Err(Failure::NotServed),
         _ if is_own_path(path) => Err(Failure::MethodNotAllowed),
         _ => Err(Failure::NotFound(
             "This is nostalk, a proxy. Its pages are /, /proxy.pac, /ca.pem, /metrics, /healthz and /readyz.",
