@@ -15,11 +15,11 @@ use crate::policy::{Decision, Overlay, RequestInfo, RequestType, Verdict};
 use crate::proxy::forward;
 use crate::proxy::limits::{self, Activity, Tracked};
 use crate::proxy::serve::{self, drive};
+use crate::proxy::service::ClientBody;
 use crate::proxy::service::{ProxyService, Tunnel};
 use crate::proxy::state::Shared;
 use crate::respond::failure::Failure;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::io;
 use std::net::SocketAddr;
@@ -32,7 +32,7 @@ use tracing::{debug, Instrument};
 
 pub async fn handle(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     peer: SocketAddr,
     local: SocketAddr,
     who: Option<Arc<Who>>,
@@ -100,7 +100,7 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
 /// The host and port a CONNECT asks for, when a tunnel may be opened to them: a valid port in
 /// `[intercept] connect_ports`, a host a leaf could be made for, an address destination
 /// filtering allows. Otherwise the 400 or 403 the client gets.
-fn target(shared: &Shared, req: &Request<Incoming>) -> Result<(String, u16), Failure> {
+fn target(shared: &Shared, req: &Request<ClientBody>) -> Result<(String, u16), Failure> {
     let Some(authority) = req.uri().authority() else {
         return Err(Failure::BadRequest("CONNECT needs host:port".into()));
     };
@@ -124,7 +124,7 @@ fn target(shared: &Shared, req: &Request<Incoming>) -> Result<(String, u16), Fai
 /// A tunnel passed through byte for byte. The upstream is connected first, so an unreachable
 /// host is a 502 (504 on a timeout, 403 when destination filtering refuses its address) and
 /// not a dead tunnel.
-async fn pass_through(shared: &Shared, req: Request<Incoming>, host: &str, port: u16) -> Response<Body> {
+async fn pass_through(shared: &Shared, req: Request<ClientBody>, host: &str, port: u16) -> Response<Body> {
     let upstream = match shared.dialer.tcp(host, port).await {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -161,7 +161,7 @@ async fn pass_through(shared: &Shared, req: Request<Incoming>, host: &str, port:
 }
 
 /// Serve the tunnel's requests here, once the client's side of the CONNECT is upgraded.
-fn spawn_intercepted(shared: Arc<Shared>, req: Request<Incoming>, host: String, port: u16, at: ClientSide) {
+fn spawn_intercepted(shared: Arc<Shared>, req: Request<ClientBody>, host: String, port: u16, at: ClientSide) {
     let span = tracing::debug_span!("intercept", host = %host, port);
     let tasks = shared.tasks.clone();
     tasks.spawn(
@@ -227,7 +227,7 @@ pub(crate) async fn serve_intercepted<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (handshake, idle) = (shared.timeouts.handshake, shared.timeouts.idle);
+    let (handshake, idle) = (shared.timeouts.handshake, shared.timeouts);
     let mut stop = shared.shutdown.subscribe();
     let activity = Arc::new(Activity::default());
     let mut first = [0u8; 1];

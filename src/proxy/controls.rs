@@ -11,12 +11,12 @@
 use crate::base::Body;
 use crate::ops::choices::{Choices, ShoppingRefused};
 use crate::policy::site;
+use crate::proxy::service::ClientBody;
 use crate::proxy::state::Shared;
 use crate::respond::failure::Failure;
 use crate::respond::pages::{back_to, text};
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub fn is_control(path: &str) -> bool {
 }
 
 /// A POST to one of the controls ([`is_control`]).
-pub async fn serve(shared: &Shared, req: Request<Incoming>, admin: bool) -> Result<Response<Body>, Failure> {
+pub async fn serve(shared: &Shared, req: Request<ClientBody>, admin: bool) -> Result<Response<Body>, Failure> {
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/lists/refresh" if !admin => return Err(Failure::ForOperators("Refreshing the lists")),
@@ -65,7 +65,7 @@ fn same_origin(headers: &http::HeaderMap) -> Result<(), &'static str> {
 
 /// The form of a control request, once it is known to come from the proxy's own page: sent
 /// same-origin, read within 4 KB, carrying the page's token.
-async fn control_form(token: &str, req: Request<Incoming>) -> Result<bytes::Bytes, Failure> {
+async fn control_form(token: &str, req: Request<ClientBody>) -> Result<bytes::Bytes, Failure> {
     same_origin(req.headers()).map_err(Failure::ControlRefused)?;
     let Ok(collected) = http_body_util::Limited::new(req.into_body(), 4096).collect().await else {
         return Err(Failure::BadRequest("The form could not be read.".into()));

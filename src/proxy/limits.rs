@@ -1,17 +1,19 @@
 //! How long and how many: every client connection is registered in a [`ConnTable`] for as long
 //! as its socket lives (through upgrades and tunnels), with the time of its last byte either
 //! way. Past `[server] max_connections` the least recently active connection is shed (its
-//! socket fails its next read or write at once). A connection's request clock
-//! ([`Activity`]) lets the listener close connections no request has used for
-//! `[server] idle_timeout`, and tunnels are closed after `[server] tunnel_idle_timeout` with
-//! no bytes either way. Written here because hyper has no idle timeout for HTTP/2 servers and
-//! tokio's copy has none for tunnels.
+//! socket fails its next read or write at once). A connection's clock of use ([`Activity`]),
+//! touched by each request and by every frame of a request or response body ([`Timed`]), lets
+//! the listener close a connection that has had nothing in flight for `[server] idle_timeout`
+//! and cut one whose transfers moved no byte for as long: the timeout measures silence, so a
+//! download or upload of any length lives while its bytes move. Tunnels are closed after
+//! `[server] tunnel_idle_timeout` with no bytes either way. Written here because hyper has no
+//! idle timeout for HTTP/2 servers and tokio's copy has none for tunnels.
 
 use futures_util::task::AtomicWaker;
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -21,6 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub idle: Duration,
+    /// How long an exchange in flight may go without a byte moving: the idle timeout, but never
+    /// shorter than the upstream's response timeout (the wait for an answer has its own limit).
+    pub stall: Duration,
     pub handshake: Duration,
     pub tunnel_idle: Duration,
 }
@@ -29,6 +34,7 @@ impl Timeouts {
     pub fn new(cfg: &crate::Config) -> Timeouts {
         Timeouts {
             idle: cfg.server.idle_timeout.get(),
+            stall: cfg.server.idle_timeout.get().max(cfg.upstream.response_timeout.get()),
             handshake: cfg.server.handshake_timeout.get(),
             tunnel_idle: cfg.server.tunnel_idle_timeout.get(),
         }
@@ -44,23 +50,38 @@ fn now_ms() -> u64 {
     base().elapsed().as_millis() as u64
 }
 
-/// A clock of last use: touched on use, read by whoever waits for it to go quiet.
+/// A connection's clock of use: touched when a request comes, whenever a byte of a request or
+/// response body moves, and when an exchange ends; with the count of exchanges in flight.
+/// Idle means nothing in flight and no request for the idle timeout; stalled means exchanges
+/// in flight but not one byte of them moved for as long.
 #[derive(Debug)]
-pub struct Activity(AtomicU64);
+pub struct Activity {
+    last: AtomicU64,
+    busy: AtomicU32,
+}
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity(AtomicU64::new(now_ms()))
+        Activity { last: AtomicU64::new(now_ms()), busy: AtomicU32::new(0) }
     }
+}
+
+/// Why a connection is to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    /// Nothing in flight, and no request for the idle timeout: close gracefully.
+    Idle,
+    /// Exchanges in flight, and not a byte of them moved for the stall limit: cut.
+    Stalled,
 }
 
 impl Activity {
     pub fn touch(&self) {
-        self.0.store(now_ms(), Ordering::Relaxed);
+        self.last.store(now_ms(), Ordering::Relaxed);
     }
 
     fn idle(&self) -> Duration {
-        Duration::from_millis(now_ms().saturating_sub(self.0.load(Ordering::Relaxed)))
+        Duration::from_millis(now_ms().saturating_sub(self.last.load(Ordering::Relaxed)))
     }
 
     /// Completes once nothing has touched this for `limit`.
@@ -72,6 +93,80 @@ impl Activity {
             }
             tokio::time::sleep(limit - idle).await;
         }
+    }
+
+    /// An exchange begins: the connection is busy until the guard drops.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    /// Completes when the connection has gone idle (nothing in flight for `idle`) or stalled
+    /// (exchanges in flight with no byte moved for `stall`).
+    pub async fn until_quiet(&self, idle: Duration, stall: Duration) -> Quiet {
+        loop {
+            let quiet = self.idle();
+            let (limit, why) =
+                if self.busy.load(Ordering::Relaxed) > 0 { (stall, Quiet::Stalled) } else { (idle, Quiet::Idle) };
+            if quiet >= limit {
+                return why;
+            }
+            // Look again by the shorter limit at the latest: the count may change meanwhile.
+            let wait = (limit - quiet).min(idle).max(Duration::from_millis(10));
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// One exchange in flight on a connection (held by its request body and its response body);
+/// ending it touches the connection's clock, whose idle time then starts.
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// A body that touches its connection's clock whenever a frame of it moves, and keeps its
+/// exchange counted as in flight until it is dropped: a long download or upload is not idle
+/// for as long as its bytes flow, however long it takes.
+#[derive(Debug)]
+pub struct Timed<B> {
+    inner: B,
+    exchange: InFlight,
+}
+
+impl<B> Timed<B> {
+    pub fn new(inner: B, exchange: InFlight) -> Timed<B> {
+        Timed { inner, exchange }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Timed<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &r {
+            self.exchange.0.touch();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -121,7 +216,7 @@ impl ConnTable {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut conns = self.lock();
         if conns.len() >= self.max {
-            if let Some((&oldest, _)) = conns.iter().min_by_key(|(_, c)| c.io.0.load(Ordering::Relaxed)) {
+            if let Some((&oldest, _)) = conns.iter().min_by_key(|(_, c)| c.io.last.load(Ordering::Relaxed)) {
                 if let Some(c) = conns.remove(&oldest) {
                     c.shed();
                     self.shed_total.fetch_add(1, Ordering::Relaxed);

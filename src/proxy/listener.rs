@@ -147,7 +147,7 @@ impl Server {
         subscribe::spawn_refresher(shared.lists.clone(), shared.upstream.clone(), swap);
         ops::choices::watch(shared.choices.clone(), &shared.tasks, shared.shutdown.subscribe());
         let grace = shared.config.server.shutdown_grace.get();
-        let idle = shared.timeouts.idle;
+        let idle = shared.timeouts;
         let builder = Arc::new(serve::auto_builder());
         info!(listen = %shared.listen, "nostalk is listening; PAC file at http://{}/proxy.pac", shared.listen);
         tokio::pin!(shutdown);

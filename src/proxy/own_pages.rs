@@ -8,11 +8,11 @@
 
 use crate::base::Body;
 use crate::proxy::controls;
+use crate::proxy::service::ClientBody;
 use crate::proxy::state::Shared;
 use crate::respond::failure::Failure;
 use crate::respond::pages::{self, MetricsView, ProxyView, ReceiptView};
 use http::{header, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
@@ -27,7 +27,7 @@ struct Asker {
 /// proxy setting (not straight to the listen address).
 pub async fn serve(
     shared: &Shared,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     peer: SocketAddr,
     local: SocketAddr,
     proxied: bool,
@@ -48,7 +48,7 @@ pub async fn serve(
 /// The pages a GET (or HEAD) reads.
 fn page(
     shared: &Shared,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     asker: Asker,
     local: SocketAddr,
     proxied: bool,
@@ -141,7 +141,7 @@ fn metrics(shared: &Shared) -> Response<Body> {
 }
 
 /// A query parameter's value.
-fn query_value(req: &Request<Incoming>, key: &str) -> Option<String> {
+fn query_value(req: &Request<ClientBody>, key: &str) -> Option<String> {
     let q = req.uri().query()?;
     url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
 }

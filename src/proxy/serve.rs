@@ -11,12 +11,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// Drive one served connection to its end; when no request has used it for `idle`, or the
-/// server is shutting down, it is closed gracefully (requests in flight finish first).
+/// Drive one served connection to its end. When no exchange is in flight and no request has
+/// come for the idle timeout, or the server is shutting down, it is closed gracefully
+/// (requests in flight finish first); when exchanges are in flight but not a byte of them has
+/// moved for the stall limit, it is cut. A transfer whose bytes keep moving is never cut.
 pub async fn drive<C, E>(
     conn: C,
     activity: &limits::Activity,
-    idle: Duration,
+    t: limits::Timeouts,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     graceful: fn(Pin<&mut C>),
 ) -> Result<(), E>
@@ -24,20 +26,27 @@ where
     C: Future<Output = Result<(), E>>,
 {
     tokio::pin!(conn);
-    let idle_close = tokio::select! {
+    let quiet = tokio::select! {
         r = conn.as_mut() => return r,
-        _ = activity.quiet_for(idle) => true,
-        _ = stop.wait_for(|s| *s) => false,
+        q = activity.until_quiet(t.idle, t.stall) => Some(q),
+        _ = stop.wait_for(|s| *s) => None,
     };
-    graceful(conn.as_mut());
-    if !idle_close {
+    match quiet {
+        Some(limits::Quiet::Stalled) => {
+            tracing::debug!(stall = ?t.stall, "cut a connection whose transfers moved no byte");
+            return Ok(());
+        }
         // Shutting down: the server's grace period bounds the drain.
-        return conn.await;
+        None => {
+            graceful(conn.as_mut());
+            return conn.await;
+        }
+        Some(limits::Quiet::Idle) => graceful(conn.as_mut()),
     }
     // An idle connection gets as long again to close; a client that never answers the
     // HTTP/2 goodbye (its ping) is dropped after that.
-    tracing::debug!(?idle, "closing an idle connection");
-    match tokio::time::timeout(idle.min(Duration::from_secs(30)), conn.as_mut()).await {
+    tracing::debug!(idle = ?t.idle, "closing an idle connection");
+    match tokio::time::timeout(t.idle.min(Duration::from_secs(30)), conn.as_mut()).await {
         Ok(r) => r,
         Err(_) => Ok(()),
     }

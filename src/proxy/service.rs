@@ -8,7 +8,7 @@
 
 use crate::base::Body;
 use crate::ops::auth::Who;
-use crate::proxy::limits::Activity;
+use crate::proxy::limits::{Activity, Timed};
 use crate::proxy::state::Shared;
 use crate::proxy::{connect, forward};
 use crate::respond::failure::Failure;
@@ -64,7 +64,7 @@ pub struct ProxyService {
     /// The address the client reached the proxy on (for the PAC file's and pages' links).
     local: SocketAddr,
     tunnel: Option<Arc<Tunnel>>,
-    /// When a request last came on this connection (for the idle timeout).
+    /// The connection's clock of use (for the idle timeout).
     activity: Arc<Activity>,
     /// Inside an intercepted tunnel: who opened it (`[auth]`), for every request in it.
     who: Option<Arc<Who>>,
@@ -98,7 +98,7 @@ impl ProxyService {
 
     /// Who sent `req`: inside a tunnel, who opened it; otherwise from its credentials, when
     /// `[auth]` asks for them. `Err` is the 407 to answer with.
-    async fn sign_in(&self, req: &Request<Incoming>) -> Result<Option<Arc<Who>>, Response<Body>> {
+    async fn sign_in(&self, req: &Request<ClientBody>) -> Result<Option<Arc<Who>>, Response<Body>> {
         let Some(auth) = &self.shared.auth else { return Ok(None) };
         if self.tunnel.is_some() {
             return Ok(self.who.clone());
@@ -128,19 +128,26 @@ impl ProxyService {
     }
 }
 
+/// A client's request body, timed: each frame that arrives touches the connection's clock.
+pub type ClientBody = Timed<Incoming>;
+
 impl hyper::service::Service<Request<Incoming>> for Serving {
-    type Response = Response<Body>;
+    type Response = Response<Timed<Body>>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Timed<Body>>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.0.activity.touch();
+        // The exchange is in flight until both its bodies are done; their frames keep the
+        // connection from going idle, however long they take.
+        let (parts, body) = req.into_parts();
+        let req = Request::from_parts(parts, Timed::new(body, self.0.activity.begin()));
+        let answered = self.0.activity.begin();
         let this = self.0.clone();
         let id = this.shared.metrics.count_request();
         // A DEBUG span: at INFO, a span per request would cost its fields' formatting on every
         // request whether or not anything is logged; the INFO events name their host themselves.
         let span = tracing::debug_span!("req", id, method = %req.method(), host = tracing::field::Empty, verdict = tracing::field::Empty);
-        let handled = async move { Ok(this.handle(req).await) };
+        let handled = async move { Ok(this.handle(req).await.map(|b| Timed::new(b, answered))) };
         // Each wrapping moves the whole future once more; at INFO the span is off.
         if span.is_disabled() {
             Box::pin(handled)
@@ -160,7 +167,7 @@ enum Route {
 }
 
 impl ProxyService {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<ClientBody>) -> Response<Body> {
         match self.route(&req) {
             Route::Connect => match self.sign_in(&req).await {
                 // Boxed, like the pages below: the forwarding path is the one each request takes,
@@ -182,7 +189,7 @@ impl ProxyService {
         }
     }
 
-    fn route(&self, req: &Request<Incoming>) -> Route {
+    fn route(&self, req: &Request<ClientBody>) -> Route {
         let user = self.shared.access.is_user(self.peer.ip());
         if req.method() == Method::CONNECT {
             return if self.tunnel.is_some() {
@@ -233,7 +240,7 @@ impl ProxyService {
 
     /// An origin-form request on a redirected connection: for the host its Host names (the
     /// proxy's own pages only under the proxy's own names).
-    fn transparent_route(&self, req: &Request<Incoming>, user: bool) -> Route {
+    fn transparent_route(&self, req: &Request<ClientBody>, user: bool) -> Route {
         let Some(Ok(authority)) = req.headers().get(http::header::HOST).map(|h| h.as_bytes().try_into()) else {
             return Route::Fail(Failure::BadRequest(
                 "a request without a valid Host header cannot be forwarded".into(),

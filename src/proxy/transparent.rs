@@ -47,7 +47,7 @@ async fn serve_http(
     local: SocketAddr,
 ) -> Result<(), crate::base::BoxError> {
     let activity = Arc::new(Activity::default());
-    let (idle, mut stop) = (shared.timeouts.idle, shared.shutdown.subscribe());
+    let (idle, mut stop) = (shared.timeouts, shared.shutdown.subscribe());
     let svc = ProxyService::new(shared, peer, local, None, activity.clone()).transparent();
     let conn = serve::h1_builder().serve_connection(TokioIo::new(stream), svc.serving()).with_upgrades();
     drive(conn, &activity, idle, &mut stop, |c| c.graceful_shutdown()).await?;

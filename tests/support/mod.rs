@@ -174,6 +174,55 @@ pub async fn static_origin(
     .await
 }
 
+/// The config a test proxy runs with: the caller's `extra`, with `resolve`, the CA, list cache
+/// and choices store in `dir`, listening on `listen` ("127.0.0.1:0" unless `extra` names one).
+pub fn compose_config(dir: &Path, resolve: &[String], extra_toml: &str, reach_loopback: bool, listen: &str) -> String {
+    let resolve_toml: Vec<String> = resolve.iter().map(|r| format!("{r:?}")).collect();
+    let mut upstream_lines = format!("resolve = [{}]", resolve_toml.join(", "));
+    if reach_loopback {
+        upstream_lines.push_str("\nallow = [\"127.0.0.0/8\", \"::1/128\"]");
+    }
+    // The caller's own `[server]` keys go in the one `[server]` table, before the defaults
+    // they leave out.
+    let (before, server_keys, after) = match extra_toml.split_once("[server]\n") {
+        None => (extra_toml, "", ""),
+        Some((before, rest)) => {
+            let end = rest.find("\n[").map(|i| i + 1).unwrap_or(rest.len());
+            (before, &rest[..end], &rest[end..])
+        }
+    };
+    let mut server = server_keys.to_string();
+    for (key, default) in [("listen", listen), ("shutdown_grace", "\"2s\"")] {
+        if !server_keys.lines().any(|l| l.trim_start().starts_with(key)) {
+            server.push_str(&format!("{key} = {default}\n"));
+        }
+    }
+    let mut toml = format!("{before}\n[server]\n{server}[ca]\ndir = {:?}\n", dir.join("ca").display().to_string(),);
+    toml.push_str(after);
+    // Tests reach nothing but loopback: no default subscription to fetch from the web.
+    let cache =
+        format!("list_cache_dir = {:?}\ndefault_subscriptions = false", dir.join("lists").display().to_string());
+    if toml.contains("[policy]") {
+        toml = toml.replacen("[policy]", &format!("[policy]\n{cache}"), 1);
+    } else {
+        toml.push_str(&format!("\n[policy]\n{cache}\n"));
+    }
+    // The person's choices go in the temp dir too: no test sees another's down-votes.
+    let store = format!("store = {:?}", dir.join("choices.sqlite3").display().to_string());
+    if toml.contains("[receipt]") {
+        toml = toml.replacen("[receipt]", &format!("[receipt]\n{store}"), 1);
+    } else {
+        toml.push_str(&format!("\n[receipt]\n{store}\n"));
+    }
+    // `[upstream]` may come from the caller; resolve goes in it either way.
+    if toml.contains("[upstream]") {
+        toml = toml.replacen("[upstream]", &format!("[upstream]\n{upstream_lines}"), 1);
+    } else {
+        toml.push_str(&format!("\n[upstream]\n{upstream_lines}\n"));
+    }
+    toml
+}
+
 /// The proxy, running in-process.
 pub struct Proxy {
     pub addr: SocketAddr,
@@ -202,52 +251,7 @@ impl Proxy {
     }
 
     async fn start_with(dir: tempfile::TempDir, resolve: &[String], extra_toml: &str, reach_loopback: bool) -> Proxy {
-        let resolve_toml: Vec<String> = resolve.iter().map(|r| format!("{r:?}")).collect();
-        let mut upstream_lines = format!("resolve = [{}]", resolve_toml.join(", "));
-        if reach_loopback {
-            upstream_lines.push_str("\nallow = [\"127.0.0.0/8\", \"::1/128\"]");
-        }
-        // The caller's own `[server]` keys go in the one `[server]` table, before the defaults
-        // they leave out.
-        let (before, server_keys, after) = match extra_toml.split_once("[server]\n") {
-            None => (extra_toml, "", ""),
-            Some((before, rest)) => {
-                let end = rest.find("\n[").map(|i| i + 1).unwrap_or(rest.len());
-                (before, &rest[..end], &rest[end..])
-            }
-        };
-        let mut server = server_keys.to_string();
-        for (key, default) in [("listen", "\"127.0.0.1:0\""), ("shutdown_grace", "\"2s\"")] {
-            if !server_keys.lines().any(|l| l.trim_start().starts_with(key)) {
-                server.push_str(&format!("{key} = {default}\n"));
-            }
-        }
-        let mut toml =
-            format!("{before}\n[server]\n{server}[ca]\ndir = {:?}\n", dir.path().join("ca").display().to_string(),);
-        toml.push_str(after);
-        // Tests reach nothing but loopback: no default subscription to fetch from the web.
-        let cache = format!(
-            "list_cache_dir = {:?}\ndefault_subscriptions = false",
-            dir.path().join("lists").display().to_string()
-        );
-        if toml.contains("[policy]") {
-            toml = toml.replacen("[policy]", &format!("[policy]\n{cache}"), 1);
-        } else {
-            toml.push_str(&format!("\n[policy]\n{cache}\n"));
-        }
-        // The person's choices go in the temp dir too: no test sees another's down-votes.
-        let store = format!("store = {:?}", dir.path().join("choices.sqlite3").display().to_string());
-        if toml.contains("[receipt]") {
-            toml = toml.replacen("[receipt]", &format!("[receipt]\n{store}"), 1);
-        } else {
-            toml.push_str(&format!("\n[receipt]\n{store}\n"));
-        }
-        // `[upstream]` may come from the caller; resolve goes in it either way.
-        if toml.contains("[upstream]") {
-            toml = toml.replacen("[upstream]", &format!("[upstream]\n{upstream_lines}"), 1);
-        } else {
-            toml.push_str(&format!("\n[upstream]\n{upstream_lines}\n"));
-        }
+        let toml = compose_config(dir.path(), resolve, extra_toml, reach_loopback, "\"127.0.0.1:0\"");
         let path = dir.path().join("nostalk.toml");
         std::fs::write(&path, &toml).unwrap();
         let cfg = nostalk::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{toml}"));
@@ -381,4 +385,68 @@ pub async fn silent_origin() -> (u16, tokio::task::JoinHandle<()>) {
         }
     });
     (port, task)
+}
+
+/// The release binary, `nostalk run`, on a free loopback port with the test config (see
+/// [`compose_config`]); stopped with SIGTERM when dropped.
+pub struct Binary {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub child: std::process::Child,
+}
+
+impl Binary {
+    pub async fn start(resolve: &[String], extra_toml: &str) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let toml = compose_config(dir.path(), resolve, extra_toml, true, &format!("\"127.0.0.1:{port}\""));
+        let path = dir.path().join("nostalk.toml");
+        std::fs::write(&path, &toml).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_nostalk"))
+            .args(["run", "--config", path.to_str().unwrap()])
+            .env("XDG_DATA_HOME", dir.path())
+            .env("RUST_LOG", std::env::var("NOSTALK_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let b = Binary { port, dir, child };
+        let started = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "the proxy did not start:\n{toml}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        b
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ca").join(nostalk::tls::CA_CERT_FILE)).unwrap()
+    }
+
+    /// A reqwest client through the binary, trusting its CA and `extra` roots.
+    pub fn client(&self, extra: &[&str]) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(self.url()).unwrap())
+            .timeout(std::time::Duration::from_secs(60))
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem().as_bytes()).unwrap());
+        for pem in extra {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
 }

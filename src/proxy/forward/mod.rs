@@ -25,18 +25,18 @@ use crate::ops::auth::Who;
 use crate::policy::overlay::{Click, Overlay};
 use crate::policy::passes::Passes;
 use crate::policy::{Policy, Verdict};
+use crate::proxy::service::ClientBody;
 use crate::proxy::state::Shared;
 use crate::respond::blocked;
 use crate::rewrite::{self, Removals};
 use clean_request::Cleaned;
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 pub async fn forward(
     shared: &Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     uri: Uri,
     peer: SocketAddr,
     who: Option<Arc<Who>>,
@@ -66,7 +66,7 @@ async fn exchange(
     shared: &Shared,
     policy: &Arc<Policy>,
     overlay: Overlay,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     uri: Uri,
     ex: &mut Exchange,
     peer: SocketAddr,
