@@ -133,3 +133,170 @@ async fn a_transfer_that_stops_moving_is_cut_after_the_idle_timeout() {
     assert!(got.is_err(), "a stalled body ends in an error, not a short success");
     assert!(took < Duration::from_secs(20), "cut after {took:?}, not held for the origin's silence");
 }
+
+const FRAMING_PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>win a prize</title>
+<style>body{margin:0} #decoy{position:fixed;left:0;top:0;width:100vw;height:100vh;font-size:40px}
+iframe{position:fixed;left:0;top:0;width:100vw;height:100vh;border:0;opacity:0.01}</style></head>
+<body><button id="decoy">Click to win</button>
+<iframe src="http://nostalk.internal/site?name=news.test"></iframe></body></html>"#;
+
+/// A page that hooks `addEventListener` before the widget's surrogate runs, keeps every click
+/// and message listener the surrogate adds, and can call them with forged events.
+const FORGING_PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>forger</title>
+<script>
+window.captured = [];
+const add = EventTarget.prototype.addEventListener;
+EventTarget.prototype.addEventListener = function (type, fn, opts) {
+  if (type === 'click' || type === 'message') { window.captured.push([type, fn]); }
+  return add.call(this, type, fn, opts);
+};
+window.forge = function () {
+  const f = document.querySelector('[data-nostalk-placeholder] iframe');
+  const source = f ? f.contentWindow : null;
+  for (const [type, fn] of window.captured) {
+    try {
+      fn.call(window, { isTrusted: true, type: type, data: 'nostalk-widget-go', source: source, origin: 'http://platform.twitter.com',
+        target: document.body, preventDefault() {}, stopPropagation() {} });
+    } catch (e) {}
+  }
+  window.postMessage('nostalk-widget-go', '*');
+  // The frame's URL is the page's to read: it carries no pass.
+  return [window.captured.length, f ? f.src : ''];
+};
+</script></head><body>
+<blockquote class="twitter-tweet"><p>The river is at its highest in ten years.</p></blockquote>
+<script async src="http://platform.twitter.com/widgets.js"></script>
+</body></html>"#;
+
+#[tokio::test]
+async fn in_chromium_a_site_cannot_frame_the_receipt_nor_load_a_widget_without_the_persons_click() {
+    use support::cdp::{browser_home, chromium_flags, chromium_missing, Browser, CHROMIUM};
+    if chromium_missing() {
+        return;
+    }
+    let news = origin(
+        None,
+        handler(|req| async move {
+            match req.uri().path() {
+                "/frame" => html(FRAMING_PAGE),
+                "/forge" => html(FORGING_PAGE),
+                _ => html(
+                    "<!doctype html><title>news</title><p>hello</p>\
+                     <img src=\"http://www.google-analytics.com/collect?v=1&cid=42\" width=1 height=1>",
+                ),
+            }
+        }),
+    )
+    .await;
+    let twitter = origin(
+        None,
+        handler(|_req| async move {
+            Response::builder()
+                .header("content-type", "application/javascript")
+                .body(body("document.title = 'widget loaded';"))
+                .unwrap()
+        }),
+    )
+    .await;
+    let p = Binary::start(&[resolve("news.test", 80, &news), resolve("platform.twitter.com", 80, &twitter)], "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, p.ca_pem()).unwrap();
+    let (home, profile) = browser_home(dir.path(), Some(&ca));
+    let browser = Browser::launch(CHROMIUM, &home, &profile, chromium_flags(&profile, &p.url())).await;
+    let tab = browser.tab().await;
+
+    // 2. The receipt framed invisibly over a decoy: the person's real click trusts nothing.
+    tab.goto("http://news.test/hello").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tab.goto("http://nostalk.internal/site?name=news.test").await;
+    let at = tab
+        .wait_for(
+            "(() => { const b = document.querySelector(\"form[action='/trust'] button\"); if (!b) return null; \
+             const r = b.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2, b.textContent]; })()",
+            20,
+        )
+        .await;
+    assert_eq!(at[2], "Trust this site");
+    tab.goto("http://news.test/frame").await;
+    tab.wait_for("document.getElementById('decoy')", 20).await;
+    // The frame was refused: Chromium shows its error page in its place, not the receipt.
+    let started = Instant::now();
+    let frames = loop {
+        let f = tab.frame_urls().await;
+        if f.len() > 1 || started.elapsed() > Duration::from_secs(10) {
+            break f;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(frames.iter().any(|f| f.starts_with("http://nostalk.internal")), "{frames:?}");
+    let inside = tab.eval_in_frame("nostalk.internal", "location.href + ' | ' + document.body.innerText").await;
+    assert!(inside.as_str().unwrap_or("").starts_with("chrome-error:"), "the receipt showed in the frame: {inside}");
+    tab.click_at(at[0].as_f64().unwrap(), at[1].as_f64().unwrap()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tab.goto("http://nostalk.internal/site?name=news.test").await;
+    let label = tab.wait_for("(() => { const b = document.querySelector(\"form[action='/trust'] button\"); return b && b.textContent; })()", 20).await;
+    assert_eq!(label, "Trust this site", "the click through the frame changed nothing");
+
+    // 3. Click-to-load: forged events and messages load nothing; the person's click does.
+    tab.goto("http://news.test/forge").await;
+    tab.wait_for_frame("nostalk-widget=1", 20).await;
+    let forged = tab.eval("forge()").await;
+    assert!(forged[0].as_u64().unwrap() >= 1, "the page caught the surrogate's listener: {forged}");
+    assert!(!forged[1].as_str().unwrap().contains("nostalk-pass"), "{forged}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        twitter.count(),
+        0,
+        "no forged event reached the network: {:?}",
+        twitter.seen().iter().map(|s| &s.uri).collect::<Vec<_>>()
+    );
+    assert_ne!(tab.eval("document.title").await, "widget loaded");
+    // The forged message put the widget back; the refused script's surrogate holds it again.
+    tab.wait_for_frame("nostalk-widget=1", 20).await;
+    tab.wait_for("document.querySelector('[data-nostalk-placeholder] iframe')", 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tab.click("[data-nostalk-placeholder] iframe").await;
+    tab.wait_for("document.title === 'widget loaded'", 20).await;
+    let seen: Vec<String> = twitter.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].ends_with("/widgets.js"), "the script, with no pass or marker: {seen:?}");
+    drop(tab);
+    drop(browser);
+}
+
+#[tokio::test]
+async fn the_proxys_pages_refuse_to_be_framed_and_a_control_from_a_frame_is_refused() {
+    let p = Binary::start(&[], "").await;
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for path in ["/", "/site?name=none.test", "/metrics", "/nowhere"] {
+        let r = c.get(format!("{}{path}", p.url())).send().await.unwrap();
+        assert_eq!(r.headers().get("x-frame-options").map(|v| v.to_str().unwrap()), Some("DENY"), "{path}");
+        assert_eq!(
+            r.headers().get("content-security-policy").map(|v| v.to_str().unwrap()),
+            Some("frame-ancestors 'none'"),
+            "{path}"
+        );
+    }
+    let page = c.get(p.url()).send().await.unwrap().text().await.unwrap();
+    let token = page.split("name=\"token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let form = format!("token={token}&site=news.test&trust=1");
+    let post = |dest: &'static str| {
+        c.post(format!("{}/trust", p.url()))
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-dest", dest)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.clone())
+            .send()
+    };
+    let framed = post("iframe").await.unwrap();
+    assert_eq!(framed.status(), 403, "a form sent from inside a frame");
+    assert!(framed.text().await.unwrap().contains("tab of its own"));
+    let top = post("document").await.unwrap();
+    assert!(
+        top.status().is_redirection() || top.status() == 200,
+        "the same form at the top of its tab: {}",
+        top.status()
+    );
+}

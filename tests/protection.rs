@@ -163,7 +163,7 @@ async fn social_widgets_wait_for_a_click_frames_get_gpc_ad_frames_forget_and_nav
     assert!(msgs.contains("ad-before=null,cookie=false"), "a first visit: {msgs}");
     let json_gpc = tab.eval("document.getElementById('gpc-json').textContent").await;
     assert_eq!(json_gpc, "json-gpc=true", "GPC in a same-origin frame showing JSON");
-    let placeholder = tab.eval("document.querySelector('[data-nostalk-placeholder]').textContent").await;
+    let placeholder = tab.eval("document.querySelector('[data-nostalk-placeholder] iframe').title").await;
     assert!(placeholder.as_str().unwrap().contains("Load this X (Twitter) widget"), "{placeholder}");
     tab.screenshot(&shots.join("social-placeholders.png")).await;
     assert_eq!(facebook.count(), 0, "Facebook saw nothing before the click: {:?}", facebook.seen());
@@ -177,7 +177,8 @@ async fn social_widgets_wait_for_a_click_frames_get_gpc_ad_frames_forget_and_nav
     assert_eq!(twitter.count(), 0, "one click loads one widget: {:?}", twitter.seen());
 
     // Click the tweet's placeholder: widgets.js loads once, then the tweet's own frame.
-    tab.click("[data-nostalk-placeholder] button").await;
+    tab.wait_for_frame("nostalk-widget=1", 20).await;
+    tab.click("[data-nostalk-placeholder] iframe").await;
     tab.wait_for("document.getElementById('results').textContent.includes('tweet-rendered')", 20).await;
     assert_eq!(paths(&twitter), ["/widgets.js", "/embed/Tweet.html?id=1"], "no pass reaches the network");
     assert_eq!(facebook.count(), 1);

@@ -65,12 +65,14 @@ impl PersonChoices {
     }
 }
 
-/// A request's click: the pass it carried, and the store whose widget windows it may open.
+/// A request's click: the pass it carried, the client who sent it, and the store whose
+/// grants and widget windows it may take or open.
 #[derive(Clone, Copy)]
 pub struct Click<'a> {
     pub passes: &'a Passes,
     /// The request carried a good pass for exactly its URL (now used up).
     pub redeemed: bool,
+    pub client: std::net::IpAddr,
 }
 
 /// Everything on top of the lists for one request.
@@ -131,17 +133,19 @@ pub struct Sites<'a> {
     pub request_type: RequestType,
 }
 
-/// The person's click overrides the lists for this one request. A widget script let through
-/// opens a short window for the same social site's own loads from this page (the frames it
-/// makes), and those are let through too.
+/// The person's click overrides the lists for this one request: a pass it carried, or the
+/// grant its click in a widget's placeholder frame made for this script. A widget script let
+/// through opens a short window for the same social site's own loads from this page by this
+/// client (the frames it makes), and those are let through too.
 fn let_through(d: Decision, at: Sites<'_>, click: Click<'_>) -> Decision {
-    if click.redeemed {
-        if d.is_social() && at.request_type == RequestType::Script {
-            click.passes.open_window(at.page_site, at.site, at.url);
+    let script = d.is_social() && at.request_type == RequestType::Script;
+    if click.redeemed || (script && click.passes.take_grant(click.client, at.url)) {
+        if script {
+            click.passes.open_window(click.client, at.page_site, at.site, at.url);
         }
         return Decision::let_through();
     }
-    if d.is_social() && click.passes.window_open(at.page_site, at.site, at.url) {
+    if d.is_social() && click.passes.window_open(click.client, at.page_site, at.site, at.url) {
         return Decision::let_through();
     }
     d
@@ -231,6 +235,7 @@ mod tests {
     #[test]
     fn a_click_lets_one_request_through_and_opens_a_widgets_window() {
         let passes = Passes::default();
+        let me: std::net::IpAddr = [10, 0, 0, 2].into();
         let social = Decision {
             verdict: Verdict::Block,
             reason: Reason::Social(Matched { rule: Arc::from("||social.example^"), list: Arc::from("s") }),
@@ -238,13 +243,35 @@ mod tests {
         };
         let o = Overlay::default();
         let script = at("social.example", "news.example");
-        let d = o.apply(social.clone(), script, Some(Click { passes: &passes, redeemed: true }));
+        let d = o.apply(social.clone(), script, Some(Click { passes: &passes, redeemed: true, client: me }));
         assert_eq!(d.reason, Reason::LetThrough);
         let frame = Sites { url: "https://social.example/frame", request_type: RequestType::SubFrame, ..script };
-        let d = o.apply(social.clone(), frame, Some(Click { passes: &passes, redeemed: false }));
+        let d = o.apply(social.clone(), frame, Some(Click { passes: &passes, redeemed: false, client: me }));
         assert_eq!(d.reason, Reason::LetThrough, "the widget's own frame, within the window");
         let other = at("social.example", "other.example");
-        assert!(o.apply(social, other, Some(Click { passes: &passes, redeemed: false })).is_social());
+        assert!(o
+            .apply(social.clone(), other, Some(Click { passes: &passes, redeemed: false, client: me }))
+            .is_social());
+        let you: std::net::IpAddr = [10, 0, 0, 9].into();
+        assert!(
+            o.apply(social.clone(), frame, Some(Click { passes: &passes, redeemed: false, client: you })).is_social(),
+            "another client of the gateway: the window is not theirs"
+        );
+        // A click in the widget's placeholder frame grants that client the script once.
+        let page = at("social.example", "blog.example");
+        assert!(o
+            .apply(social.clone(), page, Some(Click { passes: &passes, redeemed: false, client: me }))
+            .is_social());
+        passes.grant(me, page.url);
+        assert!(o
+            .apply(social.clone(), page, Some(Click { passes: &passes, redeemed: false, client: you }))
+            .is_social());
+        let d = o.apply(social.clone(), page, Some(Click { passes: &passes, redeemed: false, client: me }));
+        assert_eq!(d.reason, Reason::LetThrough);
+        assert!(
+            o.apply(social, page, Some(Click { passes: &passes, redeemed: false, client: me })).is_social(),
+            "once"
+        );
     }
 
     #[test]

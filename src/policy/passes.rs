@@ -5,18 +5,29 @@
 //! decided or sent ([`Passes::redeem`]), so no server ever sees it, and a redeemed pass turns
 //! that one request's decision into [`super::Reason::LetThrough`].
 //!
-//! A widget script let through this way loads more of its own (Twitter's widgets.js makes the
-//! tweet's frame): for [`WINDOW_TTL`] after it, requests of the same social site decided
-//! `social` from the same page are let through too ([`Passes::window_open`]), except the script
-//! itself again (the next visit's copy of it waits for its own click). Both tables are bounded;
-//! the oldest entry goes first.
+//! A widget script is never given a pass the page could read: its placeholder is a frame of the
+//! social site's origin (`?nostalk-widget=1`), which page script can neither read nor click.
+//! A click in it redeems that frame's pass, and the proxy then grants that client that script
+//! once ([`Passes::grant`]); the surrogate's load of the script takes the grant
+//! ([`Passes::take_grant`]). A page that forges the click's events or messages gets nothing
+//! through, since the grant is made only by the frame's navigation.
+//!
+//! A widget script let through loads more of its own (Twitter's widgets.js makes the tweet's
+//! frame): for [`WINDOW_TTL`] after it, requests of the same social site decided `social` from
+//! the same page and the same client are let through too ([`Passes::window_open`]), except the
+//! script itself again (the next visit's copy of it waits for its own click). Each client's
+//! windows are its own: on a shared gateway one person's click opens nothing for another. The
+//! tables are bounded; the oldest entry goes first.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The query parameter that carries a pass.
 pub const PARAM: &str = "nostalk-pass";
+/// The query parameter that marks a widget's placeholder frame (its value `1`).
+pub const WIDGET_PARAM: &str = "nostalk-widget";
 /// How long a minted pass may wait for its click.
 pub const PASS_TTL: Duration = Duration::from_secs(30 * 60);
 /// How long a widget's own loads are let through after its script was.
@@ -36,9 +47,18 @@ struct Inner {
     passes: HashMap<String, (String, Instant)>,
     order: VecDeque<String>,
     windows: VecDeque<Window>,
+    grants: VecDeque<Grant>,
+}
+
+/// A widget script a client's click in its placeholder frame let through, once.
+struct Grant {
+    client: IpAddr,
+    script: String,
+    until: Instant,
 }
 
 struct Window {
+    client: IpAddr,
     page_site: String,
     social_site: String,
     /// The script that opened it, which it does not let through again.
@@ -101,9 +121,9 @@ impl Passes {
         Some((clean, good))
     }
 
-    /// Lets the social site's own loads from `page_site` through for [`WINDOW_TTL`], after
-    /// `script` was let through with a pass.
-    pub fn open_window(&self, page_site: &str, social_site: &str, script: &str) {
+    /// Lets the social site's own loads from `page_site` through for `client` for
+    /// [`WINDOW_TTL`], after `script` was let through.
+    pub fn open_window(&self, client: IpAddr, page_site: &str, social_site: &str, script: &str) {
         let mut inner = crate::base::lock(&self.inner);
         let now = Instant::now();
         inner.windows.retain(|w| w.until > now);
@@ -111,6 +131,7 @@ impl Passes {
             inner.windows.pop_front();
         }
         inner.windows.push_back(Window {
+            client,
             page_site: page_site.to_string(),
             social_site: social_site.to_string(),
             script: script.to_string(),
@@ -118,15 +139,64 @@ impl Passes {
         });
     }
 
-    /// Whether a social load of `url` from `page_site` is inside a window a widget opened.
-    pub fn window_open(&self, page_site: &str, social_site: &str, url: &str) -> bool {
+    /// Whether a social load of `url` from `page_site` by `client` is inside a window that
+    /// client's click opened.
+    pub fn window_open(&self, client: IpAddr, page_site: &str, social_site: &str, url: &str) -> bool {
         let inner = crate::base::lock(&self.inner);
         let now = Instant::now();
-        inner
-            .windows
-            .iter()
-            .any(|w| w.page_site == page_site && w.social_site == social_site && w.script != url && w.until > now)
+        inner.windows.iter().any(|w| {
+            w.client == client
+                && w.page_site == page_site
+                && w.social_site == social_site
+                && w.script != url
+                && w.until > now
+        })
     }
+
+    /// `client` clicked the placeholder of `script`: its next load of that script, within
+    /// [`WINDOW_TTL`], is let through.
+    pub fn grant(&self, client: IpAddr, script: &str) {
+        let mut inner = crate::base::lock(&self.inner);
+        let now = Instant::now();
+        inner.grants.retain(|g| g.until > now);
+        if inner.grants.len() >= MAX_WINDOWS {
+            inner.grants.pop_front();
+        }
+        inner.grants.push_back(Grant { client, script: script.to_string(), until: now + WINDOW_TTL });
+    }
+
+    /// Takes `client`'s grant for `script`, when it has one.
+    pub fn take_grant(&self, client: IpAddr, script: &str) -> bool {
+        let mut inner = crate::base::lock(&self.inner);
+        let now = Instant::now();
+        match inner.grants.iter().position(|g| g.client == client && g.script == script && g.until > now) {
+            Some(i) => {
+                inner.grants.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The script a widget placeholder frame's URL stands for (`url` without
+/// `nostalk-widget=1`), when it is one.
+pub fn widget_script(url: &str) -> Option<String> {
+    let (base, _) = url.split_once('#').unwrap_or((url, ""));
+    let (path, query) = base.split_once('?')?;
+    let marker = format!("{WIDGET_PARAM}=1");
+    if !query.split('&').any(|p| p == marker) {
+        return None;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| *p != marker).collect();
+    Some(if kept.is_empty() { path.to_string() } else { format!("{path}?{}", kept.join("&")) })
+}
+
+/// The URL of `script`'s placeholder frame.
+pub fn widget_frame(script: &str) -> String {
+    let base = script.split_once('#').map_or(script, |(b, _)| b);
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}{WIDGET_PARAM}=1")
 }
 
 /// `url` without its pass parameter, and the token it carried.
@@ -190,6 +260,23 @@ mod tests {
     }
 
     #[test]
+    fn a_widget_frame_stands_for_its_script_and_a_grant_is_one_clients_once() {
+        let script = "https://platform.x.example/widgets.js?v=2";
+        let frame = widget_frame(script);
+        assert_eq!(frame, "https://platform.x.example/widgets.js?v=2&nostalk-widget=1");
+        assert_eq!(widget_script(&frame).as_deref(), Some(script));
+        assert_eq!(widget_script(&widget_frame("https://a.example/w.js")).as_deref(), Some("https://a.example/w.js"));
+        assert_eq!(widget_script(script), None);
+        let p = Passes::default();
+        let (me, other): (IpAddr, IpAddr) = ([10, 0, 0, 2].into(), [10, 0, 0, 3].into());
+        p.grant(me, script);
+        assert!(!p.take_grant(other, script), "another client");
+        assert!(!p.take_grant(me, "https://platform.x.example/other.js"), "another script");
+        assert!(p.take_grant(me, script));
+        assert!(!p.take_grant(me, script), "once");
+    }
+
+    #[test]
     fn the_tables_are_bounded() {
         let p = Passes::default();
         let first = p.link("https://x.example/0");
@@ -197,14 +284,16 @@ mod tests {
             p.mint(&format!("https://x.example/{i}"));
         }
         assert_eq!(p.redeem(&first).map(|r| r.1), Some(false), "the oldest pass went first");
+        let me: IpAddr = [10, 0, 0, 2].into();
         for i in 0..MAX_WINDOWS + 10 {
-            p.open_window(&format!("page{i}.example"), "social.example", "https://social.example/w.js");
+            p.open_window(me, &format!("page{i}.example"), "social.example", "https://social.example/w.js");
         }
         let frame = "https://social.example/embed";
-        assert!(!p.window_open("page0.example", "social.example", frame));
+        assert!(!p.window_open(me, "page0.example", "social.example", frame));
         let last = format!("page{}.example", MAX_WINDOWS + 9);
-        assert!(p.window_open(&last, "social.example", frame));
-        assert!(!p.window_open(&last, "social.example", "https://social.example/w.js"), "not the script again");
-        assert!(!p.window_open(&last, "other.example", frame));
+        assert!(p.window_open(me, &last, "social.example", frame));
+        assert!(!p.window_open(me, &last, "social.example", "https://social.example/w.js"), "not the script again");
+        assert!(!p.window_open(me, &last, "other.example", frame));
+        assert!(!p.window_open([10, 0, 0, 3].into(), &last, "social.example", frame), "another client's click");
     }
 }

@@ -6,7 +6,9 @@
 //! A control is for `[admin] allow` clients, and must come from the proxy's own page: it
 //! carries the token the page put in its form and is sent same-origin (`Sec-Fetch-Site`,
 //! `Origin`), so a page on another site cannot flip a switch through the proxy, even with a form
-//! or a `text/plain` fetch a browser sends without preflight.
+//! or a `text/plain` fetch a browser sends without preflight. And it must come from that page
+//! at the top of its tab (`Sec-Fetch-Dest: document`): the pages refuse to be framed, and a form
+//! sent from inside a frame is refused too, so no site can put a control under a person's click.
 
 use crate::base::Body;
 use crate::ops::choices::{Choices, ShoppingRefused};
@@ -44,10 +46,16 @@ pub async fn serve(shared: &Shared, req: Request<ClientBody>, admin: bool) -> Re
     }
 }
 
-/// A control must come from the proxy's own page: a browser says where a request came from
-/// (`Sec-Fetch-Site`, and `Origin` on a POST), and anything but the same origin, or a request
-/// the person typed or sent from a shell (no such headers, or `none`), is refused.
+/// A control must come from the proxy's own page at the top of its tab: a browser says where a
+/// request came from (`Sec-Fetch-Site`, and `Origin` on a POST) and what it loads
+/// (`Sec-Fetch-Dest`), and anything but a same-origin top-level form, or a request the person
+/// typed or sent from a shell (no such headers, or `none`), is refused.
 fn same_origin(headers: &http::HeaderMap) -> Result<(), &'static str> {
+    if let Some(dest) = headers.get("sec-fetch-dest") {
+        if dest != "document" {
+            return Err("The proxy's controls work only on its own page, open in a tab of its own.");
+        }
+    }
     if let Some(site) = headers.get("sec-fetch-site") {
         if !(site == "same-origin" || site == "none") {
             return Err("A page on another site cannot use the proxy's controls.");

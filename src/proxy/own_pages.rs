@@ -2,6 +2,8 @@
 //! each page gets of the shared state. The pages are rendered in respond/pages.rs; the controls
 //! that change the person's choices are proxy/controls.rs.
 //!
+//! Every answer refuses to be framed (`X-Frame-Options: DENY`, `frame-ancestors 'none'`).
+//!
 //! Who may see what: the health checks, the PAC file and the CA for every client that may
 //! connect; the receipt (`/`, `/site`, `/events`) for `[access] allow` clients; `/metrics` and
 //! the controls for `[admin] allow` clients (with `[admin] token` when set).
@@ -42,7 +44,17 @@ pub async fn serve(
     } else {
         page(shared, &req, asker, local, proxied)
     };
-    answer.unwrap_or_else(Failure::answer)
+    let mut answer = answer.unwrap_or_else(Failure::answer);
+    not_framed(answer.headers_mut());
+    answer
+}
+
+/// No other page may frame the proxy's own: a site that framed the receipt invisibly over a
+/// decoy could have a real click press one of its controls.
+fn not_framed(h: &mut http::HeaderMap) {
+    h.insert(header::X_FRAME_OPTIONS, http::HeaderValue::from_static("DENY"));
+    h.append(header::CONTENT_SECURITY_POLICY, http::HeaderValue::from_static("frame-ancestors 'none'"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
 }
 
 /// The pages a GET (or HEAD) reads.

@@ -19,6 +19,14 @@ pub const TRANSPARENT_GIF: &[u8] = &[
     0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
+/// The answer to a click in a widget's placeholder frame (the proxy has granted the script).
+pub fn widget_clicked() -> Response<Body> {
+    let mut r = Response::new(full(social::WIDGET_CLICKED));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// `social`: the request is a social widget the person may click to load
 /// ([`crate::policy::Policy::click_to_load`]).
 pub fn respond(ex: &Exchange, passes: &Passes, social: bool) -> Response<Body> {
@@ -31,15 +39,20 @@ pub fn respond(ex: &Exchange, passes: &Passes, social: bool) -> Response<Body> {
         RequestType::Image => (StatusCode::OK, Some("image/gif"), full(TRANSPARENT_GIF)),
         RequestType::Stylesheet => (StatusCode::OK, Some("text/css"), full("/* blocked by nostalk */\n")),
         RequestType::Script if social => {
-            // The surrogate carries a pass: no other origin may read it (a `<script src>`
-            // needs no CORS).
+            // The surrogate's settings are for its page alone (a `<script src>` needs no CORS).
             cors = false;
-            let js = social::surrogate(&ex.url, &ex.site, passes);
+            let js = social::surrogate(&ex.url, &ex.site);
             (StatusCode::OK, Some("application/javascript"), full(js))
         }
         RequestType::Script => {
             let js = surrogates::for_url(&ex.url).unwrap_or("/* blocked by nostalk */\n");
             (StatusCode::OK, Some("application/javascript"), full(js))
+        }
+        RequestType::SubFrame | RequestType::Document
+            if social && crate::policy::passes::widget_script(&ex.url).is_some() =>
+        {
+            let page = social::widget_button(&ex.url, &ex.site, passes);
+            (StatusCode::OK, Some("text/html; charset=utf-8"), full(page))
         }
         RequestType::Document => (StatusCode::OK, Some("text/html; charset=utf-8"), full(strict_page(ex, passes))),
         RequestType::SubFrame if social => {

@@ -272,6 +272,67 @@ impl Tab<'_> {
         }
     }
 
+    /// The URLs of every frame in the tab, the top one first, then cross-origin frames (which
+    /// the page's own script cannot see into; of any tab).
+    pub async fn frame_urls(&self) -> Vec<String> {
+        fn walk(node: &Value, out: &mut Vec<String>) {
+            if let Some(u) = node["frame"]["url"].as_str() {
+                out.push(u.to_string());
+            }
+            if let Some(kids) = node["childFrames"].as_array() {
+                for k in kids {
+                    walk(k, out);
+                }
+            }
+        }
+        let tree = self.cmd("Page.getFrameTree", json!({})).await;
+        let mut out = Vec::new();
+        walk(&tree["frameTree"], &mut out);
+        // A cross-origin frame runs in a process of its own: a target, not in the tree.
+        let targets = self.browser.call(None, "Target.getTargets", json!({})).await;
+        for t in targets["targetInfos"].as_array().into_iter().flatten() {
+            if t["type"] == "iframe" {
+                out.extend(t["url"].as_str().map(str::to_string));
+            }
+        }
+        out
+    }
+
+    /// Evaluates `expression` inside the cross-origin frame whose URL contains `part`.
+    pub async fn eval_in_frame(&self, part: &str, expression: &str) -> Value {
+        let targets = self.browser.call(None, "Target.getTargets", json!({})).await;
+        let target = targets["targetInfos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["type"] == "iframe" && t["url"].as_str().is_some_and(|u| u.contains(part)))
+            .unwrap_or_else(|| panic!("no frame of {part}: {targets}"));
+        let s = self
+            .browser
+            .call(None, "Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true }))
+            .await;
+        let session = s["sessionId"].as_str().unwrap();
+        let r = self
+            .browser
+            .call(Some(session), "Runtime.evaluate", json!({ "expression": expression, "returnByValue": true }))
+            .await;
+        r["result"]["value"].clone()
+    }
+
+    /// Waits until a frame whose URL contains `part` has committed, then a moment for it to
+    /// lay out; returns its URL.
+    pub async fn wait_for_frame(&self, part: &str, secs: u64) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(u) = self.frame_urls().await.into_iter().find(|u| u.contains(part)) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return u;
+            }
+            assert!(started.elapsed() < Duration::from_secs(secs), "no frame of {part} in {secs} s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A PNG of the tab as it is shown, written to `path`.
     pub async fn screenshot(&self, path: &Path) -> PathBuf {
         use base64::Engine as _;

@@ -2,6 +2,7 @@
 //! decision on it ([`Policy::decide_for`]: the lists, the group's rules, the person's choices
 //! and click), made into the [`Exchange`] every later phase reads. The page's shopping switch
 //! is read here, once, from the same overlay. A request that names no host goes no further.
+//! A social widget's placeholder frame is decided as the script it stands for.
 
 use crate::exchange::{Done, Exchange, TopPage};
 use crate::policy::overlay::{Click, Overlay};
@@ -26,7 +27,16 @@ pub fn decide<B>(
     span.record("host", host.as_str());
     let url = url_of(uri);
     let request_type = RequestType::classify(req.headers(), uri.path());
-    let page_host = party::page_host(req.headers(), &host, request_type);
+    // A widget's placeholder frame (the surrogate's) is decided as the script it stands for,
+    // from the page that holds it, whose rule names the script, and with no click: only its
+    // answer differs. (Over plain HTTP a browser sends no Sec-Fetch-Dest, and a frame looks
+    // like a document.)
+    let widget = match request_type {
+        RequestType::SubFrame | RequestType::Document => passes::widget_script(&url),
+        _ => None,
+    };
+    let decided_as = if widget.is_some() { RequestType::Script } else { request_type };
+    let page_host = party::page_host(req.headers(), &host, decided_as);
     let (own_site, page_site) = (site::site_of(&host), site::site_of(&page_host));
     let info = RequestInfo {
         url: &url,
@@ -35,7 +45,13 @@ pub fn decide<B>(
         request_type,
         method: req.method().as_str(),
     };
-    let decision = policy.decide_for(&info, &own_site, &page_site, overlay, click);
+    let decision = match &widget {
+        Some(script) => {
+            let info = RequestInfo { url: script, request_type: decided_as, ..info };
+            policy.decide_for(&info, &own_site, &page_site, overlay, None)
+        }
+        None => policy.decide_for(&info, &own_site, &page_site, overlay, click),
+    };
     span.record("verdict", decision.verdict.as_str());
     Ok(Exchange {
         received: std::time::Instant::now(),

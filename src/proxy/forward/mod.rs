@@ -23,7 +23,7 @@ use crate::base::{empty, Body};
 use crate::exchange::Exchange;
 use crate::ops::auth::Who;
 use crate::policy::overlay::{Click, Overlay};
-use crate::policy::passes::Passes;
+use crate::policy::passes::{self, Passes};
 use crate::policy::{Policy, Verdict};
 use crate::proxy::service::ClientBody;
 use crate::proxy::state::Shared;
@@ -45,8 +45,15 @@ pub async fn forward(
     // A shared gateway names no client next to what was browsed.
     let client = shared.config.receipt.per_person.then_some(peer);
     let (uri, redeemed) = decide::take_pass(uri, &shared.passes);
+    if redeemed {
+        // A click in a widget's placeholder frame: that client may load the script once.
+        if let Some(script) = passes::widget_script(&uri.to_string()) {
+            shared.passes.grant(peer.ip(), &script);
+            return blocked::widget_clicked();
+        }
+    }
     let overlay = Overlay::new(who.as_ref().and_then(|w| w.group.clone()), shared.choices.snapshot());
-    let click = Click { passes: &shared.passes, redeemed };
+    let click = Click { passes: &shared.passes, redeemed, client: peer.ip() };
     let mut ex = match decide::decide(&req, &uri, client, &policy, &overlay, Some(click)) {
         Ok(ex) => ex,
         Err(failure) => return failure.answer(),
