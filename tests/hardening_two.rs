@@ -300,3 +300,147 @@ async fn the_proxys_pages_refuse_to_be_framed_and_a_control_from_a_frame_is_refu
         top.status()
     );
 }
+
+/// A users file with alice and bob; the config that asks for it, with 127.0.0.9 the only
+/// admin address (the tests' other clients are users).
+fn team(dir: &std::path::Path) -> String {
+    let users = dir.join("users");
+    nostalk::ops::auth::set_password(&users, "alice", "correct horse").unwrap();
+    nostalk::ops::auth::set_password(&users, "bob", "battery staple").unwrap();
+    format!(
+        "[auth]\nusers = {:?}\n[access]\nallow = [\"127.0.0.0/8\"]\n[admin]\nallow = [\"127.0.0.9/32\"]\n",
+        users.display().to_string()
+    )
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// A client from `from` (a loopback address), straight to the proxy's own pages.
+fn from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `user` loads a tracker from a page of `site`, through the proxy: the receipt files it.
+async fn browse(p: &Binary, user: &str, password: &str, site: &str) {
+    let c = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(p.url()).unwrap().basic_auth(user, password))
+        .build()
+        .unwrap();
+    let r = c
+        .get("http://www.google-analytics.com/collect?v=1&cid=42")
+        .header("referer", format!("http://{site}/story"))
+        .header("sec-fetch-dest", "image")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("x-nostalk").map(|v| v.to_str().unwrap()), Some("blocked"));
+}
+
+#[tokio::test]
+async fn with_auth_the_receipt_needs_a_sign_in_and_shows_a_user_only_their_own_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Binary::start(&[], &team(dir.path())).await;
+    browse(&p, "alice", "correct horse", "news.test").await;
+    browse(&p, "bob", "battery staple", "blog.test").await;
+    let anyone = from([127, 0, 0, 1]);
+    for path in ["/", "/site?name=news.test", "/events"] {
+        let r = anyone.get(format!("{}{path}", p.url())).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} straight, with no sign-in");
+        assert!(r.headers().get("www-authenticate").is_some_and(|v| v.to_str().unwrap().starts_with("Basic")));
+    }
+    // Through the proxy setting, the browser is asked for the proxy's credentials.
+    let proxied = reqwest::Client::builder().proxy(reqwest::Proxy::http(p.url()).unwrap()).build().unwrap();
+    let r = proxied.get("http://nostalk.internal/").send().await.unwrap();
+    assert_eq!(r.status(), 407);
+    let r = anyone.get(p.url()).header("authorization", basic("alice", "wrong")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a wrong password");
+
+    let alice = anyone.get(p.url()).header("authorization", basic("alice", "correct horse")).send().await.unwrap();
+    assert_eq!(alice.status(), 200);
+    let page = alice.text().await.unwrap();
+    assert!(page.contains("news.test") && !page.contains("blog.test"), "alice sees her sites alone");
+    let r = anyone
+        .get(format!("{}/site?name=blog.test", p.url()))
+        .header("authorization", basic("alice", "correct horse"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "bob's site is not in alice's receipt");
+    let bob = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(p.url()).unwrap().basic_auth("bob", "battery staple"))
+        .build()
+        .unwrap();
+    let page = bob.get("http://nostalk.internal/").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("blog.test") && !page.contains("news.test"), "bob, through the proxy setting");
+    let admin = from([127, 0, 0, 9]);
+    let page = admin.get(p.url()).header("authorization", basic("bob", "battery staple")).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(page.contains("blog.test") && page.contains("news.test"), "an admin sees all");
+
+    // The live stream: alice hears of her own sites, not of bob's.
+    let mut events = anyone
+        .get(format!("{}/events", p.url()))
+        .header("authorization", basic("alice", "correct horse"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    browse(&p, "bob", "battery staple", "bobs-shop.test").await;
+    browse(&p, "alice", "correct horse", "alices-paper.test").await;
+    let mut heard = String::new();
+    let started = Instant::now();
+    while !heard.contains("alices-paper.test") && started.elapsed() < Duration::from_secs(10) {
+        match tokio::time::timeout(Duration::from_secs(10), events.chunk()).await {
+            Ok(Ok(Some(c))) => heard.push_str(&String::from_utf8_lossy(&c)),
+            _ => break,
+        }
+    }
+    assert!(heard.contains("alices-paper.test") && !heard.contains("bobs-shop.test"), "{heard}");
+}
+
+#[tokio::test]
+async fn a_password_check_costs_the_same_for_any_name_and_a_guessing_client_is_made_to_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Binary::start(&[], &team(dir.path())).await;
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    // Three wrong tries each, from clients of their own (under the free tries).
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r =
+            from([127, 0, 0, 3]).get(p.url()).header("authorization", basic("alice", "guess")).send().await.unwrap();
+        known.push(started.elapsed());
+        assert_eq!(r.status(), 401);
+        let started = Instant::now();
+        let r =
+            from([127, 0, 0, 4]).get(p.url()).header("authorization", basic("mallory", "guess")).send().await.unwrap();
+        unknown.push(started.elapsed());
+        assert_eq!(r.status(), 401);
+    }
+    let (known, unknown) = (median(known), median(unknown));
+    assert!(unknown * 3 > known, "a name not in the file costs as much to check: {unknown:?} against {known:?}");
+
+    // A guessing client: past its free tries, even the right password waits.
+    let guesser = from([127, 0, 0, 5]);
+    for _ in 0..nostalk::ops::auth::FREE_TRIES + 20 {
+        let r = guesser.get(p.url()).header("authorization", basic("alice", "guess")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = guesser.get(p.url()).header("authorization", basic("alice", "correct horse")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the guesser is made to wait, whatever it sends");
+    // Meanwhile another client signs in at once.
+    let r = from([127, 0, 0, 6]).get(p.url()).header("authorization", basic("alice", "correct horse")).send().await;
+    assert_eq!(r.unwrap().status(), 200);
+}

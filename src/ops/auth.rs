@@ -8,6 +8,13 @@
 //! a user added by `nostalk passwd` can sign in without a reload, and one removed is
 //! forgotten. The Basic scheme and the file format are a few lines each, written here; the
 //! hashing is the argon2 crate's.
+//!
+//! Guessing is slow and says nothing: a name not in the file is checked against a dummy hash
+//! of the same cost, so timing tells no one which names exist. Each client gets
+//! [`FREE_TRIES`] wrong passwords; past them it must wait, twice as long after each further
+//! failure (up to [`LONGEST_WAIT`]), and a try made sooner is refused without hashing at all,
+//! so a flood costs the proxy nothing and other users' sign-ins do not queue behind it. A
+//! client's slate is wiped by its right password, or after [`FORGET_FAILURES`] without one.
 
 use crate::config::Config;
 use crate::policy::overlay::GroupRules;
@@ -25,6 +32,17 @@ const RECHECK: Duration = Duration::from_secs(2);
 const REMEMBERED: usize = 4096;
 /// Password checks running at once.
 const CHECKS_AT_ONCE: usize = 2;
+
+/// Wrong passwords a client may try before it has to wait.
+pub const FREE_TRIES: u32 = 5;
+/// The first wait past the free tries; it doubles with each further failure.
+const FIRST_WAIT: Duration = Duration::from_millis(500);
+/// The longest a client is made to wait between tries.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(60);
+/// A client's failures are forgotten after this long without one.
+const FORGET_FAILURES: Duration = Duration::from_secs(15 * 60);
+/// Clients whose failures are kept (the longest quiet are dropped first past it).
+const MAX_FAILING_CLIENTS: usize = 4096;
 
 /// Who sent a request, once authenticated.
 #[derive(Debug)]
@@ -48,6 +66,10 @@ pub struct Auth {
     remembered: quick_cache::sync::Cache<[u8; 32], Arc<Who>>,
     checks: Arc<tokio::sync::Semaphore>,
     groups: HashMap<String, Arc<GroupRules>>,
+    /// A hash of no one's password, checked for a name not in the file (same cost).
+    dummy: String,
+    /// Per client: wrong passwords in a row, and when the last came.
+    failures: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
 }
 
 impl Auth {
@@ -78,11 +100,18 @@ impl Auth {
             remembered: quick_cache::sync::Cache::new(REMEMBERED),
             checks: Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
             groups,
+            dummy: hash_password(&format!("{:x}", rand_u64()))?,
+            failures: Mutex::default(),
         }))
     }
 
-    /// Who the request's `Proxy-Authorization` names, if its password is right.
-    pub async fn check(&self, header: Option<&http::HeaderValue>) -> Option<Arc<Who>> {
+    /// Who the request's `Proxy-Authorization` names, if its password is right. `client`'s
+    /// wrong tries are counted; one made before its wait is over is refused unchecked.
+    pub async fn check(
+        &self,
+        header: Option<&http::HeaderValue>,
+        client: Option<std::net::IpAddr>,
+    ) -> Option<Arc<Who>> {
         let header = header?.as_bytes();
         self.look_for_changes();
         let key: [u8; 32] = sha2::Sha256::digest(header).into();
@@ -90,15 +119,58 @@ impl Auth {
             return Some(who);
         }
         let (user, password) = parse_basic(header)?;
-        let hash = crate::base::lock(&self.users).hashes.get(&user).cloned()?;
+        if let Some(c) = client {
+            if self.must_wait(c) {
+                tracing::debug!(client = %c, "a sign-in refused unchecked: too many wrong passwords");
+                return None;
+            }
+        }
+        let known = crate::base::lock(&self.users).hashes.get(&user).cloned();
+        let hash = known.clone().unwrap_or_else(|| self.dummy.clone());
         let _permit = self.checks.acquire().await.ok()?;
         let right = tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false);
-        if !right {
+        if !right || known.is_none() {
+            if let Some(c) = client {
+                self.failed(c);
+            }
             return None;
+        }
+        if let Some(c) = client {
+            crate::base::lock(&self.failures).remove(&c);
         }
         let who = Arc::new(Who { group: self.groups.get(&user).cloned(), user });
         self.remembered.insert(key, who.clone());
         Some(who)
+    }
+
+    /// Whether `client` has failed past its free tries and its wait is not over.
+    fn must_wait(&self, client: std::net::IpAddr) -> bool {
+        let failures = crate::base::lock(&self.failures);
+        match failures.get(&client) {
+            Some(&(n, last)) if n >= FREE_TRIES && last.elapsed() < FORGET_FAILURES => last.elapsed() < wait_after(n),
+            _ => false,
+        }
+    }
+
+    fn failed(&self, client: std::net::IpAddr) {
+        let mut failures = crate::base::lock(&self.failures);
+        if failures.len() >= MAX_FAILING_CLIENTS && !failures.contains_key(&client) {
+            failures.retain(|_, (_, last)| last.elapsed() < FORGET_FAILURES);
+            if failures.len() >= MAX_FAILING_CLIENTS {
+                if let Some(quietest) = failures.iter().min_by_key(|(_, (_, last))| *last).map(|(ip, _)| *ip) {
+                    failures.remove(&quietest);
+                }
+            }
+        }
+        let entry = failures.entry(client).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FORGET_FAILURES {
+            entry.0 = 0;
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = Instant::now();
+        if entry.0 == FREE_TRIES {
+            tracing::warn!(client = %client, "{FREE_TRIES} wrong passwords in a row; this client must now wait between tries");
+        }
     }
 
     /// Re-read the users file when it changed; forget every remembered credential then.
@@ -147,6 +219,23 @@ fn parse_basic(header: &[u8]) -> Option<(String, String)> {
 
 fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// How long a client that has failed `n` times must wait after its last failure.
+fn wait_after(n: u32) -> Duration {
+    if n < FREE_TRIES {
+        return Duration::ZERO;
+    }
+    let doublings = (n - FREE_TRIES).min(16);
+    (FIRST_WAIT * 2u32.pow(doublings)).min(LONGEST_WAIT)
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // A dummy nobody's password matches: without randomness, a fixed one of 16 bytes of
+    // nothing still matches no real password's hash by accident.
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 /// The argon2id hash (PHC string) of a password, with a fresh random salt.
@@ -236,19 +325,41 @@ mod tests {
         set_password(&users, "bob", "battery staple").unwrap();
         let cfg = config(&users, "[[groups]]\nname = \"kids\"\nmembers = [\"alice\"]\nads = \"block\"\n");
         let auth = Auth::new(&cfg).unwrap().unwrap();
-        let who = auth.check(Some(&basic("alice", "correct horse"))).await.unwrap();
+        let who = auth.check(Some(&basic("alice", "correct horse")), None).await.unwrap();
         assert_eq!((who.user.as_str(), who.group.as_ref().map(|g| g.name.as_str())), ("alice", Some("kids")));
-        let who = auth.check(Some(&basic("bob", "battery staple"))).await.unwrap();
+        let who = auth.check(Some(&basic("bob", "battery staple")), None).await.unwrap();
         assert!(who.group.is_none());
-        assert!(auth.check(Some(&basic("alice", "battery staple"))).await.is_none());
-        assert!(auth.check(Some(&basic("carol", "x"))).await.is_none());
-        assert!(auth.check(None).await.is_none());
-        assert!(auth.check(Some(&http::HeaderValue::from_static("Bearer abc"))).await.is_none());
+        assert!(auth.check(Some(&basic("alice", "battery staple")), None).await.is_none());
+        assert!(auth.check(Some(&basic("carol", "x")), None).await.is_none());
+        assert!(auth.check(None, None).await.is_none());
+        assert!(auth.check(Some(&http::HeaderValue::from_static("Bearer abc")), None).await.is_none());
         // The file keeps hashes, never a password, and is its owner's alone.
         let text = std::fs::read_to_string(&users).unwrap();
         assert!(text.contains("alice:$argon2id$") && !text.contains("correct horse"));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&users).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn a_client_past_its_free_tries_waits_longer_after_each_failure_and_others_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        set_password(&users, "alice", "correct horse").unwrap();
+        let auth = Auth::new(&config(&users, "")).unwrap().unwrap();
+        let (flooder, alice): (std::net::IpAddr, std::net::IpAddr) = ([10, 0, 0, 66].into(), [10, 0, 0, 2].into());
+        for _ in 0..FREE_TRIES {
+            assert!(auth.check(Some(&basic("alice", "guess")), Some(flooder)).await.is_none());
+        }
+        assert!(auth.must_wait(flooder), "past the free tries, the next must wait");
+        // Even the right password is not looked at until the wait is over.
+        assert!(auth.check(Some(&basic("alice", "correct horse")), Some(flooder)).await.is_none());
+        assert!(auth.check(Some(&basic("alice", "correct horse")), Some(alice)).await.is_some(), "another client");
+        assert_eq!(wait_after(FREE_TRIES), FIRST_WAIT);
+        assert_eq!(wait_after(FREE_TRIES + 2), FIRST_WAIT * 4);
+        assert_eq!(wait_after(FREE_TRIES + 40), LONGEST_WAIT);
+        tokio::time::sleep(FIRST_WAIT).await;
+        assert!(auth.check(Some(&basic("alice", "correct horse")), Some(flooder)).await.is_some(), "after the wait");
+        assert!(!auth.must_wait(flooder), "the right password wipes the slate");
     }
 
     #[test]

@@ -85,7 +85,8 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
             ex.page = TopPage { host: page.clone(), site: page };
         }
         ex.done.status = Some(StatusCode::FORBIDDEN);
-        forward::record(&ex, &shared.receipt, &shared.metrics);
+        let mine = who.map(|w| shared.user_receipts.of(&w.user));
+        forward::record(&ex, &shared.receipt, mine.as_deref(), &shared.metrics);
         return Plan::Refuse;
     }
     // A trusted site (the config's, the group's or the person's) is decided TrustedSite: its

@@ -104,6 +104,7 @@ impl Server {
             listen,
             metrics: Arc::default(),
             receipt: Arc::new(crate::receipt::Receipt::new(config.receipt.per_person)),
+            user_receipts: crate::receipt::PerUser::default(),
             choices: Arc::new(choices),
             passes: Default::default(),
             lists,

@@ -6,21 +6,27 @@
 //!
 //! Who may see what: the health checks, the PAC file and the CA for every client that may
 //! connect; the receipt (`/`, `/site`, `/events`) for `[access] allow` clients; `/metrics` and
-//! the controls for `[admin] allow` clients (with `[admin] token` when set).
+//! the controls for `[admin] allow` clients (with `[admin] token` when set). With `[auth]`, the
+//! receipt and the controls also need the proxy's credentials, and a user reads only their own
+//! receipt; an admin reads the whole.
 
 use crate::base::Body;
+use crate::ops::auth::Who;
 use crate::proxy::controls;
 use crate::proxy::service::ClientBody;
 use crate::proxy::state::Shared;
+use crate::receipt::Receipt;
 use crate::respond::failure::Failure;
 use crate::respond::pages::{self, MetricsView, ProxyView, ReceiptView};
 use http::{header, Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Who is asking, as the pages tell clients apart.
 #[derive(Clone, Copy)]
 struct Asker {
+    ip: std::net::IpAddr,
     user: bool,
     admin: bool,
 }
@@ -33,20 +39,71 @@ pub async fn serve(
     peer: SocketAddr,
     local: SocketAddr,
     proxied: bool,
+    tunnel_who: Option<Arc<Who>>,
 ) -> Response<Body> {
     let ip = peer.ip();
     let asker = Asker {
+        ip,
         user: shared.access.is_user(ip),
         admin: shared.access.is_admin(ip, req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())),
+    };
+    let receipt = match readers_receipt(shared, &req, asker, proxied, tunnel_who).await {
+        Ok(r) => r,
+        Err(mut denied) => {
+            not_framed(denied.headers_mut());
+            return denied;
+        }
     };
     let answer = if req.method() == Method::POST && controls::is_control(req.uri().path()) {
         controls::serve(shared, req, asker.admin).await
     } else {
-        page(shared, &req, asker, local, proxied)
+        page(shared, &req, asker, local, proxied, &receipt)
     };
     let mut answer = answer.unwrap_or_else(Failure::answer);
     not_framed(answer.headers_mut());
     answer
+}
+
+/// The receipt the asker may read. Without `[auth]`, the whole one (for the clients the
+/// access lists let read it). With `[auth]`, the receipt pages and the controls need the same
+/// credentials as the proxy (through the proxy setting, `Proxy-Authorization`; asked for
+/// straight, `Authorization`): an admin then reads the whole receipt, a user only their own.
+async fn readers_receipt(
+    shared: &Shared,
+    req: &Request<ClientBody>,
+    asker: Asker,
+    proxied: bool,
+    tunnel_who: Option<Arc<Who>>,
+) -> Result<Arc<Receipt>, Response<Body>> {
+    let path = req.uri().path();
+    let Some(auth) = &shared.auth else { return Ok(shared.receipt.clone()) };
+    if !(matches!(path, "/" | "/site" | "/events") || controls::is_control(path)) {
+        return Ok(shared.receipt.clone());
+    }
+    let who = match tunnel_who {
+        Some(who) => Some(who),
+        None => {
+            let h = req.headers();
+            let given = if proxied { h.get(header::PROXY_AUTHORIZATION) } else { h.get(header::AUTHORIZATION) };
+            auth.check(given, Some(asker.ip)).await
+        }
+    };
+    match who {
+        Some(_) if asker.admin => Ok(shared.receipt.clone()),
+        Some(who) => Ok(shared.user_receipts.of(&who.user)),
+        None => {
+            let (failure, challenge) = if proxied {
+                (Failure::AuthRequired, header::PROXY_AUTHENTICATE)
+            } else {
+                (Failure::SignInRequired, header::WWW_AUTHENTICATE)
+            };
+            let mut r = failure.answer();
+            if let Some(v) = auth.challenge() {
+                r.headers_mut().insert(challenge, v);
+            }
+            Err(r)
+        }
+    }
 }
 
 /// No other page may frame the proxy's own: a site that framed the receipt invisibly over a
@@ -64,6 +121,7 @@ fn page(
     asker: Asker,
     local: SocketAddr,
     proxied: bool,
+    receipt: &Receipt,
 ) -> Result<Response<Body>, Failure> {
     let path = req.uri().path();
     let reader = asker.user || asker.admin;
@@ -73,7 +131,7 @@ fn page(
         "/" if (get || head) && reader => {
             let page = query_value(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
             let choices = shared.choices.snapshot();
-            let view = receipt_view(shared, &choices, asker.admin);
+            let view = receipt_view(shared, receipt, &choices, asker.admin);
             let policy = shared.policy.load();
             let subscriptions = shared.lists.summaries();
             let proxy =
@@ -97,11 +155,11 @@ fn page(
         } else {
             pages::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
         }),
-        "/events" if get && reader => Ok(pages::events(&shared.receipt, shared.shutdown.subscribe())),
+        "/events" if get && reader => Ok(pages::events(receipt, shared.shutdown.subscribe())),
         "/site" if get && reader => {
             let choices = shared.choices.snapshot();
             pages::site_fragment(
-                &receipt_view(shared, &choices, asker.admin),
+                &receipt_view(shared, receipt, &choices, asker.admin),
                 &query_value(req, "name").unwrap_or_default(),
             )
         }
@@ -133,10 +191,11 @@ pub(crate) fn is_own_path(path: &str) -> bool {
 
 fn receipt_view<'a>(
     shared: &'a Shared,
+    receipt: &'a Receipt,
     choices: &'a crate::policy::overlay::PersonChoices,
     admin: bool,
 ) -> ReceiptView<'a> {
-    ReceiptView { receipt: &shared.receipt, choices, token: &shared.page_token, admin }
+    ReceiptView { receipt, choices, token: &shared.page_token, admin }
 }
 
 fn metrics(shared: &Shared) -> Response<Body> {

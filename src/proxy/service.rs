@@ -103,7 +103,7 @@ impl ProxyService {
         if self.tunnel.is_some() {
             return Ok(self.who.clone());
         }
-        match auth.check(req.headers().get(http::header::PROXY_AUTHORIZATION)).await {
+        match auth.check(req.headers().get(http::header::PROXY_AUTHORIZATION), Some(self.peer.ip())).await {
             Some(who) => Ok(Some(who)),
             None => {
                 let mut r = Failure::AuthRequired.answer();
@@ -179,7 +179,8 @@ impl ProxyService {
                 // Absolute-form, or inside a tunnel: the browser sent this through its proxy
                 // setting, so its web traffic goes through nostalk.
                 let proxied = self.tunnel.is_some() || req.uri().scheme().is_some();
-                Box::pin(crate::proxy::own_pages::serve(&self.shared, req, self.peer, self.local, proxied)).await
+                let who = self.who.clone();
+                Box::pin(crate::proxy::own_pages::serve(&self.shared, req, self.peer, self.local, proxied, who)).await
             }
             Route::Upstream(uri) => match self.sign_in(&req).await {
                 Ok(who) => forward::forward(&self.shared, req, uri, self.peer, who).await,

@@ -25,6 +25,8 @@ pub struct Shared {
     pub auth: Option<Arc<ops::auth::Auth>>,
     pub metrics: Arc<ops::metrics::Metrics>,
     pub receipt: Arc<receipt::Receipt>,
+    /// Each signed-in user's own receipt (`[auth]`).
+    pub user_receipts: receipt::PerUser,
     /// The person's choices kept across restarts (down-votes, shopping switches, trusted
     /// sites), published as the snapshot the decision reads.
     pub choices: Arc<ops::choices::Choices>,

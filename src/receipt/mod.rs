@@ -13,6 +13,9 @@
 //!
 //! On a gateway shared by many (`[receipt] per_person = false`) only totals are kept: per site,
 //! and per ad source, never hosts, pages' URLs or anything tied to a client.
+//!
+//! With `[auth]`, each signed-in user also has a receipt of their own ([`PerUser`]), the one
+//! the receipt pages show them: a user sees only their own sites, an admin the whole.
 
 pub mod companies;
 
@@ -37,6 +40,40 @@ const MAX_BACKLOG: usize = 1024;
 /// A CONNECT refused this soon after a client's navigation is filed under that page.
 const PAGE_MEMORY: Duration = Duration::from_secs(60);
 const MAX_CLIENT_PAGES: usize = 256;
+
+/// At most this many users' own receipts are kept (the least recently created goes first).
+pub const MAX_USER_RECEIPTS: usize = 1000;
+/// At most this many sites in one user's own receipt.
+pub const MAX_SITES_PER_USER: usize = 200;
+
+/// Each signed-in user's own receipt (`[auth]`), kept beside the whole one.
+#[derive(Default)]
+pub struct PerUser {
+    map: Mutex<UserReceipts>,
+}
+
+/// The receipts by user, and the users in the order their receipts were made.
+type UserReceipts = (HashMap<String, Arc<Receipt>>, VecDeque<String>);
+
+impl PerUser {
+    /// `user`'s own receipt, made on first use.
+    pub fn of(&self, user: &str) -> Arc<Receipt> {
+        let mut guard = lock(&self.map);
+        let (map, order) = &mut *guard;
+        if let Some(r) = map.get(user) {
+            return r.clone();
+        }
+        if map.len() >= MAX_USER_RECEIPTS {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+        let r = Arc::new(Receipt::with_capacity(true, MAX_SITES_PER_USER));
+        map.insert(user.to_string(), r.clone());
+        order.push_back(user.to_string());
+        r
+    }
+}
 
 /// Why a tracker was kept off the network, as the receipt says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +138,7 @@ pub struct AdSource {
 
 pub struct Receipt {
     per_person: bool,
+    max_sites: usize,
     sites: Mutex<HashMap<String, SiteReceipt>>,
     /// Records that found `sites` busy, filed by the next holder (locked only to push or take).
     backlog: Mutex<Vec<Exchange>>,
@@ -119,8 +157,14 @@ impl Default for Receipt {
 
 impl Receipt {
     pub fn new(per_person: bool) -> Receipt {
+        Receipt::with_capacity(per_person, MAX_SITES)
+    }
+
+    /// A receipt of at most `max_sites` sites.
+    pub fn with_capacity(per_person: bool, max_sites: usize) -> Receipt {
         Receipt {
             per_person,
+            max_sites,
             sites: Mutex::default(),
             backlog: Mutex::default(),
             ad_sources: Mutex::default(),
@@ -287,7 +331,7 @@ impl Receipt {
     fn file(&self, sites: &mut HashMap<String, SiteReceipt>, ex: &Exchange) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let site = ex.page.site.as_str();
-        if !sites.contains_key(site) && sites.len() >= MAX_SITES {
+        if !sites.contains_key(site) && sites.len() >= self.max_sites {
             if let Some(oldest) = sites.iter().min_by_key(|(_, r)| r.last).map(|(k, _)| k.clone()) {
                 sites.remove(&oldest);
                 self.dropped.fetch_add(1, Ordering::Relaxed);

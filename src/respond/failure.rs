@@ -50,6 +50,9 @@ pub enum Failure {
     TooMany(&'static str),
     /// The proxy wants the user's name and password (`[auth]`).
     AuthRequired,
+    /// The proxy's receipt, asked for straight (not through the proxy setting), wants the
+    /// user's name and password (`[auth]`).
+    SignInRequired,
 }
 
 impl Failure {
@@ -73,6 +76,7 @@ impl Failure {
             NotKept(_) => StatusCode::INTERNAL_SERVER_ERROR,
             TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             AuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            SignInRequired => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -100,6 +104,7 @@ impl Failure {
             MethodNotAllowed => "This page does not take that method.".into(),
             NotKept(e) => format!("could not keep it: {e}").into(),
             AuthRequired => "This proxy needs your user name and password.".into(),
+            SignInRequired => "The receipt is yours alone: sign in with your proxy user name and password.".into(),
         }
     }
 
@@ -125,6 +130,7 @@ impl Failure {
             NotKept(_) => "choice not kept",
             TooMany(_) => "too many",
             AuthRequired => "authentication required",
+            SignInRequired => "sign-in required",
         }
     }
 

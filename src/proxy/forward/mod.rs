@@ -61,11 +61,13 @@ pub async fn forward(
     if shared.config.upstream.uncloak {
         uncloak::uncloak(&mut ex, &policy, &overlay, &shared.dialer).await;
     }
+    // The signed-in user's own receipt, which their receipt pages show.
+    let mine = who.as_ref().map(|w| shared.user_receipts.of(&w.user));
     if shared.auth.as_ref().is_some_and(|a| a.log_users) {
         ex.user = who;
     }
     let (resp, removals) = exchange(shared, &policy, overlay, req, uri, &mut ex, peer).await;
-    record::finish(resp, ex, record::Books::of(shared), removals)
+    record::finish(resp, ex, record::Books::of(shared, mine.as_ref()), removals)
 }
 
 /// The phases between the decision and the record.

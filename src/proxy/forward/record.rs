@@ -28,19 +28,24 @@ use tracing::{debug, info};
 #[derive(Clone, Copy)]
 pub struct Books<'a> {
     pub receipt: &'a Arc<Receipt>,
+    /// The signed-in user's own receipt (`[auth]`).
+    pub mine: Option<&'a Arc<Receipt>>,
     pub metrics: &'a Arc<Metrics>,
 }
 
 impl<'a> Books<'a> {
-    pub fn of(shared: &'a Shared) -> Books<'a> {
-        Books { receipt: &shared.receipt, metrics: &shared.metrics }
+    pub fn of(shared: &'a Shared, mine: Option<&'a Arc<Receipt>>) -> Books<'a> {
+        Books { receipt: &shared.receipt, mine, metrics: &shared.metrics }
     }
 }
 
-/// Write a finished exchange into the receipt, the metrics and the log.
-pub fn record(ex: &Exchange, receipt: &Receipt, metrics: &Metrics) {
+/// Write a finished exchange into the receipt (and the user's own), the metrics and the log.
+pub fn record(ex: &Exchange, receipt: &Receipt, mine: Option<&Receipt>, metrics: &Metrics) {
     log(ex);
     receipt.record(ex);
+    if let Some(mine) = mine {
+        mine.record(ex);
+    }
     let (count, verdict) = match ex.decision.verdict {
         Verdict::Block => (&metrics.blocked, 0),
         Verdict::Ad => (&metrics.ads, 1),
@@ -76,13 +81,13 @@ pub fn finish(
     ex.done.first_byte = Some(ex.received.elapsed());
     if let (None, Some(bytes)) = (&removals, resp.body().size_hint().exact()) {
         ex.done.bytes = bytes;
-        record(&ex, books.receipt, books.metrics);
+        record(&ex, books.receipt, books.mine.map(|m| &**m), books.metrics);
         return resp;
     }
     let (parts, body) = resp.into_parts();
     let span = tracing::Span::current();
-    let (receipt, metrics) = (books.receipt.clone(), books.metrics.clone());
-    let body = Recorded { body, pending: Some(Box::new(Pending { ex, receipt, metrics, removals, span })) };
+    let (receipt, mine, metrics) = (books.receipt.clone(), books.mine.cloned(), books.metrics.clone());
+    let body = Recorded { body, pending: Some(Box::new(Pending { ex, receipt, mine, metrics, removals, span })) };
     Response::from_parts(parts, body.boxed_unsync())
 }
 
@@ -90,6 +95,7 @@ pub fn finish(
 struct Pending {
     ex: Exchange,
     receipt: Arc<Receipt>,
+    mine: Option<Arc<Receipt>>,
     metrics: Arc<Metrics>,
     removals: Option<Arc<Mutex<Removals>>>,
     span: tracing::Span,
@@ -107,7 +113,7 @@ impl Recorded {
         if let Some(r) = &p.removals {
             p.ex.done.removals = std::mem::take(&mut crate::base::lock(r).list);
         }
-        record(&p.ex, &p.receipt, &p.metrics);
+        record(&p.ex, &p.receipt, p.mine.as_deref(), &p.metrics);
     }
 }
 
@@ -202,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn a_finished_exchange_is_written_once_with_its_bytes_and_removals() {
         let (receipt, metrics) = (Arc::default(), Arc::default());
-        let books = Books { receipt: &receipt, metrics: &metrics };
+        let books = Books { receipt: &receipt, mine: None, metrics: &metrics };
         let removals = Arc::new(Mutex::new(Removals::default()));
         removals.lock().unwrap().list.push(Removal { kind: Kind::Pixel, what: "t.example/p".into(), rule: None });
         let resp =
@@ -221,7 +227,7 @@ mod tests {
     #[test]
     fn a_body_the_client_left_is_recorded_when_dropped() {
         let (receipt, metrics) = (Arc::default(), Arc::default());
-        let books = Books { receipt: &receipt, metrics: &metrics };
+        let books = Books { receipt: &receipt, mine: None, metrics: &metrics };
         let unknown_length = crate::base::boxed(http_body_util::StreamBody::new(futures_util::stream::pending::<
             Result<Frame<Bytes>, BoxError>,
         >()));
@@ -234,7 +240,7 @@ mod tests {
     #[test]
     fn a_body_of_known_size_is_recorded_at_once_with_its_size() {
         let (receipt, metrics) = (Arc::default(), Arc::default());
-        let books = Books { receipt: &receipt, metrics: &metrics };
+        let books = Books { receipt: &receipt, mine: None, metrics: &metrics };
         let resp = finish(Response::new(crate::base::full("1234567")), exchange(Verdict::Ad), books, None);
         assert_eq!(books.metrics.ads.load(Ordering::Relaxed), 1);
         drop(resp);
