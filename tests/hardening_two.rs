@@ -444,3 +444,50 @@ async fn a_password_check_costs_the_same_for_any_name_and_a_guessing_client_is_m
     let r = from([127, 0, 0, 6]).get(p.url()).header("authorization", basic("alice", "correct horse")).send().await;
     assert_eq!(r.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn after_an_oversized_attribute_the_rewriter_resumes_where_the_tag_ends_whatever_its_tail_holds() {
+    const AFTER: &str = "<script>(function(i,s,o,g,r,a,m){i['GoogleAnalyticsObject']=r;})(window,document,'script','//www.google-analytics.com/analytics.js','ga');ga('create','UA-1','auto');</script>\n\
+         <img src=\"https://www.facebook.com/tr?id=1&ev=PageView\" width=\"1\" height=\"1\">\n\
+         <a href=\"/next?id=2&utm_source=feed\" ping=\"https://log.news.test/p\">Next</a>\n<p>the end</p></body></html>";
+    // The tails an attacker's attribute ends with: each would make a rewriter started inside
+    // the attribute read the rest of the page as a comment, text, script or style.
+    let tails = ["<!--", "<textarea>", "<script>", "<style>", "<title>", "x' y=\"<!--", "--><xmp>"];
+    let padding = "a".repeat(3 * 1024 * 1024);
+    let pages: Vec<String> = tails
+        .iter()
+        .map(|tail| {
+            format!(
+                "<!doctype html><html><head><title>t</title></head><body><div title=\"{padding}{tail}\" class=\"c\">a</div>\n{AFTER}"
+            )
+        })
+        .collect();
+    let pages: &'static [String] = Box::leak(pages.into_boxed_slice());
+    let o = origin(
+        None,
+        handler(move |req| async move {
+            let i: usize = req.uri().path().trim_start_matches('/').parse().unwrap_or(0);
+            Response::builder().header("content-type", "text/html; charset=utf-8").body(body(pages[i].clone())).unwrap()
+        }),
+    )
+    .await;
+    let p = Binary::start(&[resolve("padded.test", 80, &o)], "").await;
+    let c = p.client(&[]);
+    for (i, tail) in tails.iter().enumerate() {
+        let r = c.get(format!("http://padded.test/{i}")).header("sec-fetch-dest", "document").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains(&format!("{padding}{tail}\" class=\"c\">a</div>")),
+            "{tail}: the oversized tag passes whole"
+        );
+        assert!(html.ends_with("<p>the end</p></body></html>"), "{tail}: the page is whole");
+        let rest = &html[html.find("</div>").unwrap()..];
+        assert!(!rest.contains("GoogleAnalyticsObject"), "{tail}: the snippet after it is removed: {rest}");
+        assert!(!rest.contains("facebook.com/tr"), "{tail}: the pixel after it is removed");
+        assert!(
+            !rest.contains("ping=") && !rest.contains("utm_source"),
+            "{tail}: the link after it is cleaned: {rest}"
+        );
+    }
+}

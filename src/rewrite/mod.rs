@@ -11,6 +11,7 @@ pub mod csp;
 mod decode;
 pub mod handlers;
 mod held;
+mod resync;
 mod stream;
 
 use crate::base::Body;
@@ -22,7 +23,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{response::Parts, Method, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use std::sync::{Arc, Mutex};
-use stream::{new_rewriter, Fresh, RewriteStream};
+use stream::{Fresh, RewriteStream};
 
 pub use coding::limit_accept_encoding;
 pub use decode::decode_all;
@@ -127,8 +128,8 @@ pub fn rewrite_with(
     let removals = page.removals.clone();
     let buf = Arc::new(Mutex::new(BytesMut::new()));
     let encoding = charset_of(headers);
-    let mut rw = Some(new_rewriter(page.clone(), encoding, buf.clone()));
-    let mut fresh = Fresh { page, encoding, restarts: 0 };
+    let mut fresh = Fresh::new(page, encoding);
+    let mut rw = Some(fresh.rewriter(&buf));
     let mut drain = || {
         let mut b = crate::base::lock(&buf);
         out(&b);

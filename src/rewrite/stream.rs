@@ -1,11 +1,13 @@
 //! The rewriting stream: a page's body read as it arrives (its own frames, or through a
 //! decoder), fed chunk by chunk to lol_html, and its output handed on as each chunk comes out,
 //! gzipped with a sync flush per chunk when the browser is sent gzip. A token too big for the
-//! rewriter's memory passes as it was and a new rewriter takes the page on after it.
+//! rewriter's memory passes as it was and a new rewriter takes the page on after it, where the
+//! tokenizer's state is known again (resync.rs).
 
 use super::coding::Coding;
 use super::decode::{decode, Decoded};
 use super::handlers::{self, Handlers};
+use super::resync::Resync;
 use super::{MAX_REWRITER_MEMORY, READ_CHUNK};
 use crate::base::{Body, BoxError};
 use bytes::{Bytes, BytesMut};
@@ -13,6 +15,7 @@ use futures_util::Stream;
 use http_body::Body as _;
 use std::io::Write;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::ReadBuf;
@@ -35,6 +38,7 @@ pub(crate) fn new_rewriter(
     page: Arc<Handlers>,
     encoding: Option<&'static encoding_rs::Encoding>,
     out: Arc<Mutex<BytesMut>>,
+    bail_at: Arc<AtomicUsize>,
 ) -> Rewriter {
     let memory = lol_html::MemorySettings::new()
         .with_max_allowed_memory_usage(MAX_REWRITER_MEMORY)
@@ -44,6 +48,12 @@ pub(crate) fn new_rewriter(
     if let Some(enc) = encoding.and_then(lol_html::AsciiCompatibleEncoding::new) {
         settings = settings.with_encoding(enc);
     }
+    // Giving up, lol_html writes back raw every byte from the oversized token's first: where
+    // they begin in the output is noted, for the next rewriter to find the token's end.
+    let sink = out.clone();
+    settings = settings.append_bail_out_handler(lol_html::bail_out!(move |_, _| {
+        bail_at.store(crate::base::lock(&sink).len(), Ordering::Relaxed);
+    }));
     lol_html::send::HtmlRewriter::new(settings, Sink(out))
 }
 
@@ -81,6 +91,20 @@ pub(crate) struct Fresh {
     pub(crate) encoding: Option<&'static encoding_rs::Encoding>,
     /// How many times a rewriter gave up on this page.
     pub(crate) restarts: usize,
+    /// Where, in the output, the last rewriter to give up began writing back raw bytes.
+    bail_at: Arc<AtomicUsize>,
+    /// Following an oversized token to its end, with no rewriter meanwhile.
+    resync: Option<Resync>,
+}
+
+impl Fresh {
+    pub(crate) fn new(page: Arc<Handlers>, encoding: Option<&'static encoding_rs::Encoding>) -> Fresh {
+        Fresh { page, encoding, restarts: 0, bail_at: Arc::default(), resync: None }
+    }
+
+    pub(crate) fn rewriter(&self, out: &Arc<Mutex<BytesMut>>) -> Rewriter {
+        new_rewriter(self.page.clone(), self.encoding, out.clone(), self.bail_at.clone())
+    }
 }
 
 /// A page whose tokens overflow the rewriter's memory more often than this is cut off with
@@ -96,13 +120,13 @@ impl RewriteStream {
         gzip: bool,
     ) -> Self {
         let out = Arc::new(Mutex::new(BytesMut::with_capacity(READ_CHUNK)));
-        let rewriter = new_rewriter(page.clone(), encoding, out.clone());
+        let fresh = Fresh::new(page, encoding);
         RewriteStream {
             input: Input::new(body, coding),
-            rewriter: Some(rewriter),
+            rewriter: Some(fresh.rewriter(&out)),
             out,
             gzip: gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
-            fresh: Fresh { page, encoding, restarts: 0 },
+            fresh,
             done: false,
         }
     }
@@ -131,16 +155,28 @@ impl RewriteStream {
     }
 
     /// Feed bytes to the rewriter. A token too big for its memory (a 3 MB attribute, say)
-    /// makes lol_html give up; it hands on every byte it was given, and a new rewriter takes
-    /// the page from there, so cleaning goes on after the oversized token instead of the rest
-    /// of the page passing uncleaned. Takes the fields it needs, so the input's buffer can be
-    /// fed without a copy.
+    /// makes lol_html give up; it hands on every byte it was given, raw. Those from the
+    /// oversized token's first on are taken back and followed to the token's end (and through
+    /// the raw text it may open) as the HTML tokenizer would; a new rewriter takes the page
+    /// from there, so cleaning goes on after the token instead of the rest of the page passing
+    /// uncleaned, or being read from inside the token. Takes the fields it needs, so the
+    /// input's buffer can be fed without a copy.
     pub(crate) fn feed(
         rewriter: &mut Option<Rewriter>,
         fresh: &mut Fresh,
         out: &Arc<Mutex<BytesMut>>,
         data: &[u8],
     ) -> Result<(), std::io::Error> {
+        if let Some(sync) = &mut fresh.resync {
+            let Some(at) = sync.scan(data) else {
+                crate::base::lock(out).extend_from_slice(data);
+                return Ok(());
+            };
+            crate::base::lock(out).extend_from_slice(&data[..at]);
+            fresh.resync = None;
+            *rewriter = Some(fresh.rewriter(out));
+            return Self::feed(rewriter, fresh, out, &data[at..]);
+        }
         let Some(rw) = rewriter.as_mut() else { return Ok(()) };
         match rw.write(data) {
             Ok(()) => Ok(()),
@@ -150,8 +186,14 @@ impl RewriteStream {
                     restarts = fresh.restarts,
                     "a token too big for the rewriter passed as it was; cleaning goes on after it"
                 );
-                *rewriter = Some(new_rewriter(fresh.page.clone(), fresh.encoding, out.clone()));
-                Ok(())
+                *rewriter = None;
+                let raw = {
+                    let mut o = crate::base::lock(out);
+                    let at = fresh.bail_at.load(Ordering::Relaxed).min(o.len());
+                    o.split_off(at)
+                };
+                fresh.resync = Some(Resync::default());
+                Self::feed(rewriter, fresh, out, &raw)
             }
             Err(e) => {
                 *rewriter = None;
