@@ -491,3 +491,264 @@ async fn after_an_oversized_attribute_the_rewriter_resumes_where_the_tag_ends_wh
         );
     }
 }
+
+/// A hostile DNS server on loopback: every name under `chain.test` is a CNAME chain of 350
+/// links of 170-byte names (an answer of about 60 KB, over TCP once UDP says truncated),
+/// ending at 127.0.0.1. Answers `limit` questions at most.
+async fn chain_dns(limit: usize, links: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use hickory_resolver::proto::op::{Message, MessageType};
+    use hickory_resolver::proto::rr::rdata::{A, CNAME};
+    use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+    use hickory_resolver::proto::serialize::binary::BinEncodable;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = move |q: &Message, full: bool| -> Vec<u8> {
+        let mut r = Message::new();
+        r.set_id(q.id()).set_message_type(MessageType::Response).set_op_code(q.op_code());
+        r.set_recursion_desired(true).set_recursion_available(true);
+        r.add_queries(q.queries().to_vec());
+        let Some(query) = q.queries().first() else { return r.to_bytes().unwrap() };
+        let asked = query.name().to_ascii();
+        // A name of the chain itself (the resolver asking on from where it stopped following
+        // the chain): its address.
+        if asked.split('.').count() != 4 {
+            if query.query_type() == RecordType::A {
+                r.add_answer(Record::from_rdata(query.name().clone(), 3600, RData::A(A::new(127, 0, 0, 1))));
+            }
+            return r.to_bytes().unwrap();
+        }
+        if !full {
+            r.set_truncated(true);
+            return r.to_bytes().unwrap();
+        }
+        let base = asked.split_once('.').map_or("chain.test.", |(_, b)| b).to_string();
+        let first = asked.split('.').next().unwrap_or("n").to_string();
+        let mut from = query.name().clone();
+        for i in 0..links {
+            // Labels of their own, so that name compression cannot shorten the answer.
+            let label = |k: u32| format!("{i:04}{k}{}", "x".repeat(44));
+            let to = Name::from_ascii(format!("{}.{}.{}.{first}.{base}", label(1), label(2), label(3))).unwrap();
+            r.add_answer(Record::from_rdata(from.clone(), 3600, RData::CNAME(CNAME(to.clone()))));
+            from = to;
+        }
+        if query.query_type() == RecordType::A {
+            r.add_answer(Record::from_rdata(from, 3600, RData::A(A::new(127, 0, 0, 1))));
+        }
+        r.to_bytes().unwrap()
+    };
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let task = tokio::spawn(async move {
+        let udp_side = async {
+            let mut buf = vec![0u8; 1500];
+            for _ in 0..limit {
+                let Ok((n, from)) = udp.recv_from(&mut buf).await else { return };
+                if let Ok(q) = Message::from_vec(&buf[..n]) {
+                    let _ = udp.send_to(&answer(&q, false), from).await;
+                }
+            }
+        };
+        let tcp_side = async {
+            for _ in 0..limit {
+                let Ok((mut s, _)) = tcp.accept().await else { return };
+                tokio::spawn(async move {
+                    let answer = answer;
+                    for _ in 0..64 {
+                        let mut len = [0u8; 2];
+                        if s.read_exact(&mut len).await.is_err() {
+                            return;
+                        }
+                        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                        if s.read_exact(&mut q).await.is_err() {
+                            return;
+                        }
+                        let Ok(q) = Message::from_vec(&q) else { return };
+                        let a = answer(&q, true);
+                        let mut out = (a.len() as u16).to_be_bytes().to_vec();
+                        out.extend_from_slice(&a);
+                        if s.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        };
+        tokio::join!(udp_side, tcp_side);
+    });
+    (addr, task)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_huge_cname_chains_cost_bounded_memory() {
+    let names = 1200;
+    let (dns, _dns) = chain_dns(names * 16, 350).await;
+    let o = static_origin(None, "text/plain", "ok").await;
+    let p = Binary::start(&[], &format!("[upstream]\ndns = \"{dns}\"\nidle_timeout = \"2s\"\n")).await;
+    let c = p.client(&[]);
+    // Warm up (the allocator, the pools), then the hostile names.
+    for _ in 0..20 {
+        let _ = c.get(format!("http://127.0.0.1:{}/warm", o.port())).send().await;
+    }
+    let before = rss_kib(p.child.id());
+    let mut answered = 0;
+    for i in 0..names {
+        // Each name is uncloaked (its chain looked up) before it is dialled.
+        if let Ok(r) = c.get(format!("http://n{i}.chain.test:{}/x", o.port())).send().await {
+            answered += usize::from(r.status() == 200);
+        }
+    }
+    // Pooled connections to each name go after the upstream idle timeout (2 s here).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kib(p.child.id());
+    eprintln!("RSS {before} KiB before, {after} KiB after {names} names with 60 KB chains ({answered} answered)");
+    assert!(answered > names / 2, "the names resolve through their chains: {answered}");
+    assert!(after.saturating_sub(before) < 64 * 1024, "{} KiB more for {names} names", after - before);
+}
+
+#[tokio::test]
+async fn live_receipt_streams_are_bounded_by_max_watchers() {
+    let p = Binary::start(&[], "[receipt]\nmax_watchers = 2\n").await;
+    let c = from([127, 0, 0, 1]);
+    let events = || c.get(format!("{}/events", p.url())).send();
+    let first = events().await.unwrap();
+    let second = events().await.unwrap();
+    assert_eq!((first.status(), second.status()), (http::StatusCode::OK, http::StatusCode::OK));
+    let third = events().await.unwrap();
+    assert_eq!(third.status(), 429, "past max_watchers");
+    assert!(third.text().await.unwrap().contains("Too many receipt pages"));
+    drop(first);
+    // The place is given back once the stream's connection is gone.
+    let started = Instant::now();
+    loop {
+        let r = events().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "a closed stream gives its place back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn ad_sources_are_kept_by_traffic_so_junk_names_cannot_crowd_out_real_ones() {
+    let (dns, _dns) = chain_dns(20_000, 0).await;
+    let o = static_origin(None, "image/gif", "GIF89a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ads = dir.path().join("ads.txt");
+    std::fs::write(&ads, "/adserve/*$third-party\n").unwrap();
+    let p = Binary::start(
+        &[],
+        &format!(
+            "[upstream]\ndns = \"{dns}\"\n[[lists]]\nname = \"test-ads\"\npath = {:?}\nverdict = \"ad\"\n",
+            ads.display().to_string()
+        ),
+    )
+    .await;
+    let c = p.client(&[]);
+    let ad = |host: String| {
+        c.get(format!("http://{host}:{}/adserve/banner.gif", o.port()))
+            .header("referer", "http://news.test/story")
+            .header("sec-fetch-dest", "image")
+            .send()
+    };
+    for i in 0..700 {
+        let r = ad(format!("junk{i}.test")).await.unwrap();
+        assert_eq!(r.status(), 200, "junk{i}: {}", r.text().await.unwrap_or_default());
+    }
+    for _ in 0..5 {
+        ad("realads.test".to_string()).await.unwrap();
+    }
+    let metrics = from([127, 0, 0, 1]).get(format!("{}/metrics", p.url())).send().await.unwrap().text().await.unwrap();
+    let labels = metrics.lines().filter(|l| l.starts_with("nostalk_ad_source_requests_total{")).count();
+    assert!(labels <= 2 * nostalk::receipt::MAX_AD_SOURCES, "{labels} labels");
+    assert!(
+        metrics.contains("nostalk_ad_source_requests_total{source=\"realads.test\",verdict=\"ad\"} 5"),
+        "a real source is counted after 700 junk names"
+    );
+}
+
+#[tokio::test]
+async fn max_connections_is_held_below_the_open_file_limit_so_new_clients_still_get_in() {
+    // Default max_connections (4096), a 1,024 open-file limit: 1,100 idle connections would
+    // have taken every descriptor; now the least recently active are shed.
+    let p = Binary::start_limited(&[], "", Some(1024)).await;
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        match tokio::net::TcpStream::connect(p.addr()).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connecting: {e}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let r = c.get(format!("{}/healthz", p.url())).send().await.expect("a new client is served");
+    assert_eq!(r.status(), 200);
+    drop(idle);
+}
+
+#[tokio::test]
+async fn a_reload_of_an_empty_or_cut_short_file_is_refused_and_the_policy_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("block.txt");
+    std::fs::write(&list, "||custom-tracker.test^\n").unwrap();
+    let p = Binary::start(
+        &[],
+        &format!("[[lists]]\nname = \"mine\"\npath = {:?}\nverdict = \"block\"\n", list.display().to_string()),
+    )
+    .await;
+    let c = p.client(&[]);
+    let blocked = || async {
+        let r = c.get("http://custom-tracker.test/p.gif").header("sec-fetch-dest", "image").send().await.unwrap();
+        r.headers().get("x-nostalk").is_some_and(|v| v == "blocked")
+    };
+    assert!(blocked().await);
+    let whole = std::fs::read_to_string(p.config_path()).unwrap();
+    // The file without its lists (as a write cut short would leave a file whose lists came last).
+    let lists_at = whole.find("[[lists]]").unwrap();
+    let lists_end = lists_at + whole[lists_at..].find("\n[").unwrap() + 1;
+    let cut = format!("{}{}", &whole[..lists_at], &whole[lists_end..]);
+    for (what, text) in [("empty", ""), ("without its lists", cut.as_str())] {
+        std::fs::write(p.config_path(), text).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(p.child.id() as i32, libc::SIGHUP) };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(blocked().await, "{what}: the policy in force stays");
+    }
+    // The whole file again is taken.
+    std::fs::write(p.config_path(), whole.replace("custom-tracker.test", "x")).unwrap();
+    std::fs::write(&list, "||other-tracker.test^\n").unwrap();
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGHUP) };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!blocked().await, "a whole file is reloaded");
+}
+
+#[test]
+fn run_refuses_a_ca_directory_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let nostalk = || std::process::Command::new(env!("CARGO_BIN_EXE_nostalk"));
+    let out = nostalk().args(["ca", "init", "--dir", ca_dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = dir.path().join("c.toml");
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[ca]\ndir = {:?}\n[policy]\ndefault_subscriptions = false\n",
+        ca_dir.display().to_string()
+    );
+    std::fs::write(&cfg, toml).unwrap();
+    let out =
+        nostalk().args(["run", "--config", cfg.to_str().unwrap()]).env("XDG_DATA_HOME", dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "run must refuse to start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 700") && err.contains("written by other users"), "says why and how to fix it: {err}");
+}

@@ -144,11 +144,13 @@ pub struct ReceiptConfig {
     pub store: Option<PathBuf>,
     /// Down-votes after which an ad source is blocked.
     pub downvotes_to_block: u32,
+    /// At most this many live receipt pages (`/events` streams) at once.
+    pub max_watchers: usize,
 }
 
 impl Default for ReceiptConfig {
     fn default() -> Self {
-        ReceiptConfig { per_person: true, store: None, downvotes_to_block: 1 }
+        ReceiptConfig { per_person: true, store: None, downvotes_to_block: 1, max_watchers: 32 }
     }
 }
 

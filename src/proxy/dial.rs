@@ -1,7 +1,8 @@
 //! Reaching an upstream: host names resolved through `[upstream] resolve` first, then our own
 //! resolver (hickory, asking `[upstream] dns` or the system's servers, with the system's
 //! getaddrinfo as the fallback when no `dns` is set); the CNAME chain a name resolves through,
-//! for uncloaking (the answers are cached, so the lookup the connection makes next is free);
+//! for uncloaking (the answers are cached, addresses and chain alone and bounded in bytes, so
+//! the lookup the connection makes next is free and no hostile answer is held whole);
 //! every address passed through destination filtering; TCP within the connect
 //! timeout; rustls verifying against webpki roots plus `[upstream] extra_roots`. The one
 //! dialer every upstream connection and tunnel goes through (the pooled client, `h2pool`,
@@ -31,8 +32,35 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-/// Host → (when looked up, its CNAME chain).
-type CnameCache = quick_cache::sync::Cache<String, (std::time::Instant, Arc<[String]>)>;
+/// Host → what it resolved to, bounded by the bytes it holds.
+type NameCache = quick_cache::sync::Cache<String, Resolved, ResolvedBytes, foldhash::fast::RandomState>;
+
+/// A host's answer as the dialer keeps it: its addresses and the CNAME chain it went through.
+#[derive(Clone)]
+struct Resolved {
+    until: std::time::Instant,
+    addrs: Arc<[std::net::IpAddr]>,
+    chain: Arc<[String]>,
+}
+
+/// The names cache holds at most this many bytes: a hostile zone's chains (60 KB each) cannot
+/// make it grow past it, however many names are asked for.
+const NAME_CACHE_BYTES: u64 = 1 << 20;
+/// At most this many names of a chain are kept and checked: real chains have a handful, a
+/// longer one is a hostile zone's, and its first names are the ones a tracker hides behind.
+pub const MAX_CHAIN: usize = 16;
+/// At most this many addresses of a name are kept.
+const MAX_ADDRS: usize = 16;
+
+/// A cached answer's weight: the bytes of its host, addresses and names.
+#[derive(Clone)]
+struct ResolvedBytes;
+
+impl quick_cache::Weighter<String, Resolved> for ResolvedBytes {
+    fn weight(&self, host: &String, r: &Resolved) -> u64 {
+        64 + host.len() as u64 + 16 * r.addrs.len() as u64 + r.chain.iter().map(|n| 32 + n.len() as u64).sum::<u64>()
+    }
+}
 
 /// Name overrides and how to reach an upstream.
 #[derive(Clone)]
@@ -41,9 +69,11 @@ pub struct Dialer {
     dns: Arc<TokioResolver>,
     /// `[upstream] dns` is set: its answer is final (no getaddrinfo fallback).
     dns_only: bool,
-    /// Each host's CNAME chain, as last looked up: most requests go to a host asked for a
-    /// moment ago, and the answer then costs a hash lookup instead of a resolver query.
-    cnames: Arc<CnameCache>,
+    /// Each host's answer (addresses and CNAME chain), as last looked up: most requests go to
+    /// a host asked for a moment ago, and the answer then costs a hash lookup instead of a
+    /// resolver query. The resolver keeps no cache of its own: a whole answer (a hostile
+    /// zone's 60 KB of chain) is never held, only what is kept here.
+    names: Arc<NameCache>,
     destinations: Arc<Destinations>,
     connect_timeout: Duration,
     tls: TlsConnector,
@@ -56,7 +86,13 @@ impl Dialer {
             resolve: Arc::new(cfg.resolve_entries()),
             dns: Arc::new(dns),
             dns_only,
-            cnames: Arc::new(quick_cache::sync::Cache::new(4096)),
+            names: Arc::new(quick_cache::sync::Cache::with(
+                4096,
+                NAME_CACHE_BYTES,
+                ResolvedBytes,
+                foldhash::fast::RandomState::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            )),
             destinations: Arc::new(Destinations::new(cfg)),
             connect_timeout: cfg.upstream.connect_timeout.get(),
             tls: TlsConnector::from(Arc::new(tls)),
@@ -72,8 +108,8 @@ impl Dialer {
         } else if let Ok(ip) = host.parse::<std::net::IpAddr>() {
             vec![SocketAddr::new(ip, port)]
         } else {
-            match self.dns.lookup_ip(host).await {
-                Ok(ips) => ips.iter().map(|ip| SocketAddr::new(ip, port)).collect(),
+            match self.resolved(host).await {
+                Ok(r) => r.addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
                 Err(e) if self.dns_only => return Err(io::Error::new(io::ErrorKind::NotFound, e)),
                 // The system's resolver knows what ours may not (/etc/hosts in nsswitch, mDNS,
                 // numeric forms like 2130706433, which destination filtering then judges).
@@ -93,26 +129,38 @@ impl Dialer {
         if host.parse::<std::net::IpAddr>().is_ok() || self.resolve.iter().any(|e| e.host.eq_ignore_ascii_case(host)) {
             return Arc::from([]);
         }
-        if let Some((at, chain)) = self.cnames.get(host) {
-            if at.elapsed() < CNAME_MEMORY {
-                return chain;
+        match self.resolved(host).await {
+            Ok(r) => r.chain,
+            Err(_) => Arc::from([]),
+        }
+    }
+
+    /// `host`'s answer, from the cache while it is fresh (its TTL, at most [`NAME_MEMORY`]),
+    /// else from the resolver. Only its first addresses and names are kept.
+    async fn resolved(&self, host: &str) -> Result<Resolved, hickory_resolver::ResolveError> {
+        let now = std::time::Instant::now();
+        if let Some(r) = self.names.get(host) {
+            if r.until > now {
+                return Ok(r);
             }
         }
-        // Boxed: the resolver's future is large, and most requests find the chain known.
-        let chain: Arc<[String]> = match Box::pin(self.dns.lookup_ip(host)).await {
-            Ok(lookup) => lookup
-                .as_lookup()
-                .records()
-                .iter()
-                .filter_map(|r| match r.data() {
-                    RData::CNAME(target) => Some(target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
-                    _ => None,
-                })
-                .collect(),
-            Err(_) => Arc::from([]),
-        };
-        self.cnames.insert(host.to_string(), (std::time::Instant::now(), chain.clone()));
-        chain
+        // Boxed: the resolver's future is large, and most requests find the answer known.
+        let lookup = Box::pin(self.dns.lookup_ip(host)).await?;
+        let chain: Arc<[String]> = lookup
+            .as_lookup()
+            .records()
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::CNAME(target) => Some(target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .take(MAX_CHAIN)
+            .collect();
+        let addrs: Arc<[std::net::IpAddr]> = lookup.iter().take(MAX_ADDRS).collect();
+        let until = lookup.valid_until().min(now + NAME_MEMORY);
+        let r = Resolved { until, addrs, chain };
+        self.names.insert(host.to_string(), r.clone());
+        Ok(r)
     }
 
     /// Whether an address written in the request itself may be reached (checked before a
@@ -164,9 +212,9 @@ impl Dialer {
     }
 }
 
-/// How long a host's CNAME chain is taken as known (DNS answers of trackers' CNAMEs live
+/// How long a host's answer is taken as known at most (DNS answers of trackers' CNAMEs live
 /// minutes; a changed chain is seen within this).
-const CNAME_MEMORY: Duration = Duration::from_secs(60);
+const NAME_MEMORY: Duration = Duration::from_secs(60);
 
 /// Our resolver: `[upstream] dns` alone when set, else the system's configuration. Answers are
 /// cached (a name is asked once for its decision and its connection).
@@ -187,7 +235,8 @@ fn resolver(cfg: &Config) -> (TokioResolver, bool) {
         },
     };
     let opts = builder.options_mut();
-    opts.cache_size = 4096;
+    // No cache in the resolver: it would hold whole answers, however large (see `names`).
+    opts.cache_size = 0;
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     (builder.build(), dns_only)
 }

@@ -369,24 +369,63 @@ where
 
 /// Raise this process's open-file soft limit to its hard limit: every connection is a
 /// descriptor (two when forwarded), and 1,024, a common default, is a few hundred browsers.
-pub fn raise_fd_limit() {
+/// Returns the soft limit in force after.
+pub fn raise_fd_limit() -> Option<u64> {
     #[cfg(unix)]
     // SAFETY: getrlimit/setrlimit read and write a plain struct we own; no other preconditions.
     unsafe {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
-                tracing::debug!("could not raise the open-file limit");
-            }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
         }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                return Some(lim.rlim_max as u64);
+            }
+            tracing::debug!("could not raise the open-file limit");
+        }
+        Some(lim.rlim_cur as u64)
     }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Descriptors kept aside from client connections: the listener, logs, the store, lists,
+/// DNS, and the upstream side of connections being set up.
+const SPARE_FDS: u64 = 64;
+
+/// The connection limit the process can hold: `max_connections`, but never more than its
+/// open-file limit allows (each client connection may hold two descriptors, its own and its
+/// upstream's), so shedding the least recently active connection, not running out of
+/// descriptors, is what happens at the limit. Says so when it lowers the limit.
+pub fn connection_limit(max_connections: usize, fd_limit: Option<u64>) -> usize {
+    let Some(fds) = fd_limit else { return max_connections };
+    let fit = (fds.saturating_sub(SPARE_FDS) / 2).max(1) as usize;
+    if fit < max_connections {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = fds,
+            using = fit,
+            "max_connections is more than the open-file limit allows; raise the limit (LimitNOFILE=) or lower max_connections"
+        );
+        return fit;
+    }
+    max_connections
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn the_connection_limit_fits_the_open_file_limit() {
+        assert_eq!(connection_limit(4096, Some(1024)), 480);
+        assert_eq!(connection_limit(100, Some(1024)), 100);
+        assert_eq!(connection_limit(4096, None), 4096);
+        assert_eq!(connection_limit(10, Some(10)), 1);
+    }
 
     #[tokio::test]
     async fn past_the_limit_the_least_recently_active_connection_is_shed() {

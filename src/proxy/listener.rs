@@ -84,7 +84,7 @@ impl Server {
         let lists = Arc::new(Subscriptions::new(&config));
         let policy = Policy::build(&config, &lists.loaded())?;
         ops::return_free_memory();
-        limits::raise_fd_limit();
+        let max_connections = limits::connection_limit(config.server.max_connections, limits::raise_fd_limit());
         let threshold = config.receipt.downvotes_to_block;
         let choices = match ops::choices::Choices::open(&config.store_path(), threshold) {
             Ok(c) => c,
@@ -105,11 +105,13 @@ impl Server {
             metrics: Arc::default(),
             receipt: Arc::new(crate::receipt::Receipt::new(config.receipt.per_person)),
             user_receipts: crate::receipt::PerUser::default(),
+            watchers: Arc::default(),
+            config_tables: Default::default(),
             choices: Arc::new(choices),
             passes: Default::default(),
             lists,
             timeouts: limits::Timeouts::new(&config),
-            conns: limits::ConnTable::new(config.server.max_connections),
+            conns: limits::ConnTable::new(max_connections),
             page_token: crate::respond::pages::new_token(),
             shutdown: tokio::sync::watch::channel(false).0,
             tasks: tokio_util::task::TaskTracker::new(),

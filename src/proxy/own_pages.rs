@@ -155,7 +155,12 @@ fn page(
         } else {
             pages::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
         }),
-        "/events" if get && reader => Ok(pages::events(receipt, shared.shutdown.subscribe())),
+        "/events" if get && reader => {
+            let watcher = pages::Watcher::join(&shared.watchers, shared.config.receipt.max_watchers).ok_or(
+                Failure::TooMany("Too many receipt pages are open for live updates; close one, or reload later."),
+            )?;
+            Ok(pages::events(receipt, shared.shutdown.subscribe(), watcher))
+        }
         "/site" if get && reader => {
             let choices = shared.choices.snapshot();
             pages::site_fragment(

@@ -12,6 +12,7 @@
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::proxy::state::Shared;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -19,6 +20,9 @@ use tracing::{info, warn};
 /// Reload on every SIGHUP for as long as the process runs (the handler is installed now, so
 /// a SIGHUP never takes its default action, which ends the process).
 pub fn on_sighup(shared: Arc<Shared>, path: Option<PathBuf>) {
+    if let Some(p) = &path {
+        *crate::base::lock(&shared.config_tables) = tables_of(p);
+    }
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -70,6 +74,14 @@ pub fn watch(shared: Arc<Shared>, path: PathBuf) {
 /// policy built from it. Returns whether the new policy is in force.
 pub fn reload(shared: &Shared, path: Option<&Path>) -> bool {
     let started = std::time::Instant::now();
+    let tables = match path.map(|p| (p, whole(shared, p))) {
+        Some((p, Err(why))) => {
+            warn!(file = %p.display(), "reload refused: {why}; the config in force stays");
+            return false;
+        }
+        Some((_, Ok(tables))) => tables,
+        None => None,
+    };
     let config = match path {
         Some(p) => match Config::load(p) {
             Ok(c) => c,
@@ -91,6 +103,9 @@ pub fn reload(shared: &Shared, path: Option<&Path>) -> bool {
         }
     };
     let restart = needs_restart(&shared.config, &config);
+    if tables.is_some() {
+        *crate::base::lock(&shared.config_tables) = tables;
+    }
     shared.policy.store(Arc::new(policy));
     shared.policy_config.store(Arc::new(config));
     crate::ops::return_free_memory();
@@ -99,6 +114,32 @@ pub fn reload(shared: &Shared, path: Option<&Path>) -> bool {
         warn!(sections = ?restart, "these sections changed and take effect only on a restart");
     }
     true
+}
+
+/// The tables (`[server]`, `[policy]`...) of a config file's text; None when it is not TOML.
+pub fn tables_of(path: &Path) -> Option<BTreeSet<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = text.parse().ok()?;
+    Some(table.into_iter().filter(|(_, v)| v.is_table() || v.is_array()).map(|(k, _)| k).collect())
+}
+
+/// Whether the file at `path` looks whole: an editor or a deployment that writes the file in
+/// place is seen mid-write by the watcher, and an empty file or one cut before its `[policy]`
+/// would otherwise drop the policy to the defaults. A file with no table at all, or without one
+/// the file in force had, is refused (a section dropped on purpose takes effect on a restart).
+/// Returns the file's tables, noted once the file is taken.
+fn whole(shared: &Shared, path: &Path) -> Result<Option<BTreeSet<String>>, String> {
+    let Some(now) = tables_of(path) else { return Ok(None) };
+    if now.is_empty() {
+        return Err("the file has no [section] at all (empty, or cut short while being written?)".into());
+    }
+    let before = crate::base::lock(&shared.config_tables);
+    if let Some(missing) = before.as_ref().and_then(|b| b.iter().find(|t| !now.contains(*t))) {
+        return Err(format!(
+            "the file has lost its [{missing}] (cut short while being written?); restart nostalk to drop a section on purpose"
+        ));
+    }
+    Ok(Some(now))
 }
 
 /// The sections of `new` that differ from what the server started with and that a reload

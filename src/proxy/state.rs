@@ -25,6 +25,10 @@ pub struct Shared {
     pub auth: Option<Arc<ops::auth::Auth>>,
     pub metrics: Arc<ops::metrics::Metrics>,
     pub receipt: Arc<receipt::Receipt>,
+    /// The tables of the config file in force, so a reload of a file cut short is refused.
+    pub config_tables: std::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
+    /// The live receipt streams open now (`[receipt] max_watchers`).
+    pub watchers: Arc<std::sync::atomic::AtomicUsize>,
     /// Each signed-in user's own receipt (`[auth]`).
     pub user_receipts: receipt::PerUser,
     /// The person's choices kept across restarts (down-votes, shopping switches, trusted

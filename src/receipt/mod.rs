@@ -41,6 +41,20 @@ const MAX_BACKLOG: usize = 1024;
 const PAGE_MEMORY: Duration = Duration::from_secs(60);
 const MAX_CLIENT_PAGES: usize = 256;
 
+/// A number below `n`, from a cheap per-thread generator (no secret depends on it).
+fn rand_below(n: u64) -> u64 {
+    use std::cell::Cell;
+    thread_local!(static STATE: Cell<u64> = const { Cell::new(0x9e37_79b9_7f4a_7c15) });
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x % n.max(1)
+    })
+}
+
 /// At most this many users' own receipts are kept (the least recently created goes first).
 pub const MAX_USER_RECEIPTS: usize = 1000;
 /// At most this many sites in one user's own receipt.
@@ -283,7 +297,22 @@ impl Receipt {
         // Locked, not tried: held only for one entry's count, or a clone of the table.
         let mut sources = lock(&self.ad_sources);
         if !sources.contains_key(source) && sources.len() >= MAX_AD_SOURCES {
-            return;
+            // Kept by traffic, not first come: a new source takes the place of the one counted
+            // least, so a flood of junk names cannot keep real sources from being counted (a
+            // junk name stays only while it is counted more than a real one).
+            let least = sources
+                .iter()
+                .min_by_key(|(_, s)| s.shown + s.downvoted)
+                .map(|(k, s)| (k.clone(), s.shown + s.downvoted));
+            match least {
+                Some((name, count)) if count <= 1 => {
+                    sources.remove(&name);
+                }
+                Some((name, _)) if rand_below(8) == 0 => {
+                    sources.remove(&name);
+                }
+                _ => return,
+            }
         }
         let s = sources.entry(source.to_string()).or_default();
         if shown {

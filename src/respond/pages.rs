@@ -16,6 +16,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A plain answer of the proxy's own, never cached.
@@ -166,20 +168,24 @@ pub fn back_to(site: &str, said: String) -> Response<Body> {
 
 /// Server-sent events: the name of each site whose receipt changed, as it changes, and a
 /// comment every 15 s to keep the connection open; ends when the proxy shuts down.
-pub fn events(receipt: &Receipt, stop: tokio::sync::watch::Receiver<bool>) -> Response<Body> {
+pub fn events(receipt: &Receipt, stop: tokio::sync::watch::Receiver<bool>, watcher: Watcher) -> Response<Body> {
     use futures_util::StreamExt;
     use http_body::Frame;
     let rx = receipt.subscribe();
-    let stream = futures_util::stream::unfold((rx, stop, true), |(mut rx, mut stop, first)| async move {
+    let state = (rx, stop, true, watcher);
+    let stream = futures_util::stream::unfold(state, |(mut rx, mut stop, first, watcher)| async move {
         if first {
-            return Some((bytes::Bytes::from_static(b"retry: 2000\n: nostalk receipt\n\n"), (rx, stop, false)));
+            return Some((
+                bytes::Bytes::from_static(b"retry: 2000\n: nostalk receipt\n\n"),
+                (rx, stop, false, watcher),
+            ));
         }
         if *stop.borrow() {
             return None;
         }
         let chunk = tokio::select! {
             got = rx.recv() => match got {
-                Ok(site) => bytes::Bytes::from(format!("event: site\ndata: {}\n\n", site.replace(['\n', '\r'], ""))),
+                Ok(site) => changed_sites(&mut rx, site),
                 // Missed some: the page has every site anyway after its next fetches.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => bytes::Bytes::from_static(b": lagged\n\n"),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
@@ -187,13 +193,49 @@ pub fn events(receipt: &Receipt, stop: tokio::sync::watch::Receiver<bool>) -> Re
             _ = tokio::time::sleep(Duration::from_secs(15)) => bytes::Bytes::from_static(b": keep-alive\n\n"),
             _ = stop.changed() => return None,
         };
-        Some((chunk, (rx, stop, false)))
+        Some((chunk, (rx, stop, false, watcher)))
     });
     let body = http_body_util::StreamBody::new(stream.map(|b| Ok::<_, crate::base::BoxError>(Frame::data(b))));
     let mut r = Response::new(BodyExt::boxed_unsync(body));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// One live receipt stream's place among `[receipt] max_watchers`; given back when the stream
+/// ends.
+pub struct Watcher(Arc<AtomicUsize>);
+
+impl Watcher {
+    /// A place, when fewer than `max` streams are open.
+    pub fn join(open: &Arc<AtomicUsize>, max: usize) -> Option<Watcher> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Watcher(open.clone()))
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The sites changed since the last event: the one just heard, and any others already
+/// waiting, each named once (a page that loads fifty things names its site once).
+fn changed_sites(rx: &mut tokio::sync::broadcast::Receiver<Arc<str>>, first: Arc<str>) -> bytes::Bytes {
+    let mut sites = vec![first];
+    while let Ok(site) = rx.try_recv() {
+        if sites.len() < 64 && !sites.contains(&site) {
+            sites.push(site);
+        }
+    }
+    let mut out = String::new();
+    for site in sites {
+        out.push_str("event: site\ndata: ");
+        out.push_str(&site.replace(['\n', '\r'], ""));
+        out.push_str("\n\n");
+    }
+    bytes::Bytes::from(out)
 }
 
 /// One site's section alone, for the page's live updates.

@@ -32,8 +32,51 @@ pub enum TlsError {
     BadPem { path: PathBuf },
     #[error("{path} can be read by other users (mode {mode:o}); the CA key must be yours alone. Fix it with: chmod 600 {path}")]
     KeyExposed { path: PathBuf, mode: u32 },
+    #[error("{path} can be read by its group (mode {mode:o}), which is not this process's own; the CA key must be yours alone. Fix it with: chmod 600 {path}")]
+    KeyShared { path: PathBuf, mode: u32 },
+    #[error("{path} can be written by other users (mode {mode:o}): anyone could put a CA key of theirs in it. Fix it with: chmod 700 {path}")]
+    DirExposed { path: PathBuf, mode: u32 },
     #[error("no certificate is made for `{0}`: not a host name")]
     BadName(String),
+}
+
+/// The CA key must be its owner's alone: no one else may read or write it, and no one else may
+/// write its directory. Its group may read it only when that group is this process's own
+/// (its group or a supplementary one): that is how Kubernetes (fsGroup, deploy/kubernetes) and
+/// a service's dedicated group hand a secret to a non-root process; a key readable by some
+/// other group (`users`, say) is refused.
+#[cfg(unix)]
+fn check_private(dir: &Path, key_path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir_meta = std::fs::metadata(dir).map_err(io_err(dir))?;
+    let dir_mode = dir_meta.permissions().mode() & 0o777;
+    if dir_mode & 0o002 != 0 {
+        return Err(TlsError::DirExposed { path: dir.to_owned(), mode: dir_mode });
+    }
+    let meta = std::fs::metadata(key_path).map_err(io_err(key_path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 || mode & 0o020 != 0 {
+        return Err(TlsError::KeyExposed { path: key_path.to_owned(), mode });
+    }
+    if mode & 0o040 != 0 && !own_group(meta.gid()) {
+        return Err(TlsError::KeyShared { path: key_path.to_owned(), mode });
+    }
+    Ok(())
+}
+
+/// Whether `gid` is this process's group or one of its supplementary groups.
+#[cfg(unix)]
+fn own_group(gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions; getgroups writes at most `groups.len()` entries
+    // into the buffer we own and returns how many it wrote.
+    unsafe {
+        if libc::getegid() == gid {
+            return true;
+        }
+        let mut groups = [0 as libc::gid_t; 256];
+        let n = libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr());
+        n > 0 && groups[..n as usize].contains(&gid)
+    }
 }
 
 /// Whether a leaf may be minted for `name`: an address, or a DNS name of letters, digits,
@@ -129,15 +172,7 @@ impl CertificateAuthority {
         let key_path = dir.join(CA_KEY_FILE);
         let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&key_path).map_err(io_err(&key_path))?.permissions().mode() & 0o777;
-            // Others may not read or write it. Its group may read it: that is how Kubernetes
-            // (fsGroup) and a shared service group hand a secret to a non-root process.
-            if mode & 0o007 != 0 || mode & 0o020 != 0 {
-                return Err(TlsError::KeyExposed { path: key_path, mode });
-            }
-        }
+        check_private(dir, &key_path)?;
         let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|_| TlsError::BadPem { path: cert_path.clone() })?;
@@ -293,8 +328,27 @@ mod tests {
         assert!(e.to_string().contains("chmod 600"), "{e}");
         std::fs::set_permissions(ca_dir.join(CA_KEY_FILE), std::fs::Permissions::from_mode(0o660)).unwrap();
         assert!(CertificateAuthority::load(&ca_dir).is_err(), "a key its group may write is refused");
-        // Readable by its group: how a Kubernetes Secret (fsGroup) reaches a non-root process.
+        // Readable by its group, the process's own: how a Kubernetes Secret (fsGroup) reaches a
+        // non-root process.
         std::fs::set_permissions(ca_dir.join(CA_KEY_FILE), std::fs::Permissions::from_mode(0o440)).unwrap();
         assert!(CertificateAuthority::load(&ca_dir).is_ok());
+        // A directory anyone may write is refused, whatever the key's mode.
+        std::fs::set_permissions(ca_dir.join(CA_KEY_FILE), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let Err(e) = CertificateAuthority::load(&ca_dir) else {
+            panic!("a directory others may write must be refused")
+        };
+        assert!(e.to_string().contains("chmod 700"), "{e}");
+        std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Readable by a group that is not this process's (needs the right to give it away).
+        let key = std::ffi::CString::new(ca_dir.join(CA_KEY_FILE).to_str().unwrap()).unwrap();
+        std::fs::set_permissions(ca_dir.join(CA_KEY_FILE), std::fs::Permissions::from_mode(0o640)).unwrap();
+        // SAFETY: chown(2) on a path we made; uid -1 leaves the owner as it is.
+        if unsafe { libc::chown(key.as_ptr(), u32::MAX, 4242) } == 0 && !own_group(4242) {
+            let Err(e) = CertificateAuthority::load(&ca_dir) else { panic!("a key another group may read") };
+            assert!(e.to_string().contains("not this process's own"), "{e}");
+        } else {
+            eprintln!("SKIPPED: cannot give the key to another group here");
+        }
     }
 }

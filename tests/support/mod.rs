@@ -397,18 +397,35 @@ pub struct Binary {
 
 impl Binary {
     pub async fn start(resolve: &[String], extra_toml: &str) -> Binary {
+        Self::start_limited(resolve, extra_toml, None).await
+    }
+
+    /// [`Binary::start`], with the process's open-file limit set to `nofile` when given.
+    pub async fn start_limited(resolve: &[String], extra_toml: &str, nofile: Option<u64>) -> Binary {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let toml = compose_config(dir.path(), resolve, extra_toml, true, &format!("\"127.0.0.1:{port}\""));
         let path = dir.path().join("nostalk.toml");
         std::fs::write(&path, &toml).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_nostalk"))
-            .args(["run", "--config", path.to_str().unwrap()])
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nostalk"));
+        cmd.args(["run", "--config", path.to_str().unwrap()])
             .env("XDG_DATA_HOME", dir.path())
             .env("RUST_LOG", std::env::var("NOSTALK_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+            .stdout(std::process::Stdio::null());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().unwrap();
         let b = Binary { port, dir, child };
         let started = std::time::Instant::now();
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
@@ -420,6 +437,11 @@ impl Binary {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The config file it runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("nostalk.toml")
     }
 
     pub fn addr(&self) -> SocketAddr {
