@@ -1,6 +1,6 @@
 //! The soak: the nostalk binary under a bounded mixed load of everything that once held
-//! memory or descriptors without end: ordinary requests, slow clients that trickle a request
-//! head, CONNECT tunnels left idle, HTTP/2 connections left idle, and floods of the proxy's
+//! memory or descriptors without end: ordinary requests, 1 MiB downloads and uploads of up to
+//! 1 MiB checked by SHA-256, slow clients that trickle a request head, CONNECT tunnels left idle, HTTP/2 connections left idle, and floods of the proxy's
 //! own pages and controls. It prints the proxy's RSS and open descriptors every second; after
 //! the load, once the idle timeouts have had their turn, descriptors are back to where they
 //! started and memory has stopped growing.
@@ -49,12 +49,33 @@ async fn wait_port(port: u16) {
 
 /// Descriptors the proxy may rightly keep after the load: its pooled keep-alive connections to
 /// the origin (one per browsing client, kept for `[upstream] idle_timeout`).
-const POOLED: usize = 4;
+const POOLED: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
     let seconds: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
-    let o = static_origin(None, "text/html", "<html><head></head><body><p>hello</p></body></html>").await;
+    // Pages; 1 MiB downloads of known bytes; uploads answered with their SHA-256.
+    let big: &'static [u8] =
+        Box::leak((0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect());
+    let big_sha = sha256_hex(big);
+    let o = origin(
+        None,
+        handler(move |req| async move {
+            match req.uri().path() {
+                "/big.bin" => http::Response::builder()
+                    .header("content-type", "application/octet-stream")
+                    .body(body(big))
+                    .unwrap(),
+                "/upload" => {
+                    use http_body_util::BodyExt;
+                    let got = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    http::Response::new(body(sha256_hex(&got)))
+                }
+                _ => html("<html><head></head><body><p>hello</p></body></html>"),
+            }
+        }),
+    )
+    .await;
     let (quiet_port, held) = silent_origin().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -104,6 +125,41 @@ async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
                 {
                     let _ = r.bytes().await;
                     done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Downloads of 1 MiB and uploads of up to 1 MiB, every body checked by SHA-256.
+    let bad = Arc::new(AtomicU64::new(0));
+    for upload in [false, true] {
+        let (stop, done, proxy, bad, big_sha) =
+            (stop.clone(), done.clone(), proxy.clone(), bad.clone(), big_sha.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = reqwest::Client::builder()
+                .proxy(reqwest::Proxy::all(format!("http://{proxy}")).unwrap())
+                .build()
+                .unwrap();
+            let mut i: u32 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i = i.wrapping_add(1);
+                let ok = if upload {
+                    let size = (i.wrapping_mul(2_654_435_761) as usize) % (1 << 20) + 1;
+                    let data: Vec<u8> = (0..size).map(|k| (k as u32 ^ i) as u8).collect();
+                    let want = sha256_hex(&data);
+                    match c.post("http://news.test/upload").body(data).send().await {
+                        Ok(r) => r.text().await.is_ok_and(|got| got == want),
+                        Err(_) => false,
+                    }
+                } else {
+                    match c.get("http://news.test/big.bin").send().await {
+                        Ok(r) => r.bytes().await.is_ok_and(|b| sha256_hex(&b) == big_sha),
+                        Err(_) => false,
+                    }
+                };
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                } else if !stop.load(Ordering::Relaxed) {
+                    bad.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }));
@@ -165,11 +221,18 @@ async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
     }
 
     let mut samples = Vec::new();
+    // RSS every 10 s, for the plot (`scripts/soak` draws it).
+    let csv_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("soak-rss.csv");
+    let mut csv = String::from("seconds,rss_kib,fds,requests\n");
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (rss, fds) = (rss_kib(pid), open_fds(pid));
         samples.push((rss, fds));
+        if samples.len() % 10 == 1 {
+            csv.push_str(&format!("{},{rss},{fds},{}\n", started.elapsed().as_secs(), done.load(Ordering::Relaxed)));
+            let _ = std::fs::write(&csv_path, &csv);
+        }
         eprintln!(
             "soak {:>4}s  RSS {:>6.1} MiB  fds {:>5}  requests {}",
             started.elapsed().as_secs(),
@@ -205,6 +268,8 @@ async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
         end.1
     );
     assert!(done.load(Ordering::Relaxed) > 100, "the load ran");
+    assert_eq!(bad.load(Ordering::Relaxed), 0, "every download and upload arrived whole (SHA-256)");
+    eprintln!("soak: RSS samples every 10 s in {}", csv_path.display());
     assert!(peak_fds > fds_at_start + 20, "the idle clients held connections open during the load");
     assert!(
         end.1 <= fds_at_start + POOLED,

@@ -381,10 +381,12 @@ pub fn raise_fd_limit() -> Option<u64> {
         if lim.rlim_cur < lim.rlim_max {
             let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, u32 elsewhere.
                 return Some(lim.rlim_max as u64);
             }
             tracing::debug!("could not raise the open-file limit");
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, u32 elsewhere.
         Some(lim.rlim_cur as u64)
     }
     #[cfg(not(unix))]
