@@ -578,15 +578,6 @@ async fn chain_dns(limit: usize, links: usize) -> (std::net::SocketAddr, tokio::
     (addr, task)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_with_huge_cname_chains_cost_bounded_memory() {
     let names = 1200;
