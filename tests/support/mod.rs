@@ -47,6 +47,19 @@ impl Seen {
     }
 }
 
+/// A copy of `headers` that owns its bytes: hyper's header values are slices of the
+/// connection's read buffer, so keeping them would keep every buffer (a long soak's origin
+/// then held gigabytes of request bodies).
+fn owned(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(v) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            out.append(name.clone(), v);
+        }
+    }
+    out
+}
+
 /// A local origin server.
 pub struct Origin {
     pub addr: SocketAddr,
@@ -136,7 +149,7 @@ pub fn origin_on(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, 
                             method: req.method().to_string(),
                             uri: req.uri().to_string(),
                             version: req.version(),
-                            headers: req.headers().clone(),
+                            headers: owned(req.headers()),
                         });
                         Ok::<_, Infallible>(h(req).await)
                     }
