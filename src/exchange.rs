@@ -141,10 +141,12 @@ pub enum Kind {
     Preconnect,
     Ping,
     LinkDecoration,
+    /// A referrer policy looser than `strict-origin-when-cross-origin`, tightened.
+    ReferrerPolicy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Script,
         Kind::InlineSnippet,
         Kind::Pixel,
@@ -152,6 +154,7 @@ impl Kind {
         Kind::Preconnect,
         Kind::Ping,
         Kind::LinkDecoration,
+        Kind::ReferrerPolicy,
     ];
 
     /// Its place in [`Kind::ALL`] (and in the metrics' by-kind counters).
@@ -168,6 +171,7 @@ impl Kind {
             Kind::Preconnect => "preconnect",
             Kind::Ping => "ping attribute",
             Kind::LinkDecoration => "link decoration",
+            Kind::ReferrerPolicy => "referrer policy",
         }
     }
 }

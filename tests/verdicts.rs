@@ -289,6 +289,51 @@ async fn a_navigation_through_a_listed_trackers_host_that_redirects_back_complet
 }
 
 #[tokio::test]
+async fn navigations_to_another_site_carry_the_origin_only_and_a_trackers_host_keeps_nothing() {
+    let w = web("").await;
+    let c = no_redirects(&w.proxy);
+    let go = |url: &'static str, dest: &'static str, referer: &'static str| {
+        c.get(url)
+            .header("sec-fetch-dest", dest)
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-site", "cross-site")
+            .header("referer", referer)
+            .header("cookie", "session=abc; uid=4711")
+            .send()
+    };
+    // A link from another site, and a frame of another site: the origin only.
+    go("http://news.test/a", "document", "http://cdn.test/account/alice?id=42").await.unwrap();
+    go("http://news.test/f", "iframe", "http://cdn.test/account/alice?id=42").await.unwrap();
+    // Within the site, the whole page.
+    let same = c
+        .get("http://news.test/b")
+        .header("sec-fetch-dest", "document")
+        .header("referer", "http://www.news.test/story/1?page=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 200);
+    let referers: Vec<_> = w.news.seen().iter().map(|s| (s.uri.clone(), s.header("referer"))).collect();
+    assert_eq!(
+        referers,
+        [
+            ("/a".to_string(), Some("http://cdn.test/".to_string())),
+            ("/f".to_string(), Some("http://cdn.test/".to_string())),
+            ("/b".to_string(), Some("http://www.news.test/story/1?page=2".to_string())),
+        ]
+    );
+    // A navigation through a tracker's host (no `$document` rule): it loads, with no cookie and
+    // no Referer sent, and no cookie or client-hint request set.
+    let hop = go("http://tracker.test/hop?to=news", "document", "http://news.test/story").await.unwrap();
+    assert_eq!(hop.status(), 200, "the hop loads");
+    assert!(hop.headers().get("set-cookie").is_none(), "the tracker sets no cookie");
+    let seen = w.tracker.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("cookie"), None, "the tracker gets no cookie");
+    assert_eq!(seen[0].header("referer"), None, "the tracker gets no Referer");
+}
+
+#[tokio::test]
 async fn a_navigation_a_document_rule_blocks_says_why_and_open_anyway_opens_it_once() {
     let page = cookie_setting_origin("text/plain", "the page itself").await;
     let dir = tempfile::tempdir().unwrap();
@@ -364,7 +409,7 @@ async fn ads_are_forwarded_without_cookies_identifiers_or_the_persons_referer() 
     let s = &seen[0];
     assert_eq!(s.uri, "/slot/top.png?slot=top&size=300x250", "identifier parameters removed, the slot kept");
     assert_eq!(s.header("cookie"), None);
-    assert_eq!(s.header("referer").as_deref(), Some("http://news.test/story/42"), "the page's context only");
+    assert_eq!(s.header("referer").as_deref(), Some("http://news.test/"), "the page's origin only");
     assert_eq!(s.header("sec-gpc").as_deref(), Some("1"));
     assert_eq!(s.header("x-client-data"), None);
     assert_eq!(s.header("sec-ch-ua-model"), None);

@@ -1,7 +1,9 @@
 //! Cleaning a request before it leaves: tracking parameters out of the URL (identifier
 //! parameters too for ads), cookies (all for ads and third parties, tracking names even first
-//! party), the Referer (the page's context for ads, the origin cross-site), high-entropy client
-//! hints and `X-Client-Data`, cache validators for ads; `Sec-GPC: 1` always, `DNT: 1` on request.
+//! party), the Referer (the origin at most to another site, navigations and frames included, and
+//! to ads; none to a tracker's host a navigation loads, which keeps no cookie either), high-entropy
+//! client hints and `X-Client-Data`, cache validators for ads; `Sec-GPC: 1` always, `DNT: 1` on
+//! request.
 
 use crate::exchange::{Exchange, Stripped};
 use crate::policy::lists::{NameMatch, ParamList};
@@ -36,23 +38,23 @@ pub fn clean(headers: &mut HeaderMap, uri: &Uri, ex: &Exchange, policy: &Policy)
         return (None, stripped);
     }
     let ad = ex.is_ad();
+    // A navigation through a tracker's host keeps no cookie of it (unlinkable bouncing).
+    let unlinkable = ex.decision.is_unlinkable();
     // Cookies.
-    if ad || ex.third_party {
+    if ad || ex.third_party || unlinkable {
         stripped.cookies = headers.remove(header::COOKIE).is_some();
     } else {
         stripped.cookies = filter_cookie_header(headers, ex, policy);
     }
-    // Referer.
-    if let Some(r) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
-        let trimmed = if ad {
-            referer_context(r)
-        } else if ex.third_party {
-            referer_origin(r)
-        } else {
-            None
-        };
-        if let Some(t) = trimmed {
-            stripped.referer = t != r;
+    // Referer: the floor. Whole only within the page's own site; the origin at most to another
+    // site (navigations and frames too) and to an ad; none to a tracker's host.
+    if unlinkable {
+        stripped.referer = headers.remove(header::REFERER).is_some();
+    } else if let Some(r) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
+        let block = ex.decision.verdict == crate::policy::Verdict::Block;
+        let to_origin = ad || block || ex.third_party || cross_site_referer(r, ex);
+        if let Some(t) = to_origin.then(|| referer_origin(r)).flatten().filter(|t| t != r) {
+            stripped.referer = true;
             match HeaderValue::from_str(&t) {
                 Ok(v) => headers.insert(header::REFERER, v),
                 Err(_) => headers.remove(header::REFERER),
@@ -150,10 +152,14 @@ pub fn strip_query_params(url: &str, params: &ParamList, ad: bool, shopping: boo
     Some(out)
 }
 
-/// `scheme://host[:port]/path` of a Referer: the page, without what the query says of the person.
-pub fn referer_context(referer: &str) -> Option<String> {
-    let u: Uri = referer.parse().ok()?;
-    Some(format!("{}://{}{}", u.scheme_str()?, u.authority()?.as_str(), u.path()))
+/// Whether a Referer names a page of another site than the request's (a navigation or a
+/// frame's document is its own page, so its party says nothing of where it came from).
+fn cross_site_referer(referer: &str, ex: &Exchange) -> bool {
+    match crate::policy::site::host_of_url(referer) {
+        Some(h) if h.eq_ignore_ascii_case(&ex.host) => false,
+        Some(h) => crate::policy::site::site_of(&h.to_ascii_lowercase()) != ex.site,
+        None => true,
+    }
 }
 
 /// `scheme://host[:port]/` of a Referer.
@@ -239,11 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn referers_are_trimmed_to_context_or_origin() {
-        assert_eq!(
-            referer_context("https://news.test/story/1?user=42#x").as_deref(),
-            Some("https://news.test/story/1")
-        );
+    fn referers_are_trimmed_to_the_origin() {
         assert_eq!(
             referer_origin("https://news.test:8443/story/1?user=42").as_deref(),
             Some("https://news.test:8443/")

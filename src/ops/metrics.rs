@@ -15,7 +15,7 @@ use std::time::Duration;
 /// The verdicts, in the order of the by-verdict arrays.
 pub const VERDICTS: [&str; 3] = ["block", "ad", "allow"];
 /// How many kinds of removal the rewriter counts (see `exchange::Kind::index`).
-pub const REMOVAL_KINDS: usize = 7;
+pub const REMOVAL_KINDS: usize = 8;
 
 /// How many slots a counter has; threads beyond that share them (still correct, less apart).
 const SLOTS: usize = 8;

@@ -11,6 +11,7 @@
 
 pub mod bounce;
 mod engine_cache;
+pub mod frames;
 pub mod lists;
 pub mod overlay;
 pub mod party;
@@ -87,6 +88,10 @@ pub enum Reason {
     /// downvotes_to_block`): blocked until restored. The rule is the ad rule that matched; the
     /// list is "down-voted".
     DownVoted(Matched),
+    /// A top-level navigation to a host a list names, by a rule that does not name documents:
+    /// it loads (a flow through it goes on), kept unlinkable: no cookies either way, no Referer,
+    /// and its page's storage lives only as long as the page (unlinkable bouncing).
+    Unlinkable(Matched),
 }
 
 /// A rule that matched, and the list it came from.
@@ -108,7 +113,8 @@ impl Decision {
             | Reason::AdCategory(m)
             | Reason::Exception(m)
             | Reason::Social(m)
-            | Reason::DownVoted(m) => Some(m),
+            | Reason::DownVoted(m)
+            | Reason::Unlinkable(m) => Some(m),
             Reason::Bounce { matched, .. } | Reason::Cloaked { matched, .. } => Some(matched),
             Reason::NoRule | Reason::TrustedSite | Reason::LetThrough => None,
         }
@@ -143,6 +149,11 @@ impl Decision {
             Reason::Cloaked { cname, .. } => Some(cname),
             _ => None,
         }
+    }
+
+    /// A navigation to a listed host, loaded but kept unlinkable ([`Reason::Unlinkable`]).
+    pub fn is_unlinkable(&self) -> bool {
+        matches!(self.reason, Reason::Unlinkable(_))
     }
 
     /// A social widget kept off the network.
@@ -474,13 +485,24 @@ impl Policy {
         }
         let b = self.block.check(&req);
         let described = b.filter.as_ref().filter(|_| b.should_block()).map(|f| self.block.describe(f));
-        if let Some((m, category)) = described.filter(|(m, _)| applies(m)) {
-            let reason = if category { Reason::AdCategory(m) } else { Reason::Rule(m) };
-            return Decision { verdict: Verdict::Block, reason, ad_class: false };
+        // A navigation a rule names without `$document`: loaded, but kept unlinkable.
+        let mut unlinkable = None;
+        match described {
+            Some((m, category)) if applies(&m) => {
+                let reason = if category { Reason::AdCategory(m) } else { Reason::Rule(m) };
+                return Decision { verdict: Verdict::Block, reason, ad_class: false };
+            }
+            Some((m, _)) => unlinkable = Some(m),
+            None => {}
         }
         let a = self.ad.check(&req);
         let described = a.filter.as_ref().filter(|_| a.should_block()).map(|f| self.ad.describe(f).0);
-        if let Some(m) = described.filter(applies) {
+        let (described, passed) = match described {
+            Some(m) if applies(&m) => (Some(m), None),
+            other => (None, other),
+        };
+        unlinkable = unlinkable.or(passed);
+        if let Some(m) = described {
             let reason = Reason::Rule(m);
             let verdict = match self.ad_mode {
                 AdMode::Ad => Verdict::Ad,
@@ -494,9 +516,10 @@ impl Policy {
             .as_ref()
             .map(|ex| self.block.describe(ex))
             .or_else(|| a.exception.as_ref().map(|ex| self.ad.describe(ex)));
-        match exception {
-            Some((m, _)) => Decision { verdict: Verdict::Allow, reason: Reason::Exception(m), ad_class: false },
-            None => Decision::allow(),
+        match (exception, unlinkable) {
+            (Some((m, _)), _) => Decision { verdict: Verdict::Allow, reason: Reason::Exception(m), ad_class: false },
+            (None, Some(m)) => Decision { verdict: Verdict::Allow, reason: Reason::Unlinkable(m), ad_class: false },
+            (None, None) => Decision::allow(),
         }
     }
 

@@ -241,9 +241,9 @@ fn policy_with_block_list(rules: &str) -> Policy {
 #[test]
 fn a_navigation_is_blocked_only_by_a_rule_that_names_documents() {
     let p = policy_with_block_list("||tracker.example^\n||strict.example^$document\n");
-    // A tracker's host, as a page of its own: loaded and cleaned like any first-party page.
+    // A tracker's host, as a page of its own: loaded (kept unlinkable), its rule named.
     let nav = ex(&p, "https://tracker.example/login?next=/", None, "document");
-    assert_eq!((nav.decision, nav.rule.as_deref()), (Verdict::Allow, None));
+    assert_eq!((nav.decision, nav.rule.as_deref()), (Verdict::Allow, Some("||tracker.example^")));
     assert_eq!(
         ex(&p, "https://tracker.example/p.gif", Some("https://news.example/"), "image").decision,
         Verdict::Block
@@ -309,4 +309,19 @@ fn a_navigation_to_a_redirector_is_sent_to_its_destination() {
     // Only navigations: the same URL fetched by a page is decided as usual.
     let fetch = RequestInfo { request_type: RequestType::XmlHttpRequest, page_host: Some("news.example"), ..info };
     assert!(!matches!(p.decide_uncached(&fetch).reason, Reason::Bounce { .. }));
+}
+
+#[test]
+fn a_navigation_to_a_listed_host_loads_kept_unlinkable() {
+    let p = policy_with(|c| c.policy.default_subscriptions = false);
+    let url = "https://www.google-analytics.com/optout";
+    let host = "www.google-analytics.com";
+    let info = RequestInfo { url, host, page_host: None, request_type: RequestType::Document, method: "GET" };
+    let d = p.decide_uncached(&info);
+    assert_eq!(d.verdict, Verdict::Allow, "a navigation is blocked only by a $document rule");
+    assert!(d.is_unlinkable(), "{d:?}");
+    assert_eq!(d.list(), Some("nostalk-surveillance"));
+    // An ordinary site's page is no bounce.
+    let page = RequestInfo { url: "https://news.example/", host: "news.example", ..info };
+    assert!(!p.decide_uncached(&page).is_unlinkable());
 }

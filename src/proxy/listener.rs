@@ -109,6 +109,7 @@ impl Server {
             config_tables: Default::default(),
             choices: Arc::new(choices),
             passes: Default::default(),
+            frames: Default::default(),
             lists,
             timeouts: limits::Timeouts::new(&config),
             conns: limits::ConnTable::new(max_connections),

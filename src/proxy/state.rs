@@ -37,6 +37,8 @@ pub struct Shared {
     /// One-time passes: loads the person let through with a click ("Open anyway", a social
     /// widget's placeholder).
     pub passes: policy::passes::Passes,
+    /// The top page of each client's open cross-site frames: party inside a frame.
+    pub frames: policy::frames::Frames,
     pub lists: Arc<policy::subscribe::Subscriptions>,
     /// The `[server]` timeouts, parsed once.
     pub timeouts: proxy::limits::Timeouts,

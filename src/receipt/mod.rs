@@ -96,6 +96,9 @@ pub enum Why {
     Social,
     DownVoted,
     Bounced,
+    /// A navigation through a tracker's host, loaded with no cookies, no Referer and storage
+    /// that dies with the page.
+    Unlinkable,
     /// Refused at CONNECT (no interception): the whole host.
     Refused,
 }
@@ -209,7 +212,7 @@ impl Receipt {
                 self.note_page(client.ip(), &ex.page.site);
             }
         }
-        let interesting = d.verdict != Verdict::Allow || lost || !removals.is_empty();
+        let interesting = d.verdict != Verdict::Allow || lost || !removals.is_empty() || d.is_unlinkable();
         if !interesting {
             return;
         }
@@ -254,6 +257,7 @@ impl Receipt {
             Reason::Social(_) => Why::Social,
             Reason::DownVoted(_) => Why::DownVoted,
             Reason::Bounce { .. } => Why::Bounced,
+            Reason::Unlinkable(_) => Why::Unlinkable,
             _ if ex.method == http::Method::CONNECT => Why::Refused,
             _ => Why::Blocked,
         };
@@ -282,8 +286,9 @@ impl Receipt {
     fn removed(entry: &mut SiteReceipt, removals: &[Removal]) {
         for r in removals {
             *entry.removed_by_kind.entry(r.kind.as_str()).or_default() += 1;
-            // Link decoration is counted, not listed: it names the page's own links.
-            if r.kind == Kind::LinkDecoration {
+            // Link decoration and referrer policies are counted, not listed: they name the
+            // page's own links and choices.
+            if matches!(r.kind, Kind::LinkDecoration | Kind::ReferrerPolicy) {
                 continue;
             }
             if entry.removed.len() >= MAX_RECENT {
@@ -385,6 +390,12 @@ impl Receipt {
                 entry.totals.ads += 1;
                 if per_person {
                     Self::cleaned(entry, ex, true);
+                }
+            }
+            Verdict::Allow if d.is_unlinkable() => {
+                entry.totals.cleaned += 1;
+                if per_person {
+                    Self::tracker(entry, ex);
                 }
             }
             Verdict::Allow if lost => {

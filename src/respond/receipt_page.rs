@@ -208,6 +208,7 @@ fn trackers(h: &mut String, site: &str, r: &SiteReceipt, c: &Controls) {
                 Why::Social => "social widget, held for a click",
                 Why::DownVoted => "down-voted",
                 Why::Bounced => "redirector skipped",
+                Why::Unlinkable => "bounce kept unlinkable",
                 Why::Refused => "refused at the tunnel",
             };
             let _ = write!(h, "<li><code>{}</code> &times;{} <span class=\"why\">{why}</span>", e(host), t.count);

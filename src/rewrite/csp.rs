@@ -1,5 +1,5 @@
-//! Whether the page's Content-Security-Policy lets our one-line scripts run (GPC, and in an ad's
-//! frame the storage shim), and how: with no policy, or one that allows inline scripts, as they
+//! Whether the page's Content-Security-Policy lets our scripts run (the page script, and in an
+//! ad's frame or an unlinkable page the storage shim), and how: with no policy, or one that allows inline scripts, as they
 //! are; with a nonce the policy already carries; with a policy that already lists script
 //! hashes, by adding our scripts' hashes to that list.
 //! A policy that forbids inline scripts outright (no 'unsafe-inline', no nonce, no hash, or
@@ -9,14 +9,20 @@ use base64::Engine as _;
 use http::header::{HeaderMap, HeaderValue, CONTENT_SECURITY_POLICY};
 use sha2::Digest;
 
-/// The script that announces Global Privacy Control to the page's own code, and to the frames
-/// of its own origin whose documents nostalk does not rewrite (a frame showing JSON or text, or
-/// `about:blank`): set on each frame's window as the page reaches it or the frame loads.
-pub const GPC_SCRIPT: &str = "(function(){function g(w){try{Object.defineProperty(w.Navigator.prototype,'globalPrivacyControl',{get:function(){return true},configurable:true,enumerable:true})}catch(e){}}g(window);try{var d=Object.getOwnPropertyDescriptor(HTMLIFrameElement.prototype,'contentWindow');Object.defineProperty(HTMLIFrameElement.prototype,'contentWindow',{get:function(){var w=d.get.call(this);if(w){g(w)}return w},configurable:true,enumerable:true})}catch(e){}document.addEventListener('load',function(e){var t=e.target;if(t&&(t.tagName==='IFRAME'||t.tagName==='FRAME')){try{g(t.contentWindow)}catch(x){}}},true)})();";
+/// The one script nostalk puts in every page it rewrites (src/rewrite/page.js): it announces
+/// Global Privacy Control to the page's own code and to the frames of its own origin whose
+/// documents nostalk does not rewrite (a frame showing JSON or text, or `about:blank`), and
+/// keeps a cookie that a listed script writes (`document.cookie` or `cookieStore.set` with a
+/// script on the call stack whose response the proxy marked listed, `Server-Timing:
+/// nostalk;desc=listed`: an ad's, or one the person let through) for the page's life only,
+/// so the `_fbp`/`_ga` pattern keeps nothing between visits; the page's own scripts' cookies
+/// are untouched.
+pub const PAGE_SCRIPT: &str = include_str!("page.js").trim_ascii_end();
 
-/// In a third-party frame decided `ad`: cookies, Web Storage, IndexedDB and the Cache API that
-/// live only as long as the page, so an ad keeps no identifier in the browser between visits.
-pub const AD_FRAME_STORAGE: &str = include_str!("../respond/surrogates/ad-frame-storage.js").trim_ascii_end();
+/// In a third-party frame decided `ad`, and on a tracker's page a navigation loads
+/// (unlinkable): cookies and Web Storage that live only as long as the page, and no IndexedDB,
+/// Cache API or service worker, so it keeps no identifier in the browser between visits.
+pub const PAGE_LIVED_STORAGE: &str = include_str!("../respond/surrogates/page-lived-storage.js").trim_ascii_end();
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GpcPlan {
@@ -32,8 +38,9 @@ pub fn hash_source(script: &str) -> String {
     format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
-pub fn gpc_hash_source() -> String {
-    hash_source(GPC_SCRIPT)
+/// The hash sources of both our scripts, as a hash-based policy gets them.
+pub fn our_hash_sources() -> String {
+    format!("{} {}", hash_source(PAGE_SCRIPT), hash_source(PAGE_LIVED_STORAGE))
 }
 
 /// Decide, and add our hash to hash-based policies in `headers` when that is the way in.
@@ -110,7 +117,7 @@ fn judge(policy: &str) -> Judgement {
 }
 
 fn add_hash(policy: &str, directive: &str) -> String {
-    let hash = format!("{} {}", gpc_hash_source(), hash_source(AD_FRAME_STORAGE));
+    let hash = our_hash_sources();
     policy
         .split(';')
         .map(|d| {
@@ -161,7 +168,7 @@ mod tests {
         let mut h = with(&["script-src 'sha256-AAAA'; object-src 'none'"]);
         assert_eq!(plan(&mut h), GpcPlan::Inject { nonce: None });
         let v = h.get(CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().to_string();
-        let ours = format!("{} {}", gpc_hash_source(), hash_source(AD_FRAME_STORAGE));
+        let ours = our_hash_sources();
         assert_eq!(v, format!("script-src 'sha256-AAAA' {ours}; object-src 'none'"));
     }
 

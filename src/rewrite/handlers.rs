@@ -1,14 +1,16 @@
 //! The lol_html handlers, one named function per purpose, listed in one place ([`settings`]),
 //! one selector per element name: tracker scripts and inline surveillance snippets (`script`),
 //! tracking pixels and frames, tracker preconnects, `ping` attributes and link decoration
-//! (hyperlinks), pixels inside `<noscript>`, and the GPC script first in `<head>`. Every
+//! (hyperlinks), pixels inside `<noscript>`, loose referrer policies, and the page script first
+//! in `<head>`. Every
 //! removal is written to the page's [`Removals`], which the record phase reads when the page
 //! ends; where the handlers are in the page (held text) is kept apart, in [`ReadState`].
 
-use super::csp::{GpcPlan, AD_FRAME_STORAGE, GPC_SCRIPT};
+use super::csp::{GpcPlan, PAGE_LIVED_STORAGE, PAGE_SCRIPT};
 use super::held::{Held, Step};
 use crate::base::lock;
 use crate::hygiene::request::strip_query_params;
+use crate::hygiene::response::tightened;
 use crate::policy::{Overlay, Policy, RequestType};
 use crate::respond::surrogates;
 use lol_html::html_content::{ContentType, Element, TextChunk};
@@ -60,8 +62,9 @@ pub struct Handlers {
     base: Option<url::Url>,
     pub shopping: bool,
     pub gpc: GpcPlan,
-    /// The page is a third-party frame decided `ad`: its storage is shimmed to the page's life.
-    pub ad_frame: bool,
+    /// The page is a third-party frame decided `ad` or a tracker's page kept unlinkable: its
+    /// storage is shimmed to the page's life.
+    pub page_lived: bool,
     state: Mutex<ReadState>,
     pub removals: Arc<Mutex<Removals>>,
 }
@@ -77,15 +80,15 @@ impl Handlers {
             base,
             shopping,
             gpc,
-            ad_frame: false,
+            page_lived: false,
             state: Mutex::default(),
             removals: Arc::default(),
         }
     }
 
-    /// The same page, as an ad's frame (or not).
-    pub fn in_ad_frame(mut self, ad_frame: bool) -> Handlers {
-        self.ad_frame = ad_frame;
+    /// The same page, with storage that lives only as long as the page (or not).
+    pub fn page_lived(mut self, page_lived: bool) -> Handlers {
+        self.page_lived = page_lived;
         self
     }
 
@@ -270,8 +273,9 @@ impl Handlers {
         Ok(())
     }
 
-    /// Global Privacy Control, first thing in `<head>`, where the page's CSP allows it; in an
-    /// ad's frame, before it, the storage that does not outlive the page.
+    /// The page script (GPC, listed scripts' cookies for the page's life), first thing in
+    /// `<head>`, where the page's CSP allows it; in an ad's frame or an unlinkable page, before
+    /// it, the storage that does not outlive the page.
     fn head(&self, el: &mut El) -> HandlerResult {
         if let GpcPlan::Inject { nonce } = &self.gpc {
             let open = match nonce {
@@ -279,12 +283,34 @@ impl Handlers {
                 None => "<script>".to_string(),
             };
             let mut tag = String::new();
-            if self.ad_frame {
-                tag.push_str(&format!("{open}{AD_FRAME_STORAGE}</script>"));
+            if self.page_lived {
+                tag.push_str(&format!("{open}{PAGE_LIVED_STORAGE}</script>"));
             }
-            tag.push_str(&format!("{open}{GPC_SCRIPT}</script>"));
+            tag.push_str(&format!("{open}{PAGE_SCRIPT}</script>"));
             el.prepend(&tag, ContentType::Html);
             lock(&self.removals).gpc_injected = true;
+        }
+        Ok(())
+    }
+
+    /// A referrer policy the page chose, in `<meta name="referrer">` or an element's
+    /// `referrerpolicy`, made no looser than `strict-origin-when-cross-origin` (a stricter one
+    /// is kept), so another site's page or frame learns at most this page's origin.
+    fn referrer_policy(&self, el: &mut El) -> HandlerResult {
+        let attr = if el.tag_name().eq_ignore_ascii_case("meta") { "content" } else { "referrerpolicy" };
+        let Some(chosen) = el.get_attribute(attr) else { return Ok(()) };
+        // The legacy names a `<meta>` may still use.
+        let policy = match chosen.trim().to_ascii_lowercase().as_str() {
+            "never" => "no-referrer".to_string(),
+            "default" => "strict-origin-when-cross-origin".to_string(),
+            "always" => "unsafe-url".to_string(),
+            "origin-when-crossorigin" => "origin-when-cross-origin".to_string(),
+            p => p.to_string(),
+        };
+        if let Some(tight) = tightened(&policy).filter(|t| !t.eq_ignore_ascii_case(&policy)) {
+            if el.set_attribute(attr, tight).is_ok() {
+                self.removed(Kind::ReferrerPolicy, &chosen, None);
+            }
         }
         Ok(())
     }
@@ -312,6 +338,7 @@ struct Selectors {
     hyperlink: Selector,
     noscript: Selector,
     head: Selector,
+    referrer_policy: Selector,
 }
 
 fn selectors() -> &'static Selectors {
@@ -327,6 +354,10 @@ fn selectors() -> &'static Selectors {
             hyperlink: p("a[ping], area[ping], a[href*='?'], area[href*='?']"),
             noscript: p("noscript"),
             head: p("head"),
+            referrer_policy: p(
+                "meta[name='referrer' i][content], a[referrerpolicy], area[referrerpolicy], img[referrerpolicy], \
+                 iframe[referrerpolicy], script[referrerpolicy], link[referrerpolicy]",
+            ),
         }
     })
 }
@@ -367,6 +398,7 @@ pub fn settings(page: Arc<Handlers>) -> lol_html::send::Settings<'static, 'stati
         .append_element_content_handler(call!(on_element, &s.noscript, noscript))
         .append_element_content_handler(call!(on_text, &s.noscript, noscript_text))
         .append_element_content_handler(call!(on_element, &s.head, head))
+        .append_element_content_handler(call!(on_element, &s.referrer_policy, referrer_policy))
 }
 
 /// lol_html with nostalk's selectors and handlers that do nothing: what the selector set
@@ -375,9 +407,9 @@ pub fn settings(page: Arc<Handlers>) -> lol_html::send::Settings<'static, 'stati
 #[doc(hidden)]
 pub fn noop_settings() -> lol_html::send::Settings<'static, 'static> {
     // Every field named, so a selector added to `Selectors` cannot be left out of the floor.
-    let Selectors { script, img_src, iframe_src, link_hint, hyperlink, noscript, head } = selectors();
+    let Selectors { script, img_src, iframe_src, link_hint, hyperlink, noscript, head, referrer_policy } = selectors();
     let mut s = lol_html::send::Settings::new_send();
-    for el in [script, img_src, iframe_src, link_hint, hyperlink, noscript, head] {
+    for el in [script, img_src, iframe_src, link_hint, hyperlink, noscript, head, referrer_policy] {
         s = s.append_element_content_handler(on_element(el, |_| Ok(())));
     }
     for t in [script, noscript] {

@@ -50,8 +50,9 @@ pub struct Page {
     pub shopping: bool,
     /// Send the rewritten page gzipped (the client accepts gzip and the config wants it).
     pub gzip: bool,
-    /// The page is a third-party frame decided `ad` (its storage is shimmed).
-    pub ad_frame: bool,
+    /// The page is a third-party frame decided `ad`, or a tracker's page a navigation loads
+    /// (unlinkable): its storage is shimmed to the page's life.
+    pub page_lived: bool,
 }
 
 pub fn is_html(headers: &HeaderMap) -> bool {
@@ -79,7 +80,7 @@ pub fn is_rewritable(method: &Method, status: StatusCode, headers: &HeaderMap) -
 pub async fn rewrite_response(mut parts: Parts, body: Body, page: Page) -> (Response<Body>, Arc<Mutex<Removals>>) {
     let coding = coding_of(&parts.headers).unwrap_or(Coding::Identity);
     let gpc = csp::plan(&mut parts.headers);
-    let handlers = Arc::new(Handlers::new(page.judge, page.host, page.shopping, gpc).in_ad_frame(page.ad_frame));
+    let handlers = Arc::new(Handlers::new(page.judge, page.host, page.shopping, gpc).page_lived(page.page_lived));
     let removals = handlers.removals.clone();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);

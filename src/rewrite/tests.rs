@@ -120,7 +120,7 @@ fn large_inline_scripts_pass_whole() {
 fn gpc_goes_first_in_head_as_the_csp_allows() {
     let (out, _, gpc) = run("<html><head><title>t</title></head><body></body></html>");
     assert!(gpc);
-    assert!(out.starts_with(&format!("<html><head><script>{}</script><title>", csp::GPC_SCRIPT)), "{out}");
+    assert!(out.starts_with(&format!("<html><head><script>{}</script><title>", csp::PAGE_SCRIPT)), "{out}");
 
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_SECURITY_POLICY, "script-src 'nonce-r4nd0m'".parse().unwrap());
@@ -166,4 +166,21 @@ fn upstream_is_asked_only_for_codings_both_the_client_and_the_rewriter_take() {
     // curl without --compressed, wget: nothing, or identity alone: the origin sends identity.
     assert_eq!(ask(None), (None, false));
     assert_eq!(ask(Some("identity")), (None, false));
+}
+
+#[test]
+fn a_loose_referrer_policy_in_the_page_is_tightened_and_a_strict_one_kept() {
+    let (out, r, _) = run(concat!(
+        r#"<head><meta name="Referrer" content="unsafe-url"></head>"#,
+        r#"<a referrerpolicy="no-referrer-when-downgrade" href="https://a.example/">a</a>"#,
+        r#"<img referrerpolicy="origin" src="https://img.example/x.png">"#,
+        r#"<iframe referrerpolicy="no-referrer" src="https://f.example/"></iframe>"#,
+        r#"<meta name="referrer" content="never">"#,
+    ));
+    assert!(out.contains(r#"<meta name="Referrer" content="strict-origin-when-cross-origin">"#), "{out}");
+    assert!(out.contains(r#"<a referrerpolicy="strict-origin-when-cross-origin""#), "{out}");
+    assert!(out.contains(r#"<img referrerpolicy="strict-origin-when-cross-origin""#), "{out}");
+    assert!(out.contains(r#"<iframe referrerpolicy="no-referrer""#), "a stricter choice is kept: {out}");
+    assert!(out.contains(r#"content="never""#), "the legacy name of no-referrer is kept: {out}");
+    assert_eq!(r.iter().filter(|r| r.kind == Kind::ReferrerPolicy).count(), 3);
 }

@@ -99,7 +99,7 @@ mod tests {
             .body(Empty::<Bytes>::new())
             .unwrap();
         let overlay = crate::policy::Overlay::default();
-        let mut ex = super::super::decide::decide(&req, &uri, None, &policy, &overlay, None).unwrap();
+        let mut ex = super::super::decide::decide(&req, &uri, None, &policy, &overlay, None, None).unwrap();
         (clean_request(req, uri, &mut ex, &policy, true), ex)
     }
 

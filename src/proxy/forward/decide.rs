@@ -2,9 +2,12 @@
 //! decision on it ([`Policy::decide_for`]: the lists, the group's rules, the person's choices
 //! and click), made into the [`Exchange`] every later phase reads. The page's shopping switch
 //! is read here, once, from the same overlay. A request that names no host goes no further.
-//! A social widget's placeholder frame is decided as the script it stands for.
+//! A social widget's placeholder frame is decided as the script it stands for. Party is judged
+//! against the top page: a request made inside a cross-site frame the client has open belongs
+//! to the frame's top page ([`Frames`]).
 
 use crate::exchange::{Done, Exchange, TopPage};
+use crate::policy::frames::Frames;
 use crate::policy::overlay::{Click, Overlay};
 use crate::policy::passes::{self, Passes};
 use crate::policy::{party, site, Policy, RequestInfo, RequestType};
@@ -19,6 +22,7 @@ pub fn decide<B>(
     policy: &Policy,
     overlay: &Overlay,
     click: Option<Click<'_>>,
+    frames: Option<(&Frames, std::net::IpAddr)>,
 ) -> Result<Exchange, Failure> {
     let Some(host) = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()) else {
         return Err(Failure::NoHost);
@@ -36,8 +40,22 @@ pub fn decide<B>(
         _ => None,
     };
     let decided_as = if widget.is_some() { RequestType::Script } else { request_type };
-    let page_host = party::page_host(req.headers(), &host, decided_as);
-    let (own_site, page_site) = (site::site_of(&host), site::site_of(&page_host));
+    let mut page_host = party::page_host(req.headers(), &host, decided_as);
+    let own_site = site::site_of(&host);
+    if let Some((frames, ip)) = frames {
+        match request_type {
+            RequestType::Document => frames.navigated(ip, &host),
+            _ => {
+                if let Some(top) = frames.top_of(ip, &page_host) {
+                    page_host = top;
+                }
+                if request_type == RequestType::SubFrame && widget.is_none() && site::site_of(&page_host) != own_site {
+                    frames.opened(ip, &host, &page_host);
+                }
+            }
+        }
+    }
+    let page_site = site::site_of(&page_host);
     let info = RequestInfo {
         url: &url,
         host: &host,
@@ -125,7 +143,7 @@ mod tests {
             .header("referer", "https://www.news.example/story")
             .body(())
             .unwrap();
-        let ex = decide(&req, &uri, None, &policy(), &overlay, None).unwrap();
+        let ex = decide(&req, &uri, None, &policy(), &overlay, None, None).unwrap();
         assert_eq!(ex.page, TopPage { host: "www.news.example".into(), site: "news.example".into() });
         assert_eq!((ex.site.as_str(), ex.third_party, ex.shopping), ("google-analytics.com", true, true));
         assert_eq!(ex.decision.verdict, Verdict::Block);
@@ -150,7 +168,9 @@ mod tests {
     fn a_request_without_a_host_is_a_400() {
         let uri: Uri = "/just/a/path".parse().unwrap();
         let req = Request::builder().uri(uri.clone()).body(()).unwrap();
-        let Err(failure) = decide(&req, &uri, None, &policy(), &Overlay::default(), None) else { panic!("no host") };
+        let Err(failure) = decide(&req, &uri, None, &policy(), &Overlay::default(), None, None) else {
+            panic!("no host")
+        };
         assert_eq!(failure.status(), http::StatusCode::BAD_REQUEST);
     }
 }

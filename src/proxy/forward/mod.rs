@@ -54,10 +54,11 @@ pub async fn forward(
     }
     let overlay = Overlay::new(who.as_ref().and_then(|w| w.group.clone()), shared.choices.snapshot());
     let click = Click { passes: &shared.passes, redeemed, client: peer.ip() };
-    let mut ex = match decide::decide(&req, &uri, client, &policy, &overlay, Some(click)) {
-        Ok(ex) => ex,
-        Err(failure) => return failure.answer(),
-    };
+    let mut ex =
+        match decide::decide(&req, &uri, client, &policy, &overlay, Some(click), Some((&shared.frames, peer.ip()))) {
+            Ok(ex) => ex,
+            Err(failure) => return failure.answer(),
+        };
     if shared.config.upstream.uncloak {
         uncloak::uncloak(&mut ex, &policy, &overlay, &shared.dialer).await;
     }

@@ -1,7 +1,8 @@
 //! The rewrite_page phase: an HTML page the client will render is handed to the streaming
 //! rewriter (crate::rewrite), which takes the top page's shopping switch from the Exchange;
 //! here it is also chosen how the rewritten page travels (gzip or identity), and whether the
-//! page is an ad's frame (whose storage the rewriter shims to the page's life).
+//! page is an ad's frame or a tracker's page kept unlinkable (whose storage the rewriter shims
+//! to the page's life).
 
 use crate::base::Body;
 use crate::config::OutputEncoding;
@@ -36,7 +37,8 @@ pub async fn rewrite_page(
     gzip: bool,
 ) -> (Response<Body>, Arc<Mutex<Removals>>) {
     let ad_frame = ex.request_type == RequestType::SubFrame && ex.decision.verdict == Verdict::Ad;
-    let page = rewrite::Page { judge, host: ex.host.clone(), shopping: ex.shopping, gzip, ad_frame };
+    let page_lived = ad_frame || ex.decision.is_unlinkable();
+    let page = rewrite::Page { judge, host: ex.host.clone(), shopping: ex.shopping, gzip, page_lived };
     rewrite::rewrite_response(parts, body, page).await
 }
 
