@@ -32,6 +32,13 @@ const LOOSE_HEADER: &str = r#"<!doctype html><html><head><meta charset="utf-8"><
 /// The same, loosened by `<meta name="referrer">` only.
 const LOOSE_META: &str = r#"<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="unsafe-url"><title>account</title></head><body>
 <a id="link" href="https://dest.test/meta-link">link</a>
+<a id="link-attr" referrerpolicy="unsafe-url" href="https://dest.test/meta-link-attr">link with its own policy</a>
+<p id="frame-referrer"></p>
+<iframe src="https://dest.test/frame"></iframe>
+<script>window.addEventListener('message', function (e) { document.getElementById('frame-referrer').textContent = String(e.data); });
+var late = document.createElement('a'); late.id = 'late'; late.href = 'https://dest.test/late'; late.referrerPolicy = 'unsafe-url'; late.textContent = 'late';
+document.body.appendChild(late);
+var m = document.createElement('meta'); m.name = 'referrer'; m.content = 'unsafe-url'; document.head.appendChild(m);</script>
 </body></html>"#;
 
 /// Where the navigations land: the page shows the `document.referrer` its script reads.
@@ -205,12 +212,17 @@ async fn in_chromium_referrers_bounces_tracker_cookies_and_frames_keep_nothing_o
         let seen = text_of(&tab, "referrer", "referrer=").await;
         assert_eq!(seen, format!("referrer={origin_only}"), "document.referrer after {what}");
     }
-    tab.goto("https://news.test/meta?account=alice-42").await;
-    tab.wait_for("document.getElementById('link')", 20).await;
-    tab.click("#link").await;
-    let seen = text_of(&tab, "referrer", "referrer=").await;
-    assert_eq!(seen, format!("referrer={origin_only}"), "document.referrer after a link on a <meta> page");
-    for path in ["/frame", "/link", "/link-attr", "/scripted", "/form", "/meta-link"] {
+    // The <meta> page also frames dest.test, and its script adds a link and a <meta> that ask
+    // for unsafe-url after the page has loaded.
+    for what in ["#link", "#link-attr", "#late"] {
+        tab.goto("https://news.test/meta?account=alice-42").await;
+        let framed = text_of(&tab, "frame-referrer", "frame-referrer=").await;
+        assert_eq!(framed, format!("frame-referrer={origin_only}"), "a frame of a <meta> page");
+        tab.click(what).await;
+        let seen = text_of(&tab, "referrer", "referrer=").await;
+        assert_eq!(seen, format!("referrer={origin_only}"), "document.referrer after {what} on a <meta> page");
+    }
+    for path in ["/frame", "/link", "/link-attr", "/scripted", "/form", "/meta-link", "/meta-link-attr", "/late"] {
         let got = referers(&dest, path);
         assert!(!got.is_empty(), "{path} reached dest.test: {:?}", dest.seen());
         assert!(

@@ -15,8 +15,10 @@ use sha2::Digest;
 /// keeps a cookie that a listed script writes (`document.cookie` or `cookieStore.set` with a
 /// script on the call stack whose response the proxy marked listed, `Server-Timing:
 /// nostalk;desc=listed`: an ad's, or one the person let through) for the page's life only,
-/// so the `_fbp`/`_ga` pattern keeps nothing between visits; the page's own scripts' cookies
-/// are untouched.
+/// so the `_fbp`/`_ga` pattern keeps nothing between visits (the page's own scripts' cookies
+/// are untouched); and tightens a referrer policy the page loosens by `<meta name="referrer">`
+/// or a link's `referrerpolicy`, as the parser or a script puts it in, to
+/// `strict-origin-when-cross-origin`.
 pub const PAGE_SCRIPT: &str = include_str!("page.js").trim_ascii_end();
 
 /// In a third-party frame decided `ad`, and on a tracker's page a navigation loads
