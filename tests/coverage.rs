@@ -91,7 +91,7 @@ fn requests_of(html: &str, base: &url::Url) -> Vec<Req> {
 /// Services the EasyPrivacy snapshot leaves out (its tracking-server section is a separate
 /// list there) that are surveillance by what they are. Our lists block them; that is not a
 /// false positive. Anything else blocked where the judge allows counts against us.
-const JUDGE_GAPS: [(&str, &str); 12] = [
+const JUDGE_GAPS: [(&str, &str); 14] = [
     ("scorecardresearch.com", "comScore audience measurement beacons"),
     ("ioam.de", "INFOnline audience measurement"),
     ("criteo.com", "retargeting cookie sync (gum.criteo.com/sync)"),
@@ -104,6 +104,8 @@ const JUDGE_GAPS: [(&str, &str); 12] = [
     ("tiqcdn.com", "Tealium tag manager that loads the site's trackers"),
     ("doubleverify.com", "ad verification pixels"),
     ("nexac.com", "Oracle Data Cloud (Datalogix) audience data collection"),
+    ("pagefair.com", "ad-block measurement (measure.min.js reports who blocks what)"),
+    ("pagefair.net", "ad-block recovery: ads re-inserted past the reader's blocker"),
 ];
 
 #[derive(Default)]
