@@ -73,7 +73,8 @@ document.cookie = 'own=basket-1; max-age=86400; secure; samesite=lax';
 </body></html>"#;
 
 /// The ad's script: the `_fbp` pattern, a first-party cookie written from a third party's code.
-const AD_JS: &str = "document.cookie = 'adid=ad-4711; max-age=86400; path=/; secure; samesite=lax';";
+const AD_JS: &str = "document.cookie = 'adid=ad-4711; max-age=86400; path=/; secure; samesite=lax';\n\
+    if (window.cookieStore) { cookieStore.set({ name: 'adcs', value: 'cs-4711', expires: Date.now() + 86400000 }); }";
 
 /// A page with an ad's frame, which frames an unlisted third party.
 const FRAMED: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>framed</title></head><body>
@@ -259,6 +260,7 @@ async fn in_chromium_referrers_bounces_tracker_cookies_and_frames_keep_nothing_o
     let at_open = text_of(&tab, "at-open", "at-open=").await;
     assert!(at_open.contains("own=basket-1"), "the page's own cookie is kept: {at_open}");
     assert!(!at_open.contains("adid"), "the ad's script's cookie did not outlive its page: {at_open}");
+    assert!(!at_open.contains("adcs"), "nor the one it set through cookieStore: {at_open}");
     let last = news.seen().iter().rev().find(|s| s.uri.ends_with("/shop")).and_then(|s| s.header("cookie"));
     assert!(last.as_deref().is_some_and(|c| c.contains("own=basket-1") && !c.contains("adid")), "{last:?}");
 
