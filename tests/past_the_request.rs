@@ -176,17 +176,7 @@ async fn in_chromium_referrers_bounces_tracker_cookies_and_frames_keep_nothing_o
     )
     .await;
 
-    let block = dir.path().join("block.txt");
-    std::fs::write(&block, "||bounce.test^\n").unwrap();
-    let ad_list = dir.path().join("ads.txt");
-    std::fs::write(&ad_list, "||ads.test^\n").unwrap();
-    let cfg = format!(
-        "[upstream]\nextra_roots = [{:?}]\n\n[[lists]]\nname = \"test-block\"\npath = {:?}\nverdict = \"block\"\n\n\
-         [[lists]]\nname = \"test-ads\"\npath = {:?}\nverdict = \"ad\"\n",
-        ca.pem_path.display().to_string(),
-        block.display().to_string(),
-        ad_list.display().to_string()
-    );
+    let cfg = block_and_ad_lists(dir.path(), &ca.pem_path, "||bounce.test^\n", "||ads.test^\n");
     let resolve_to = [
         resolve("news.test", 443, &news),
         resolve("dest.test", 443, &dest),

@@ -127,17 +127,8 @@ async fn social_widgets_wait_for_a_click_frames_get_gpc_ad_frames_forget_and_nav
     )
     .await;
 
-    let block = dir.path().join("block.txt");
-    std::fs::write(&block, "||tracker.test^\n||strict.test^$document\n").unwrap();
-    let ad_list = dir.path().join("ads.txt");
-    std::fs::write(&ad_list, "||ads.test^\n").unwrap();
-    let cfg = format!(
-        "[upstream]\nextra_roots = [{:?}]\n\n[[lists]]\nname = \"test-block\"\npath = {:?}\nverdict = \"block\"\n\n\
-         [[lists]]\nname = \"test-ads\"\npath = {:?}\nverdict = \"ad\"\n",
-        ca.pem_path.display().to_string(),
-        block.display().to_string(),
-        ad_list.display().to_string()
-    );
+    let cfg =
+        block_and_ad_lists(dir.path(), &ca.pem_path, "||tracker.test^\n||strict.test^$document\n", "||ads.test^\n");
     let resolve_to = [
         resolve("news.test", 443, &news),
         resolve("www.facebook.com", 443, &facebook),

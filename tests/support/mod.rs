@@ -495,3 +495,19 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// The config of a browser test: the origins' CA trusted upstream, and a block list and an ad
+/// list of `block` and `ads` rules, written into `dir` (test-block and test-ads, as the
+/// receipt names them).
+pub fn block_and_ad_lists(dir: &Path, origin_ca: &Path, block: &str, ads: &str) -> String {
+    let (block_path, ad_path) = (dir.join("block.txt"), dir.join("ads.txt"));
+    std::fs::write(&block_path, block).unwrap();
+    std::fs::write(&ad_path, ads).unwrap();
+    format!(
+        "[upstream]\nextra_roots = [{:?}]\n\n[[lists]]\nname = \"test-block\"\npath = {:?}\nverdict = \"block\"\n\n\
+         [[lists]]\nname = \"test-ads\"\npath = {:?}\nverdict = \"ad\"\n",
+        origin_ca.display().to_string(),
+        block_path.display().to_string(),
+        ad_path.display().to_string()
+    )
+}
