@@ -138,7 +138,7 @@ fn page(
                 ProxyView { policy: &policy, subscriptions: &subscriptions, local, intercepting: shared.ca.is_some() };
             Ok(pages::status_page(&view, &proxy, proxied, page))
         }
-        "/proxy.pac" if get || head => Ok(pages::pac(req.headers(), local, shared.config.server.pac_fallback)),
+        "/proxy.pac" | "/wpad.dat" if get || head => Ok(pages::pac(req.headers(), local, shared.config.server.pac_fallback)),
         "/ca.pem" | "/ca.crt" if get || head => {
             pages::ca(shared.ca.as_ref().map(|ca| ca.cert_pem.as_str()), path == "/ca.crt")
         }
@@ -173,7 +173,7 @@ fn page(
         "/events" | "/site" if get => Err(Failure::NotServed),
         _ if is_own_path(path) => Err(Failure::MethodNotAllowed),
         _ => Err(Failure::NotFound(
-            "This is nostalk, a proxy. Its pages are /, /proxy.pac, /ca.pem, /metrics, /healthz and /readyz.",
+            "This is nostalk, a proxy. Its pages are /, /proxy.pac (also /wpad.dat), /ca.pem, /metrics, /healthz and /readyz.",
         )),
     }
 }
@@ -183,6 +183,7 @@ pub(crate) fn is_own_path(path: &str) -> bool {
     matches!(
         path,
         "/" | "/proxy.pac"
+            | "/wpad.dat"
             | "/ca.pem"
             | "/ca.crt"
             | "/ca-check.gif"

@@ -136,10 +136,15 @@ pub fn ca(pem: Option<&str>, crt: bool) -> Result<Response<Body>, Failure> {
     Ok(r)
 }
 
-/// The PAC file names the address this client reached the proxy on (its Host when that is
-/// an address, else the socket's local address), never `0.0.0.0` or `[::]`.
-/// With `pac_fallback = "none"` (the default) a browser whose proxy is down gets no web rather
-/// than the web without protection.
+/// The PAC file (also served as `/wpad.dat`, for automatic proxy discovery) names the address
+/// this client reached the proxy on (its Host when that is an address, else the socket's local
+/// address), never `0.0.0.0` or `[::]`. The LAN stays direct: plain host names, `.local`,
+/// `.lan`, `.home.arpa` and `.internal` names (but the proxy's own `nostalk.internal`), and
+/// address literals in the private, shared, link-local and loopback ranges, IPv4 and IPv6.
+/// Names are never resolved in the PAC file (`isInNet` is only given literals): the browser
+/// would otherwise look up every host itself, outside the proxy's DNS. With `pac_fallback =
+/// "none"` (the default) a browser whose proxy is down gets no web rather than the web
+/// without protection.
 pub fn pac(headers: &http::HeaderMap, local: SocketAddr, fallback: crate::config::PacFallback) -> Response<Body> {
     let from_host = headers
         .get(header::HOST)
@@ -151,11 +156,29 @@ pub fn pac(headers: &http::HeaderMap, local: SocketAddr, fallback: crate::config
         crate::config::PacFallback::None => "",
         crate::config::PacFallback::Direct => "; DIRECT",
     };
-    let body = format!(
-        "// nostalk proxy auto-configuration\nfunction FindProxyForURL(url, host) {{\n  if (isPlainHostName(host) || host === \"localhost\" || shExpMatch(host, \"127.*\") || host === \"[::1]\") return \"DIRECT\";\n  return \"PROXY {addr}{direct}\";\n}}\n"
-    );
+    let body = PAC_TEMPLATE.replace("PROXY_LINE", &format!("PROXY {addr}{direct}"));
     text(StatusCode::OK, "application/x-ns-proxy-autoconfig", body)
 }
+
+const PAC_TEMPLATE: &str = r#"// nostalk proxy auto-configuration: the web through nostalk, the LAN direct.
+function FindProxyForURL(url, host) {
+  host = host.toLowerCase();
+  if (host === "nostalk.internal") return "PROXY_LINE";
+  // An IPv6 literal has no dot: it is no plain host name.
+  var v6 = host.replace(/^\[|\]$/g, "");
+  if (v6.indexOf(":") >= 0)
+    return (v6 === "::1" || /^f[cd]/.test(v6) || /^fe[89ab]/.test(v6)) ? "DIRECT" : "PROXY_LINE";
+  if (isPlainHostName(host) || host === "localhost" || dnsDomainIs(host, ".local") ||
+      dnsDomainIs(host, ".lan") || dnsDomainIs(host, ".home.arpa") || dnsDomainIs(host, ".internal"))
+    return "DIRECT";
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host) &&
+      (isInNet(host, "10.0.0.0", "255.0.0.0") || isInNet(host, "172.16.0.0", "255.240.0.0") ||
+       isInNet(host, "192.168.0.0", "255.255.0.0") || isInNet(host, "100.64.0.0", "255.192.0.0") ||
+       isInNet(host, "169.254.0.0", "255.255.0.0") || isInNet(host, "127.0.0.0", "255.0.0.0")))
+    return "DIRECT";
+  return "PROXY_LINE";
+}
+"#;
 
 /// 303 back to the receipt, at the site's section.
 pub fn back_to(site: &str, said: String) -> Response<Body> {

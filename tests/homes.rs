@@ -1,0 +1,103 @@
+//! A laptop and a home: the PAC file (and `/wpad.dat`, the same file for automatic proxy
+//! discovery) sends the web through nostalk and leaves the LAN direct. Headless Chromium loads
+//! the real PAC file from the proxy (`--proxy-pac-url`): a plain host name and a `.local` name
+//! reach their device directly, a public name goes through nostalk (its origin sees the
+//! `Sec-GPC` nostalk adds). The PAC's address ranges are checked by running the file in
+//! Chromium's JavaScript with the PAC helper functions written out as the PAC format defines
+//! them, for literals no loopback test can reach (192.168.x, 10.x, fd00::, a public address).
+
+mod support;
+
+use serde_json::Value;
+use support::cdp::{browser_home, chromium_flags, chromium_missing, Browser, CHROMIUM};
+use support::*;
+
+/// The PAC format's helpers, as browsers define them, for literal addresses only (the file
+/// never hands them a name).
+const PAC_HELPERS: &str = r#"
+function isPlainHostName(h) { return h.indexOf('.') < 0; }
+function dnsDomainIs(h, d) { return h.length >= d.length && h.substring(h.length - d.length) === d; }
+function shExpMatch(s, p) { return new RegExp('^' + p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$').test(s); }
+function toNum(ip) { return ip.split('.').reduce(function (a, b) { return a * 256 + Number(b); }, 0); }
+function isInNet(h, net, mask) {
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(h)) { throw new Error('the PAC file resolved a name: ' + h); }
+  var m = toNum(mask); return (toNum(h) & m) >>> 0 === (toNum(net) & m) >>> 0;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pac_file_sends_the_web_through_nostalk_and_leaves_the_lan_direct() {
+    let device =
+        origin(None, handler(|_| async { html("<!doctype html><title>device</title><p id=device>on the LAN</p>") }))
+            .await;
+    let proxy = Proxy::start(&[resolve("news.test", 80, &device)], "").await;
+    let c = reqwest::Client::new();
+    let pac = c.get(format!("{}/proxy.pac", proxy.url())).send().await.unwrap();
+    assert_eq!(pac.headers()["content-type"], "application/x-ns-proxy-autoconfig");
+    let pac = pac.text().await.unwrap();
+    let wpad = c.get(format!("{}/wpad.dat", proxy.url())).send().await.unwrap().text().await.unwrap();
+    assert_eq!(wpad, pac, "/wpad.dat is the PAC file");
+    let proxy_line = format!("PROXY {}", proxy.addr);
+    assert!(
+        pac.contains(&format!("return \"{proxy_line}\";\n}}")),
+        "the web through nostalk, no DIRECT fallback: {pac}"
+    );
+    if chromium_missing() {
+        return;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_home, profile) = browser_home(dir.path(), None);
+    let mut flags: Vec<String> =
+        chromium_flags(&profile, &proxy.url()).into_iter().filter(|f| !f.starts_with("--proxy-server=")).collect();
+    flags.push(format!("--proxy-pac-url={}/proxy.pac", proxy.url()));
+    // The LAN's names, as its DNS or mDNS would answer them.
+    flags.push("--host-resolver-rules=MAP nas 127.0.0.1, MAP printer.local 127.0.0.1".into());
+    let browser = Browser::launch(CHROMIUM, &dir.path().join("home"), &profile, flags).await;
+    let tab = browser.tab().await;
+    let port = device.port();
+    for (url, through) in [
+        (format!("http://nas:{port}/"), false),
+        (format!("http://printer.local:{port}/"), false),
+        ("http://news.test/".to_string(), true),
+    ] {
+        let before = device.count();
+        tab.goto(&url).await;
+        tab.wait_for("document.getElementById('device')", 20).await;
+        let seen = device.seen();
+        let last = seen.get(before..).and_then(|s| s.iter().find(|r| r.uri.ends_with('/') || r.uri == "/"));
+        let last = last.unwrap_or_else(|| panic!("{url} reached the device: {seen:?}"));
+        assert_eq!(last.header("sec-gpc").is_some(), through, "{url}: through nostalk = {through}");
+    }
+
+    // The address ranges, run in Chromium's JavaScript.
+    let script = format!(
+        "(() => {{ {PAC_HELPERS}\n{pac}\nreturn ['192.168.1.1', '10.2.3.4', '172.20.0.9', '169.254.1.1', '127.0.0.2', '[fd00::1]', 'fe80::1', \
+         '93.184.216.34', '[2001:db8::1]', 'nostalk.internal', 'router.lan', 'nas.home.arpa', 'news.example'].map(h => h + '=' + FindProxyForURL('http://' + h + '/', h)).join('|'); }})()"
+    );
+    let got = tab.eval(&script).await;
+    let got = match got {
+        Value::String(s) => s,
+        other => panic!("the PAC file ran: {other}"),
+    };
+    for (host, want) in [
+        ("192.168.1.1", "DIRECT"),
+        ("10.2.3.4", "DIRECT"),
+        ("172.20.0.9", "DIRECT"),
+        ("169.254.1.1", "DIRECT"),
+        ("127.0.0.2", "DIRECT"),
+        ("[fd00::1]", "DIRECT"),
+        ("fe80::1", "DIRECT"),
+        ("93.184.216.34", proxy_line.as_str()),
+        ("[2001:db8::1]", proxy_line.as_str()),
+        ("nostalk.internal", proxy_line.as_str()),
+        ("router.lan", "DIRECT"),
+        ("nas.home.arpa", "DIRECT"),
+        ("news.example", proxy_line.as_str()),
+    ] {
+        assert!(got.split('|').any(|p| p == format!("{host}={want}")), "{host} should be {want}: {got}");
+    }
+    drop(tab);
+    drop(browser);
+    proxy.stop().await;
+}
