@@ -101,3 +101,41 @@ async fn the_pac_file_sends_the_web_through_nostalk_and_leaves_the_lan_direct() 
     drop(browser);
     proxy.stop().await;
 }
+
+/// The body of a refusal through the proxy, or straight from it.
+async fn refusal(c: &reqwest::Client, url: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut r = c.get(url);
+    if let Some(t) = bearer {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn each_refusal_names_the_address_the_key_and_the_file() {
+    let token = "a-token-of-twenty-chars";
+    let b = Binary::start(&[], &format!("[admin]\nallow = [\"127.0.0.1/32\"]\ntoken = \"{token}\"\n")).await;
+    let c = b.client(&[]);
+    // A destination the proxy does not forward to.
+    let (status, text) = refusal(&c, "http://[fe80::1]:8080/", None).await;
+    assert_eq!(status, 403);
+    assert!(text.contains("fe80::1") && text.contains("[upstream] allow") && text.contains("fe80::1/128"), "{text}");
+    // An operator's page with the address allowed and no token: the token is what is missing.
+    let direct = reqwest::Client::new();
+    let (status, text) = refusal(&direct, &format!("{}/metrics", b.url()), None).await;
+    assert_eq!(status, 403);
+    assert!(text.contains("[admin] token") && text.contains("Authorization: Bearer"), "{text}");
+    let (status, _) = refusal(&direct, &format!("{}/metrics", b.url()), Some(token)).await;
+    assert_eq!(status, 200, "with the token, /metrics opens");
+    drop(b);
+
+    // A client outside [access] allow, and outside [admin] allow.
+    let b = Binary::start(&[], "[access]\nallow = [\"10.9.9.9/32\"]\n[admin]\nallow = [\"10.9.9.9/32\"]\n").await;
+    let (status, text) = refusal(&b.client(&[]), "http://news.test/", None).await;
+    assert_eq!(status, 403);
+    assert!(text.contains("127.0.0.1") && text.contains("[access] allow") && text.contains("127.0.0.1/32"), "{text}");
+    let (status, text) = refusal(&reqwest::Client::new(), &format!("{}/metrics", b.url()), None).await;
+    assert_eq!(status, 403);
+    assert!(text.contains("127.0.0.1") && text.contains("[admin] allow"), "{text}");
+}

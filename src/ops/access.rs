@@ -64,6 +64,11 @@ impl Access {
         self.users.contains(ip)
     }
 
+    /// Whether this client's address is in `[admin] allow` (a refusal is then for the token).
+    pub fn admin_address(&self, ip: IpAddr) -> bool {
+        self.admins.contains(ip)
+    }
+
     /// May this client read `/metrics` and use the controls? Its address must be in
     /// `[admin] allow` and, when a token is set, `authorization` must carry it.
     pub fn is_admin(&self, ip: IpAddr, authorization: Option<&[u8]>) -> bool {

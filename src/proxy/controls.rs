@@ -29,11 +29,17 @@ pub fn is_control(path: &str) -> bool {
 }
 
 /// A POST to one of the controls ([`is_control`]).
-pub async fn serve(shared: &Shared, req: Request<ClientBody>, admin: bool) -> Result<Response<Body>, Failure> {
+pub async fn serve(
+    shared: &Shared,
+    req: Request<ClientBody>,
+    admin: bool,
+    ip: std::net::IpAddr,
+) -> Result<Response<Body>, Failure> {
     let path = req.uri().path().to_string();
+    let token = shared.access.admin_address(ip);
     match path.as_str() {
-        "/lists/refresh" if !admin => return Err(Failure::ForOperators("Refreshing the lists")),
-        _ if !admin => return Err(Failure::ForOperators("This control")),
+        "/lists/refresh" if !admin => return Err(Failure::ForOperators { what: "Refreshing the lists", ip, token }),
+        _ if !admin => return Err(Failure::ForOperators { what: "This control", ip, token }),
         _ => {}
     }
     let form = control_form(&shared.page_token, req).await?;

@@ -22,7 +22,11 @@ pub struct Destinations {
 
 /// The error a refused destination gives: a 403 with its reason.
 #[derive(Debug, thiserror::Error)]
-#[error("{addr} is not a destination this proxy forwards to ({why})")]
+#[error(
+    "{addr} is not a destination this proxy forwards to ({why}). To reach it through nostalk, add it to \
+     [upstream] allow in nostalk's config file, e.g. allow = [\"{addr}/{bits}\"], and reload.",
+    bits = if addr.is_ipv4() { 32 } else { 128 }
+)]
 pub struct Refused {
     pub addr: IpAddr,
     pub why: &'static str,

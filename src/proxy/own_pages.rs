@@ -55,7 +55,7 @@ pub async fn serve(
         }
     };
     let answer = if req.method() == Method::POST && controls::is_control(req.uri().path()) {
-        controls::serve(shared, req, asker.admin).await
+        controls::serve(shared, req, asker.admin, ip).await
     } else {
         page(shared, &req, asker, local, proxied, &receipt)
     };
@@ -143,7 +143,11 @@ fn page(
             pages::ca(shared.ca.as_ref().map(|ca| ca.cert_pem.as_str()), path == "/ca.crt")
         }
         "/metrics" if get && asker.admin => Ok(metrics(shared)),
-        "/metrics" if get => Err(Failure::ForOperators("/metrics")),
+        "/metrics" if get => Err(Failure::ForOperators {
+            what: "/metrics",
+            ip: asker.ip,
+            token: shared.access.admin_address(asker.ip),
+        }),
         "/healthz" if get => Ok(pages::text(StatusCode::OK, "text/plain", "ok\n")),
         // Loaded by the status page over https://nostalk.internal/: it loads only when the
         // browser trusts the CA that signed nostalk's certificate for that name.
@@ -169,8 +173,8 @@ fn page(
             )
         }
         // As before the move: HEAD of the live pages is a 405, not a refusal.
-        "/" if get || head => Err(Failure::NotServed),
-        "/events" | "/site" if get => Err(Failure::NotServed),
+        "/" if get || head => Err(Failure::NotServed(asker.ip)),
+        "/events" | "/site" if get => Err(Failure::NotServed(asker.ip)),
         _ if is_own_path(path) => Err(Failure::MethodNotAllowed),
         _ => Err(Failure::NotFound(
             "This is nostalk, a proxy. Its pages are /, /proxy.pac (also /wpad.dat), /ca.pem, /metrics, /healthz and /readyz.",

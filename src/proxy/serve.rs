@@ -103,11 +103,10 @@ pub fn h1_builder() -> hyper::server::conn::http1::Builder {
 /// Answer each request on `stream` with `answer` (its path tells what to say), with
 /// `Connection: close`, and close; the whole exchange bounded by `within`. For clients the
 /// proxy does not serve: refused ones, and those that come while it drains.
-pub async fn answer_and_close(
-    stream: tokio::net::TcpStream,
-    within: Duration,
-    answer: fn(&http::Uri) -> http::Response<crate::base::Body>,
-) {
+pub async fn answer_and_close<F>(stream: tokio::net::TcpStream, within: Duration, answer: F)
+where
+    F: Fn(&http::Uri) -> http::Response<crate::base::Body> + Copy + Send + Sync + 'static,
+{
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| async move {
         let mut r = answer(req.uri());
         r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));

@@ -196,7 +196,7 @@ impl ProxyService {
             return if self.tunnel.is_some() {
                 Route::Fail(Failure::BadRequest("CONNECT inside a tunnel is not supported".into()))
             } else if !user {
-                Route::Fail(Failure::NotForwarded)
+                Route::Fail(Failure::NotForwarded(self.peer.ip()))
             } else {
                 Route::Connect
             };
@@ -221,7 +221,7 @@ impl ProxyService {
                 if self.is_us(host, uri.port_u16()) {
                     Route::Local
                 } else if !user {
-                    Route::Fail(Failure::NotForwarded)
+                    Route::Fail(Failure::NotForwarded(self.peer.ip()))
                 } else {
                     Route::Upstream(uri.clone())
                 }
@@ -255,7 +255,7 @@ impl ProxyService {
             return Route::Local;
         }
         if !user {
-            return Route::Fail(Failure::NotForwarded);
+            return Route::Fail(Failure::NotForwarded(self.peer.ip()));
         }
         match absolute(Scheme::HTTP, authority, req.uri()) {
             Ok(uri) => Route::Upstream(uri),
@@ -316,7 +316,9 @@ pub fn valid_port(authority: Option<&Authority>) -> Result<(), String> {
 /// Answer a client that the access list refuses: 403 to each request, then close.
 pub async fn deny(stream: tokio::net::TcpStream, peer: SocketAddr) {
     tracing::info!(peer = %peer, "refused a client outside [access] allow");
-    let refuse = |_: &Uri| crate::respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &Failure::NotServed.detail());
+    let ip = peer.ip();
+    let refuse =
+        move |_: &Uri| crate::respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &Failure::NotServed(ip).detail());
     crate::proxy::serve::answer_and_close(stream, std::time::Duration::from_secs(10), refuse).await;
 }
 

@@ -17,9 +17,9 @@ pub enum Failure {
     /// Malformed: the reason says what.
     BadRequest(Cow<'static, str>),
     /// A client outside `[access] allow`, asking for the proxy's pages.
-    NotServed,
+    NotServed(std::net::IpAddr),
     /// A client outside `[access] allow`, asking to be forwarded.
-    NotForwarded,
+    NotForwarded(std::net::IpAddr),
     /// Refused by the routing (a loop back to the proxy, an address it does not forward to).
     Refused(Cow<'static, str>),
     /// A CONNECT to a port outside `[intercept] connect_ports`.
@@ -28,8 +28,9 @@ pub enum Failure {
     Destination { host: String, why: String },
     /// A tunnel to a tracker's host that cannot be intercepted.
     TrackerTunnel(String),
-    /// A page or control for the proxy's operators (`[admin] allow`).
-    ForOperators(&'static str),
+    /// A page or control for the proxy's operators (`[admin] allow`, and `[admin] token` when
+    /// set): `token` when the address is allowed and only the token was missing or wrong.
+    ForOperators { what: &'static str, ip: std::net::IpAddr, token: bool },
     /// A control request not from the proxy's own page.
     ControlRefused(&'static str),
     /// The upstream could not be reached, or failed mid-answer.
@@ -55,18 +56,26 @@ pub enum Failure {
     SignInRequired,
 }
 
+/// One address as a CIDR the config takes.
+fn one_address(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(_) => format!("{ip}/32"),
+        std::net::IpAddr::V6(_) => format!("{ip}/128"),
+    }
+}
+
 impl Failure {
     pub fn status(&self) -> StatusCode {
         use Failure::*;
         match self {
             NoHost | BadRequest(_) => StatusCode::BAD_REQUEST,
-            NotServed
-            | NotForwarded
+            NotServed(_)
+            | NotForwarded(_)
             | Refused(_)
             | PortNotAllowed(_)
             | Destination { .. }
             | TrackerTunnel(_)
-            | ForOperators(_)
+            | ForOperators { .. }
             | ControlRefused(_) => StatusCode::FORBIDDEN,
             Upstream { status, .. } => *status,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -86,14 +95,34 @@ impl Failure {
         match self {
             NoHost => "the request names no host".into(),
             BadRequest(why) | Refused(why) => Cow::Borrowed(why),
-            NotServed => "This proxy does not serve your address.".into(),
-            NotForwarded => "This proxy does not forward for your address.".into(),
+            NotServed(ip) => format!(
+                "This proxy does not serve your address, {ip}. Its operator can add it to [access] allow in \
+                 nostalk's config file, e.g. allow = [\"{}\"], and reload.",
+                one_address(*ip)
+            )
+            .into(),
+            NotForwarded(ip) => format!(
+                "This proxy does not forward for your address, {ip}. Its operator can add it to [access] allow \
+                 in nostalk's config file, e.g. allow = [\"{}\"], and reload.",
+                one_address(*ip)
+            )
+            .into(),
             PortNotAllowed(port) => {
                 format!("nostalk opens tunnels only to the ports in [intercept] connect_ports, not to {port}.").into()
             }
             Destination { why, .. } => Cow::Borrowed(why),
             TrackerTunnel(host) => format!("nostalk blocks {host}: it is a tracker.").into(),
-            ForOperators(what) => format!("{what} is for the proxy's operators ([admin] allow).").into(),
+            ForOperators { what, token: true, .. } => format!(
+                "{what} needs the operators' token: send it as `Authorization: Bearer TOKEN`, TOKEN being \
+                 [admin] token in nostalk's config file."
+            )
+            .into(),
+            ForOperators { what, ip, token: false } => format!(
+                "{what} is for the proxy's operators, and your address, {ip}, is not one of theirs: its operator \
+                 can add it to [admin] allow in nostalk's config file, e.g. allow = [\"{}\"].",
+                one_address(*ip)
+            )
+            .into(),
             ControlRefused(why) | NotFound(why) | TooMany(why) => Cow::Borrowed(why),
             Upstream { host, reason, .. } => format!("{host}: {reason}").into(),
             UpstreamTimeout { host, secs } => format!("{host} did not answer within {secs} s").into(),
@@ -114,12 +143,12 @@ impl Failure {
         match self {
             NoHost => "no host",
             BadRequest(_) => "bad request",
-            NotServed | NotForwarded => "client not served",
+            NotServed(_) | NotForwarded(_) => "client not served",
             Refused(_) => "refused",
             PortNotAllowed(_) => "port not allowed",
             Destination { .. } => "destination not forwarded to",
             TrackerTunnel(_) => "tracker tunnel",
-            ForOperators(_) => "for operators",
+            ForOperators { .. } => "for operators",
             ControlRefused(_) => "control refused",
             Upstream { .. } => "upstream failed",
             UpstreamTimeout { .. } => "upstream timed out",

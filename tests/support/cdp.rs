@@ -153,6 +153,14 @@ impl Browser {
 
     /// One command; its result, or a panic with the protocol's error.
     pub async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
+        match self.try_call(session, method, params).await {
+            Ok(v) => v,
+            Err(e) => panic!("{method}: {e}"),
+        }
+    }
+
+    /// One command; its result, or the protocol's error.
+    pub async fn try_call(&self, session: Option<&str>, method: &str, params: Value) -> Result<Value, Value> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut msg = json!({ "id": id, "method": method, "params": params });
         if let Some(s) = session {
@@ -165,10 +173,10 @@ impl Browser {
             .await
             .unwrap_or_else(|_| panic!("{method}: no answer in 60 s"))
             .expect("devtools connection open");
-        if let Some(e) = v.get("error") {
-            panic!("{method}: {e}");
+        match v.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(v["result"].clone()),
         }
-        v["result"].clone()
     }
 
     /// A new tab.
@@ -226,7 +234,13 @@ impl Tab<'_> {
         let started = std::time::Instant::now();
         let guarded = format!("(() => {{ try {{ return ({expression}); }} catch (e) {{ return false; }} }})()");
         loop {
-            let v = self.eval(&guarded).await;
+            // A page navigating away (a click on a link, say) answers with an error until the
+            // new document is there: not yet, then.
+            let params = json!({ "expression": guarded, "returnByValue": true, "awaitPromise": true });
+            let v = match self.browser.try_call(Some(&self.session), "Runtime.evaluate", params).await {
+                Ok(r) => r["result"]["value"].clone(),
+                Err(_) => Value::Null,
+            };
             let truthy = match &v {
                 Value::Null => false,
                 Value::Bool(b) => *b,
