@@ -535,9 +535,20 @@ async fn chain_dns(limit: usize, links: usize) -> (std::net::SocketAddr, tokio::
         }
         r.to_bytes().unwrap()
     };
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+    // One port for both: a free UDP port's TCP twin may be another test's, so try again.
+    let mut tries = 0;
+    let (udp, tcp, addr) = loop {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, tcp, addr),
+            Err(e) if tries < 20 => {
+                tries += 1;
+                eprintln!("port {addr} taken for TCP ({e}); another");
+            }
+            Err(e) => panic!("no port free for both UDP and TCP: {e}"),
+        }
+    };
     let task = tokio::spawn(async move {
         let udp_side = async {
             let mut buf = vec![0u8; 1500];

@@ -139,3 +139,44 @@ async fn each_refusal_names_the_address_the_key_and_the_file() {
     assert_eq!(status, 403);
     assert!(text.contains("127.0.0.1") && text.contains("[admin] allow"), "{text}");
 }
+
+#[tokio::test]
+async fn each_device_sees_its_own_sites_and_an_admin_sees_every_device() {
+    let b = Binary::start(&[], "[admin]\nallow = [\"127.0.0.1/32\"]\n").await;
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .proxy(reqwest::Proxy::http(b.url()).unwrap())
+            .build()
+            .unwrap()
+    };
+    let straight =
+        |ip: &str| reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    // Each device browses a page of its own, whose analytics beacon nostalk blocks.
+    for (ip, page) in [("127.0.0.2", "http://kitchen.test/recipes"), ("127.0.0.3", "http://study.test/thesis")] {
+        let r = from(ip)
+            .get("http://www.google-analytics.com/g/collect?v=2&tid=G-1")
+            .header("referer", page)
+            .header("sec-fetch-dest", "empty")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-nostalk"], "blocked");
+    }
+    let receipt = |ip: &'static str| {
+        let c = straight(ip);
+        let url = format!("{}/", b.url());
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let kitchen = receipt("127.0.0.2").await;
+    assert!(kitchen.contains("kitchen.test") && !kitchen.contains("study.test"), "{kitchen}");
+    assert!(
+        kitchen.contains("shows only this device") && kitchen.contains("(127.0.0.2)"),
+        "the page says who sees what"
+    );
+    let study = receipt("127.0.0.3").await;
+    assert!(study.contains("study.test") && !study.contains("kitchen.test"), "{study}");
+    let admin = receipt("127.0.0.1").await;
+    assert!(admin.contains("study.test") && admin.contains("kitchen.test"), "{admin}");
+    assert!(admin.contains("every device"), "{admin}");
+}

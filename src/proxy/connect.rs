@@ -85,7 +85,7 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
             ex.page = TopPage { host: page.clone(), site: page };
         }
         ex.done.status = Some(StatusCode::FORBIDDEN);
-        let mine = who.map(|w| shared.user_receipts.of(&w.user));
+        let mine = shared.own_receipt(who.map(|w| &**w), peer.ip());
         forward::record(&ex, &shared.receipt, mine.as_deref(), &shared.metrics);
         return Plan::Refuse;
     }

@@ -76,10 +76,16 @@ async fn readers_receipt(
     tunnel_who: Option<Arc<Who>>,
 ) -> Result<Arc<Receipt>, Response<Body>> {
     let path = req.uri().path();
-    let Some(auth) = &shared.auth else { return Ok(shared.receipt.clone()) };
     if !(matches!(path, "/" | "/site" | "/events") || controls::is_control(path)) {
         return Ok(shared.receipt.clone());
     }
+    let Some(auth) = &shared.auth else {
+        // Each device of a household reads its own sites; the admins read every device's.
+        return Ok(match shared.own_receipt(None, asker.ip) {
+            Some(own) if !asker.admin => own,
+            _ => shared.receipt.clone(),
+        });
+    };
     let who = match tunnel_who {
         Some(who) => Some(who),
         None => {
@@ -131,7 +137,7 @@ fn page(
         "/" if (get || head) && reader => {
             let page = query_value(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
             let choices = shared.choices.snapshot();
-            let view = receipt_view(shared, receipt, &choices, asker.admin);
+            let view = receipt_view(shared, receipt, &choices, asker);
             let policy = shared.policy.load();
             let subscriptions = shared.lists.summaries();
             let proxy =
@@ -168,7 +174,7 @@ fn page(
         "/site" if get && reader => {
             let choices = shared.choices.snapshot();
             pages::site_fragment(
-                &receipt_view(shared, receipt, &choices, asker.admin),
+                &receipt_view(shared, receipt, &choices, asker),
                 &query_value(req, "name").unwrap_or_default(),
             )
         }
@@ -203,9 +209,24 @@ fn receipt_view<'a>(
     shared: &'a Shared,
     receipt: &'a Receipt,
     choices: &'a crate::policy::overlay::PersonChoices,
-    admin: bool,
+    asker: Asker,
 ) -> ReceiptView<'a> {
-    ReceiptView { receipt, choices, token: &shared.page_token, admin }
+    let admin = asker.admin;
+    let whose = match (&shared.auth, shared.config.receipt.per_person, admin) {
+        (None, true, true) => Some(
+            "You see the sites of every device that browses through this proxy; each other device sees only its own."
+                .to_string(),
+        ),
+        (None, true, false) => Some(format!(
+            "This receipt shows only this device's sites ({}). The household's operators ([admin] allow) see every \
+             device, and the controls are theirs.",
+            crate::ops::access::unmap(asker.ip)
+        )),
+        (Some(_), _, true) => Some("You see every user's sites.".to_string()),
+        (Some(_), _, false) => Some("Your own sites only; the controls are for the proxy's operators.".to_string()),
+        (None, false, _) => None,
+    };
+    ReceiptView { receipt, choices, token: &shared.page_token, admin, whose }
 }
 
 fn metrics(shared: &Shared) -> Response<Body> {

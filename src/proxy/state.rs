@@ -52,3 +52,27 @@ pub struct Shared {
     pub tasks: tokio_util::task::TaskTracker,
     pub ready: std::sync::atomic::AtomicBool,
 }
+
+impl Shared {
+    /// The receipt of the one who asked, besides the whole one: a signed-in user's (`[auth]`),
+    /// or, without `[auth]` and with `[receipt] per_person`, the device's own (by its address),
+    /// so each device of a household reads only its own sites. None on a shared gateway.
+    pub fn own_receipt(
+        &self,
+        who: Option<&crate::ops::auth::Who>,
+        ip: std::net::IpAddr,
+    ) -> Option<Arc<receipt::Receipt>> {
+        match who {
+            Some(w) => Some(self.user_receipts.of(&w.user)),
+            None if self.auth.is_none() && self.config.receipt.per_person => {
+                Some(self.user_receipts.of(&device_key(ip)))
+            }
+            None => None,
+        }
+    }
+}
+
+/// The key of a device's own receipt: its address (users' names never contain a space).
+pub fn device_key(ip: std::net::IpAddr) -> String {
+    format!("device {}", crate::ops::access::unmap(ip))
+}

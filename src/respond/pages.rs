@@ -36,6 +36,8 @@ pub struct ReceiptView<'a> {
     /// The secret the controls' forms carry.
     pub token: &'a str,
     pub admin: bool,
+    /// Who sees what, in a sentence, where the receipt is split by device or user.
+    pub whose: Option<String>,
 }
 
 impl ReceiptView<'_> {
@@ -313,7 +315,11 @@ pub fn status_page(v: &ReceiptView, proxy: &ProxyView, proxied: bool, page: usiz
 fn receipt_sites(h: &mut String, v: &ReceiptView, page: usize) {
     let (sites, total) = v.receipt.page((page.max(1) - 1) * SITES_PER_PAGE, SITES_PER_PAGE);
     let live = page <= 1;
-    let _ = write!(h, "<h2>Your receipt</h2><div id=\"sites\" data-live=\"{}\">", if live { 1 } else { 0 });
+    h.push_str("<h2>Your receipt</h2>");
+    if let Some(whose) = &v.whose {
+        let _ = write!(h, "<p id=\"whose\">{}</p>", super::html_escape(whose));
+    }
+    let _ = write!(h, "<div id=\"sites\" data-live=\"{}\">", if live { 1 } else { 0 });
     if sites.is_empty() {
         h.push_str("<p id=\"no-sites\">Nothing yet: browse a little through nostalk and come back (this page updates itself).</p>");
     }

@@ -63,7 +63,7 @@ pub async fn forward(
         uncloak::uncloak(&mut ex, &policy, &overlay, &shared.dialer).await;
     }
     // The signed-in user's own receipt, which their receipt pages show.
-    let mine = who.as_ref().map(|w| shared.user_receipts.of(&w.user));
+    let mine = shared.own_receipt(who.as_deref(), peer.ip());
     if shared.auth.as_ref().is_some_and(|a| a.log_users) {
         ex.user = who;
     }
