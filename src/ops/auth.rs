@@ -62,6 +62,9 @@ pub struct Auth {
     realm: String,
     /// Name the user and group in the decision log.
     pub log_users: bool,
+    /// Name a guessing client's address in the log (not with `[receipt] per_person = false`,
+    /// where no client address is kept anywhere).
+    log_clients: bool,
     users: Mutex<Users>,
     remembered: quick_cache::sync::Cache<[u8; 32], Arc<Who>>,
     checks: Arc<tokio::sync::Semaphore>,
@@ -96,6 +99,7 @@ impl Auth {
             path: path.clone(),
             realm: config.auth.realm.replace(['"', '\\'], ""),
             log_users: config.auth.log_users,
+            log_clients: config.receipt.per_person,
             users: Mutex::new(Users { modified, looked: Instant::now(), hashes }),
             remembered: quick_cache::sync::Cache::new(REMEMBERED),
             checks: Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
@@ -121,7 +125,11 @@ impl Auth {
         let (user, password) = parse_basic(header)?;
         if let Some(c) = client {
             if self.must_wait(c) {
-                tracing::debug!(client = %c, "a sign-in refused unchecked: too many wrong passwords");
+                if self.log_clients {
+                    tracing::debug!(client = %c, "a sign-in refused unchecked: too many wrong passwords");
+                } else {
+                    tracing::debug!("a sign-in refused unchecked: too many wrong passwords");
+                }
                 return None;
             }
         }
@@ -169,7 +177,11 @@ impl Auth {
         entry.0 = entry.0.saturating_add(1);
         entry.1 = Instant::now();
         if entry.0 == FREE_TRIES {
-            tracing::warn!(client = %client, "{FREE_TRIES} wrong passwords in a row; this client must now wait between tries");
+            if self.log_clients {
+                tracing::warn!(client = %client, "{FREE_TRIES} wrong passwords in a row; this client must now wait between tries");
+            } else {
+                tracing::warn!("{FREE_TRIES} wrong passwords in a row; a client must now wait between tries");
+            }
         }
     }
 

@@ -216,7 +216,7 @@ fn let_in(
 ) -> Option<(tokio::net::TcpStream, SocketAddr, SocketAddr)> {
     if !shared.access.allows(peer.ip()) {
         shared.metrics.inc(&shared.metrics.denied);
-        shared.tasks.spawn(service::deny(stream, peer));
+        shared.tasks.spawn(service::deny(stream, peer, shared.config.receipt.per_person));
         return None;
     }
     let _ = stream.set_nodelay(true);

@@ -314,8 +314,12 @@ pub fn valid_port(authority: Option<&Authority>) -> Result<(), String> {
 }
 
 /// Answer a client that the access list refuses: 403 to each request, then close.
-pub async fn deny(stream: tokio::net::TcpStream, peer: SocketAddr) {
-    tracing::info!(peer = %peer, "refused a client outside [access] allow");
+pub async fn deny(stream: tokio::net::TcpStream, peer: SocketAddr, log_peer: bool) {
+    if log_peer {
+        tracing::info!(peer = %peer, "refused a client outside [access] allow");
+    } else {
+        tracing::info!("refused a client outside [access] allow");
+    }
     let ip = peer.ip();
     let refuse =
         move |_: &Uri| crate::respond::error_page(StatusCode::FORBIDDEN, "Forbidden", &Failure::NotServed(ip).detail());

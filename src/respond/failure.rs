@@ -172,6 +172,11 @@ impl Failure {
             Failure::NotFound(_) | Failure::MethodNotAllowed => {
                 tracing::debug!(cause = self.kind(), status = status.as_u16(), detail = %detail, "answered");
             }
+            // The page names the client's address; the log does not (a gateway with `[receipt]
+            // per_person = false` keeps no client address anywhere).
+            Failure::NotServed(_) | Failure::NotForwarded(_) | Failure::ForOperators { .. } => {
+                tracing::info!(cause = self.kind(), status = status.as_u16(), "answered");
+            }
             _ => tracing::info!(cause = self.kind(), status = status.as_u16(), detail = %detail, "answered"),
         }
         error_page(status, status.canonical_reason().unwrap_or("Error"), &detail)
