@@ -180,3 +180,59 @@ async fn each_device_sees_its_own_sites_and_an_admin_sees_every_device() {
     assert!(admin.contains("study.test") && admin.contains("kitchen.test"), "{admin}");
     assert!(admin.contains("every device"), "{admin}");
 }
+
+#[tokio::test]
+async fn a_gateway_that_keeps_no_client_address_logs_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    nostalk::ops::auth::set_password(&users, "alice", "correct horse").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!(
+        "[receipt]\nper_person = false\n[auth]\nusers = {:?}\n[access]\nallow = [\"127.0.0.0/8\"]\n[admin]\nallow = [\"127.0.0.1/32\"]\n",
+        users.display().to_string()
+    );
+    let toml = compose_config(dir.path(), &[], &extra, true, &format!("\"127.0.0.1:{port}\""));
+    let cfg = dir.path().join("nostalk.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nostalk"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("XDG_DATA_HOME", dir.path())
+        .env("RUST_LOG", "nostalk=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let proxy = format!("http://127.0.0.1:{port}");
+    let from = |ip: &str, auth: Option<&str>| {
+        let mut p = reqwest::Proxy::all(&proxy).unwrap();
+        if let Some(a) = auth {
+            p = p.basic_auth("alice", a);
+        }
+        reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).proxy(p).build().unwrap()
+    };
+    let started = std::time::Instant::now();
+    while reqwest::get(format!("{proxy}/healthz")).await.is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the proxy did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Six wrong passwords, a request with no credentials, an operator's page from a user.
+    for _ in 0..6 {
+        let r = from("127.0.0.5", Some("wrong")).get("http://news.test/").send().await.unwrap();
+        assert_eq!(r.status(), 407);
+    }
+    let r = from("127.0.0.6", None).get("http://news.test/").send().await.unwrap();
+    assert_eq!(r.status(), 407);
+    let direct =
+        reqwest::Client::builder().local_address("127.0.0.6".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let r = direct.get(format!("{proxy}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("127.0.0.6"), "the page names the address to its own client");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("wrong passwords in a row"), "the guessing was logged: {text}");
+    for ip in ["127.0.0.5", "127.0.0.6"] {
+        assert!(!text.contains(ip), "the log names the client {ip}:\n{text}");
+    }
+}
