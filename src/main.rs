@@ -1,7 +1,7 @@
 //! The command line: run, check, explain, ca, lists, shop. Each command parses its arguments
 //! and calls the library; nothing else lives here.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use nostalk::config::{Config, ConfigError};
 use nostalk::policy::{self, subscribe::Subscriptions, Policy};
@@ -92,6 +92,12 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Start nostalk with your session (a systemd user unit on Linux, a launchd agent on
+    /// macOS), stop doing so, or say whether it does.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// Add a user to the proxy's users file, or change their password (asked for twice on a
     /// terminal, else read as one line from stdin). A running proxy sees it within seconds.
     Passwd {
@@ -103,6 +109,32 @@ enum Command {
         /// The config whose `[auth] users` file to change.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Write the unit for this binary and enable it (started now and at each login).
+    Install {
+        /// The config the service runs with; the embedded default when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write the unit only, and print the commands that would enable it.
+        #[arg(long)]
+        no_enable: bool,
+        /// Write a launchd agent (macOS) or a systemd user unit (Linux) whatever this system is.
+        #[arg(long, value_parser = ["systemd", "launchd"])]
+        manager: Option<String>,
+    },
+    /// Stop and disable the service, and remove its unit.
+    Uninstall {
+        #[arg(long, value_parser = ["systemd", "launchd"])]
+        manager: Option<String>,
+    },
+    /// Whether the service is installed and running.
+    Status {
+        #[arg(long, value_parser = ["systemd", "launchd"])]
+        manager: Option<String>,
     },
 }
 
@@ -210,6 +242,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             explain(&url, config.as_deref(), page.as_deref(), request_type.as_deref(), json)
         }
         Command::Ca { command } => ca(command),
+        Command::Service { command } => service(command),
         Command::Lists { refresh: true, proxy, .. } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(refresh_lists(&proxy))?;
@@ -337,6 +370,47 @@ fn explain_lines(policy: &Policy) -> Result<()> {
         writeln!(out, "{obj}")?;
     }
     Ok(())
+}
+
+fn service(command: ServiceCommand) -> Result<i32> {
+    use nostalk::ops::service::{self as svc, Manager};
+    let pick = |m: &Option<String>| match m.as_deref() {
+        Some("launchd") => Some(Manager::Launchd),
+        Some(_) => Some(Manager::Systemd),
+        None => Manager::here(),
+    };
+    let unit_of = |m: Manager| -> Result<PathBuf> {
+        let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| anyhow!("HOME is not set"))?;
+        let config_home = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from);
+        Ok(m.unit_path(&home, config_home.as_deref()))
+    };
+    let none_here = "this system has neither systemd nor launchd that nostalk knows: start `nostalk run` \
+                     with your session by your system's own means (a login item, a startup task)";
+    match command {
+        ServiceCommand::Install { config, no_enable, manager } => {
+            let Some(m) = pick(&manager) else { bail!("{none_here}") };
+            let exe = std::env::current_exe()?;
+            let config = config.map(|c| std::path::absolute(&c)).transpose()?;
+            if let Some(c) = &config {
+                if let Err(e) = Config::load(c) {
+                    bail!("{}: {e}", c.display());
+                }
+            }
+            let said = svc::install(m, &unit_of(m)?, &exe, config.as_deref(), !no_enable).map_err(|e| anyhow!(e))?;
+            print!("{said}");
+            Ok(0)
+        }
+        ServiceCommand::Uninstall { manager } => {
+            let Some(m) = pick(&manager) else { bail!("{none_here}") };
+            print!("{}", svc::uninstall(m, &unit_of(m)?, Manager::here() == Some(m)).map_err(|e| anyhow!(e))?);
+            Ok(0)
+        }
+        ServiceCommand::Status { manager } => {
+            let Some(m) = pick(&manager) else { bail!("{none_here}") };
+            print!("{}", svc::status(m, &unit_of(m)?));
+            Ok(0)
+        }
+    }
 }
 
 fn ca(command: CaCommand) -> Result<i32> {

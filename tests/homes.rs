@@ -236,3 +236,77 @@ async fn a_gateway_that_keeps_no_client_address_logs_none() {
         assert!(!text.contains(ip), "the log names the client {ip}:\n{text}");
     }
 }
+
+#[test]
+fn the_service_units_run_this_binary_and_go_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("my config.toml");
+    std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:8877\"\n").unwrap();
+    let nostalk = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nostalk"))
+            .args(args)
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_nostalk")).unwrap();
+
+    // systemd: a user unit under XDG_CONFIG_HOME that runs this binary with the config.
+    let (ok, said) =
+        nostalk(&["service", "install", "--manager", "systemd", "--no-enable", "--config", cfg.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    let unit_path = dir.path().join("xdg/systemd/user/nostalk.service");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    assert_eq!(exec, format!("{} run --config \"{}\"", exe.display(), cfg.display()), "{unit}");
+    assert!(unit.contains("Restart=always") && unit.contains("WantedBy=default.target"), "{unit}");
+    assert!(said.contains("systemctl --user enable --now nostalk.service"), "the steps to enable it: {said}");
+    if std::path::Path::new("/usr/bin/systemd-analyze").exists() {
+        let v = std::process::Command::new("systemd-analyze")
+            .args(["verify", unit_path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "systemd-analyze verify: {}", String::from_utf8_lossy(&v.stderr));
+    } else {
+        eprintln!("SKIPPED: systemd-analyze verify (no systemd here)");
+    }
+    let (_, status) = nostalk(&["service", "status", "--manager", "systemd"]);
+    assert!(status.contains("installed:"), "{status}");
+
+    // launchd: an agent whose plist a parser reads back.
+    let (ok, said) = nostalk(&["service", "install", "--manager", "launchd", "--no-enable"]);
+    assert!(ok, "{said}");
+    let plist = dir.path().join("Library/LaunchAgents/org.nostalk.proxy.plist");
+    let parsed = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import plistlib,sys,json; print(json.dumps(plistlib.load(open(sys.argv[1],'rb'))))",
+            plist.to_str().unwrap(),
+        ])
+        .output();
+    if let Some(out) = parsed.ok().filter(|o| o.status.success()) {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["Label"], "org.nostalk.proxy");
+        assert_eq!(v["ProgramArguments"], serde_json::json!([exe.display().to_string(), "run"]));
+        assert_eq!(
+            (v["RunAtLoad"].clone(), v["KeepAlive"].clone()),
+            (serde_json::json!(true), serde_json::json!(true))
+        );
+    } else {
+        panic!("python3's plistlib could not read {}", plist.display());
+    }
+
+    // Both go again.
+    for m in ["systemd", "launchd"] {
+        let (ok, said) = nostalk(&["service", "uninstall", "--manager", m]);
+        assert!(ok, "{said}");
+    }
+    assert!(!unit_path.exists() && !plist.exists());
+    let (_, status) = nostalk(&["service", "status", "--manager", "systemd"]);
+    assert!(status.contains("not installed"), "{status}");
+}
