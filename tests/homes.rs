@@ -70,6 +70,15 @@ async fn the_pac_file_sends_the_web_through_nostalk_and_leaves_the_lan_direct() 
         assert_eq!(last.header("sec-gpc").is_some(), through, "{url}: through nostalk = {through}");
     }
 
+    // The status page tells this browser that it came through a PAC file, and what that means
+    // when nostalk is down; it shows a phone's settings with this proxy's address.
+    tab.goto("http://nostalk.internal/").await;
+    let text = tab.wait_for("document.getElementById('via-pac') ? document.body.innerText : ''", 20).await;
+    let text = text.as_str().unwrap();
+    assert!(text.contains("found nostalk through its PAC file") && text.contains("goes direct"), "{text}");
+    let devices = tab.eval("document.getElementById('devices').textContent").await;
+    assert!(devices.as_str().unwrap().contains(&format!("http://{}/proxy.pac", proxy.addr)), "{devices}");
+
     // The address ranges, run in Chromium's JavaScript.
     let script = format!(
         "(() => {{ {PAC_HELPERS}\n{pac}\nreturn ['192.168.1.1', '10.2.3.4', '172.20.0.9', '169.254.1.1', '127.0.0.2', '[fd00::1]', 'fe80::1', \

@@ -110,6 +110,7 @@ impl Server {
             choices: Arc::new(choices),
             passes: Default::default(),
             frames: Default::default(),
+            pac_clients: Default::default(),
             lists,
             timeouts: limits::Timeouts::new(&config),
             conns: limits::ConnTable::new(max_connections),

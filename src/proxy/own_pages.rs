@@ -140,11 +140,21 @@ fn page(
             let view = receipt_view(shared, receipt, &choices, asker);
             let policy = shared.policy.load();
             let subscriptions = shared.lists.summaries();
-            let proxy =
-                ProxyView { policy: &policy, subscriptions: &subscriptions, local, intercepting: shared.ca.is_some() };
+            let proxy = ProxyView {
+                policy: &policy,
+                subscriptions: &subscriptions,
+                local,
+                intercepting: shared.ca.is_some(),
+                via_pac: shared.pac_clients.has(asker.ip),
+            };
             Ok(pages::status_page(&view, &proxy, proxied, page))
         }
-        "/proxy.pac" | "/wpad.dat" if get || head => Ok(pages::pac(req.headers(), local, shared.config.server.pac_fallback)),
+        "/proxy.pac" | "/wpad.dat" if get || head => {
+            if shared.config.receipt.per_person {
+                shared.pac_clients.saw(asker.ip);
+            }
+            Ok(pages::pac(req.headers(), local, shared.config.server.pac_fallback))
+        }
         "/ca.pem" | "/ca.crt" if get || head => {
             pages::ca(shared.ca.as_ref().map(|ca| ca.cert_pem.as_str()), path == "/ca.crt")
         }

@@ -39,6 +39,9 @@ pub struct Shared {
     pub passes: policy::passes::Passes,
     /// The top page of each client's open cross-site frames: party inside a frame.
     pub frames: policy::frames::Frames,
+    /// The clients that fetched the PAC file (so the status page can say what a PAC setting
+    /// does when nostalk is down); only where client addresses are kept.
+    pub pac_clients: PacClients,
     pub lists: Arc<policy::subscribe::Subscriptions>,
     /// The `[server]` timeouts, parsed once.
     pub timeouts: proxy::limits::Timeouts,
@@ -75,4 +78,23 @@ impl Shared {
 /// The key of a device's own receipt: its address (users' names never contain a space).
 pub fn device_key(ip: std::net::IpAddr) -> String {
     format!("device {}", crate::ops::access::unmap(ip))
+}
+
+/// The addresses that fetched the PAC file, at most [`PacClients::MAX`] (the first ones kept).
+#[derive(Default)]
+pub struct PacClients(std::sync::Mutex<std::collections::HashSet<std::net::IpAddr>>);
+
+impl PacClients {
+    pub const MAX: usize = 1024;
+
+    pub fn saw(&self, ip: std::net::IpAddr) {
+        let mut set = crate::base::lock(&self.0);
+        if set.len() < Self::MAX {
+            set.insert(crate::ops::access::unmap(ip));
+        }
+    }
+
+    pub fn has(&self, ip: std::net::IpAddr) -> bool {
+        crate::base::lock(&self.0).contains(&crate::ops::access::unmap(ip))
+    }
 }

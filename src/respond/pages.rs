@@ -52,6 +52,8 @@ pub struct ProxyView<'a> {
     pub subscriptions: &'a [SubSummary],
     pub local: SocketAddr,
     pub intercepting: bool,
+    /// This client fetched the PAC file from this proxy (kept only where client addresses are).
+    pub via_pac: bool,
 }
 
 /// What only a scrape of `/metrics` reads.
@@ -292,6 +294,10 @@ pub fn status_page(v: &ReceiptView, proxy: &ProxyView, proxied: bool, page: usiz
     );
     h.push_str("<h1>nostalk</h1><p>What each site you visit tried, and what it got.</p>");
     this_browser(&mut h, proxied, proxy.intercepting);
+    if proxied && proxy.via_pac {
+        h.push_str("<p id=\"via-pac\" class=\"b\">This browser found nostalk through its PAC file. If nostalk is not running, a browser set by PAC file cannot fetch it and goes direct: pages load with every tracker in them, without a word. The manual proxy setting fails closed instead: pages stop until nostalk is back.</p>");
+    }
+    other_devices(&mut h, proxy.local);
     receipt_sites(&mut h, v, page);
     if !v.receipt.per_person() {
         ad_sources(&mut h, v.receipt);
@@ -421,6 +427,19 @@ fn the_proxy(h: &mut String, p: &ProxyView) {
 /// setting), whether it trusts the CA (an image from https://nostalk.internal/, whose
 /// certificate the CA signs, loads or not), and how to install the CA on each system, as
 /// mitm.it does.
+/// How to set up a phone or another device, with this proxy's address.
+fn other_devices(h: &mut String, local: SocketAddr) {
+    let _ = write!(
+        h,
+        "<details id=\"devices\"><summary>Set up a phone or another device</summary><dl>\
+<dt>Manual proxy (fails closed)</dt><dd>Wi-Fi settings of the network, <i>Proxy</i>, <i>Manual</i>: server <code>{ip}</code>, port <code>{port}</code>. On iPhone: <i>Settings, Wi-Fi, (i), Configure Proxy, Manual</i>; on Android: <i>Wi-Fi, the network, Edit, Advanced, Proxy, Manual</i>.</dd>\
+<dt>Automatic (PAC)</dt><dd>The same place, <i>Automatic</i> (iPhone) or <i>Proxy Auto-Config</i> (Android): <code>http://{local}/proxy.pac</code>. The local network stays direct; when nostalk is down the device goes direct too.</dd>\
+</dl><p>Then install the CA below on that device.</p></details>",
+        ip = local.ip(),
+        port = local.port()
+    );
+}
+
 fn this_browser(h: &mut String, proxied: bool, intercepting: bool) {
     h.push_str("<h2>This browser</h2>");
     if proxied {
@@ -441,7 +460,7 @@ if(p.complete&&p.naturalWidth){say(true);}else{p.onload=function(){say(true)};p.
     h.push_str("<details><summary>Install nostalk's CA</summary><p>Download it: <a href=\"/ca.pem\">nostalk-ca.pem</a> (computers) or <a href=\"/ca.crt\">nostalk-ca.crt</a> (phones, Windows). Anyone holding its key can read your HTTPS traffic; it never leaves this machine.</p><dl>\
 <dt>Windows</dt><dd>Open nostalk-ca.crt, <i>Install Certificate</i>, <i>Current User</i>, <i>Place all certificates in the following store</i>: <i>Trusted Root Certification Authorities</i>. Or: <code>certutil -user -addstore Root nostalk-ca.crt</code></dd>\
 <dt>macOS</dt><dd><code>security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db nostalk-ca.pem</code>, or open it in Keychain Access and set <i>Always Trust</i>.</dd>\
-<dt>Debian, Ubuntu</dt><dd><code>sudo cp nostalk-ca.pem /usr/local/share/ca-certificates/nostalk-ca.crt &amp;&amp; sudo update-ca-certificates</code>; Chromium and Chrome on Linux read their own store: <code>certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n nostalk -i nostalk-ca.pem</code></dd>\
+<dt>Debian, Ubuntu</dt><dd><code>sudo cp nostalk-ca.pem /usr/local/share/ca-certificates/nostalk-ca.crt &amp;&amp; sudo update-ca-certificates</code>; Chromium and Chrome on Linux read their own store (a fresh profile has none yet: <code>mkdir -p $HOME/.pki/nssdb &amp;&amp; certutil -N -d sql:$HOME/.pki/nssdb --empty-password</code> first): <code>certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n nostalk -i nostalk-ca.pem</code></dd>\
 <dt>Firefox (every system)</dt><dd>Settings, <i>Privacy &amp; Security</i>, <i>View Certificates</i>, <i>Authorities</i>, <i>Import</i>, and tick <i>Trust this CA to identify websites</i>.</dd>\
 <dt>iPhone, iPad</dt><dd>Open nostalk-ca.crt in Safari, then <i>Settings, General, VPN &amp; Device Management</i> to install it, and <i>Settings, General, About, Certificate Trust Settings</i> to turn full trust on.</dd>\
 <dt>Android</dt><dd><i>Settings, Security, Encryption &amp; credentials, Install a certificate, CA certificate</i>, and pick nostalk-ca.crt. Apps other than the browser may keep trusting only their own CAs.</dd>\
