@@ -8,7 +8,9 @@
 
 mod support;
 
+use base64::Engine as _;
 use serde_json::Value;
+use std::sync::{Arc, Mutex};
 use support::cdp::{browser_home, chromium_flags, chromium_missing, Browser, CHROMIUM};
 use support::*;
 
@@ -318,4 +320,204 @@ fn the_service_units_run_this_binary_and_go_again() {
     assert!(!unit_path.exists() && !plist.exists());
     let (_, status) = nostalk(&["service", "status", "--manager", "systemd"]);
     assert!(status.contains("not installed"), "{status}");
+}
+
+/// A parent proxy as the test runs it: an HTTP proxy that answers `CONNECT` (checking the
+/// credentials when `auth` is given) or a SOCKS5 server (no authentication), recording each
+/// destination asked for and reaching it through `names` (the parent's own DNS).
+async fn parent_proxy(
+    socks: bool,
+    auth: Option<&'static str>,
+    names: Vec<(String, u16)>,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let (log, names) = (log.clone(), names.clone());
+            tokio::spawn(async move {
+                let (host, port) = if socks {
+                    let mut greet = [0u8; 2];
+                    s.read_exact(&mut greet).await.unwrap();
+                    let mut methods = vec![0u8; greet[1] as usize];
+                    s.read_exact(&mut methods).await.unwrap();
+                    s.write_all(&[5, 0]).await.unwrap();
+                    let mut req = [0u8; 4];
+                    s.read_exact(&mut req).await.unwrap();
+                    assert_eq!(req[3], 3, "the name is handed to the parent unresolved (socks5h)");
+                    let len = s.read_u8().await.unwrap() as usize;
+                    let mut name = vec![0u8; len];
+                    s.read_exact(&mut name).await.unwrap();
+                    (String::from_utf8(name).unwrap(), s.read_u16().await.unwrap())
+                } else {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        head.push(s.read_u8().await.unwrap());
+                    }
+                    let head = String::from_utf8(head).unwrap();
+                    let target = head.split(' ').nth(1).unwrap().to_string();
+                    if let Some(a) = auth {
+                        let want = format!(
+                            "proxy-authorization: basic {}",
+                            base64::engine::general_purpose::STANDARD.encode(a)
+                        );
+                        if !head.to_ascii_lowercase().contains(&want.to_ascii_lowercase()) {
+                            s.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n").await.unwrap();
+                            return;
+                        }
+                    }
+                    let (h, p) = target.rsplit_once(':').unwrap();
+                    (h.to_string(), p.parse().unwrap())
+                };
+                log.lock().unwrap().push(format!("{host}:{port}"));
+                let to = names.iter().find(|(n, _)| *n == host).map(|(_, p)| *p).unwrap_or(port);
+                let mut up = tokio::net::TcpStream::connect(("127.0.0.1", to)).await.unwrap();
+                if socks {
+                    s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await.unwrap();
+                } else {
+                    s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+                }
+                let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+            });
+        }
+    });
+    (port, asked)
+}
+
+#[tokio::test]
+async fn every_upstream_connection_goes_through_the_parent_proxy_but_no_proxy_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let page = handler(|_| async { html("<!doctype html><p>through</p>") });
+    let plain = origin(None, page.clone()).await;
+    let inside = origin(Some(ca.server_config(&["inside.test"])), page.clone()).await;
+    let tunnel = origin(Some(ca.server_config(&["tunnel.test"])), page.clone()).await;
+    let direct = origin(None, page).await;
+    let names = vec![
+        ("plain.test".to_string(), plain.port()),
+        ("inside.test".to_string(), inside.port()),
+        ("tunnel.test".to_string(), tunnel.port()),
+    ];
+    for (socks, url) in [(false, "http://u:p%40ss@127.0.0.1"), (true, "socks5h://127.0.0.1")] {
+        let (port, asked) = parent_proxy(socks, if socks { None } else { Some("u:p@ss") }, names.clone()).await;
+        let toml = format!(
+            "[intercept]\npassthrough = [\"tunnel.test\"]\n[upstream]\nproxy = \"{url}:{port}\"\nno_proxy = [\"direct.test\"]\nextra_roots = [{:?}]\n",
+            ca.pem_path.display().to_string()
+        );
+        let proxy = Proxy::start(&[resolve("direct.test", 80, &direct)], &toml).await;
+        let c = proxy.client(&[&ca.pem]);
+        let direct_before = direct.count();
+        // Plain HTTP (the pool), HTTPS opened by nostalk (intercepted), a tunnel nostalk does
+        // not open (passthrough), and a no_proxy name.
+        for u in ["http://plain.test/", "https://inside.test/", "https://tunnel.test/", "http://direct.test/"] {
+            let r = c.get(u).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}: {u}");
+            assert!(r.text().await.unwrap().contains("through"));
+        }
+        let asked = asked.lock().unwrap().clone();
+        for want in ["plain.test:80", "inside.test:443", "tunnel.test:443"] {
+            assert!(asked.iter().any(|a| a == want), "{url}: {want} through the parent: {asked:?}");
+        }
+        assert!(!asked.iter().any(|a| a.starts_with("direct.test")), "no_proxy goes direct: {asked:?}");
+        assert_eq!(direct.count(), direct_before + 1, "direct.test reached without the parent");
+        proxy.stop().await;
+    }
+    // Without the credentials the parent wants, the page says where they go.
+    let (port, _) = parent_proxy(false, Some("u:p@ss"), names.clone()).await;
+    let proxy = Proxy::start(&[], &format!("[upstream]\nproxy = \"http://127.0.0.1:{port}\"\n")).await;
+    let r = proxy.client(&[]).get("http://plain.test/").send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("[upstream] proxy"), "{text}");
+}
+
+/// The answer a test DNS server gives: every `*.test` name is 127.0.0.1 (A), with no AAAA.
+/// The names asked go in `asked`.
+fn dns_answer(query: &[u8], asked: &Mutex<Vec<String>>) -> Vec<u8> {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+    let req = Message::from_vec(query).unwrap();
+    let mut resp = Message::new();
+    resp.set_id(req.id()).set_message_type(MessageType::Response).set_recursion_available(true);
+    resp.set_recursion_desired(req.recursion_desired());
+    resp.add_queries(req.queries().to_vec());
+    for q in req.queries() {
+        asked.lock().unwrap().push(q.name().to_ascii().trim_end_matches('.').to_string());
+        if q.query_type() == RecordType::A {
+            resp.add_answer(Record::from_rdata(q.name().clone(), 60, RData::A(A::new(127, 0, 0, 1))));
+        }
+    }
+    resp.to_vec().unwrap()
+}
+
+#[tokio::test]
+async fn names_are_resolved_over_dns_over_tls_and_over_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let site = origin(None, handler(|_| async { html("<!doctype html><p>resolved privately</p>") })).await;
+
+    // DNS over TLS: length-prefixed messages in a TLS stream.
+    let dot_asked = Arc::new(Mutex::new(Vec::new()));
+    let dot = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dot_port = dot.local_addr().unwrap().port();
+    let (tls, asked) = (ca.server_config(&["dns.test"]), dot_asked.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = dot.accept().await else { return };
+            let (tls, asked) = (tls.clone(), asked.clone());
+            tokio::spawn(async move {
+                let Ok(mut s) = tokio_rustls::TlsAcceptor::from(tls).accept(s).await else { return };
+                while let Ok(len) = s.read_u16().await {
+                    let mut q = vec![0u8; len as usize];
+                    s.read_exact(&mut q).await.unwrap();
+                    let a = dns_answer(&q, &asked);
+                    s.write_u16(a.len() as u16).await.unwrap();
+                    s.write_all(&a).await.unwrap();
+                }
+            });
+        }
+    });
+    // DNS over HTTPS: a POST of the message to /dns-query, over HTTP/2.
+    let doh_asked = Arc::new(Mutex::new(Vec::new()));
+    let asked = doh_asked.clone();
+    let doh = origin(
+        Some(ca.server_config(&["dns.test"])),
+        handler(move |req| {
+            let asked = asked.clone();
+            async move {
+                use http_body_util::BodyExt;
+                let q = req.into_body().collect().await.unwrap().to_bytes();
+                let mut r = http::Response::new(body(dns_answer(&q, &asked)));
+                r.headers_mut().insert("content-type", "application/dns-message".parse().unwrap());
+                r
+            }
+        }),
+    )
+    .await;
+
+    let roots = ca.pem_path.display().to_string();
+    for (dns, port, asked) in [("tls://dns.test", dot_port, &dot_asked), ("https://dns.test", doh.port(), &doh_asked)] {
+        let toml = format!("[upstream]\ndns = \"{dns}:{port}\"\nextra_roots = [{roots:?}]\n");
+        // The server's own name is found through `resolve` (the bootstrap); the site's is not.
+        let pin = format!("dns.test:{port}:127.0.0.1:{port}");
+        let proxy = Proxy::start(&[pin], &toml).await;
+        let r = proxy.client(&[]).get(format!("http://private.test:{}/", site.port())).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{dns}");
+        assert!(r.text().await.unwrap().contains("resolved privately"));
+        assert!(asked.lock().unwrap().iter().any(|n| n == "private.test"), "{dns}: {:?}", asked.lock().unwrap());
+        proxy.stop().await;
+    }
+    assert!(!doh.seen().is_empty() && doh.seen().iter().all(|s| s.uri.contains("/dns-query")));
+    // A server whose certificate is not for its name is not asked: the name does not resolve.
+    let toml = format!("[upstream]\ndns = \"tls://other.test:{dot_port}\"\nextra_roots = [{roots:?}]\n");
+    let proxy = Proxy::start(&[format!("other.test:{dot_port}:127.0.0.1:{dot_port}")], &toml).await;
+    let before = dot_asked.lock().unwrap().len();
+    let r = proxy.client(&[]).get(format!("http://private.test:{}/", site.port())).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(dot_asked.lock().unwrap().len(), before, "no query reached a server with the wrong certificate");
 }

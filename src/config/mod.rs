@@ -11,7 +11,10 @@ pub mod values;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-pub use values::{parse_duration, AdMode, Dur, ListVerdict, LogFormat, OutputEncoding, PacFallback, SocialMode};
+pub use values::{
+    parse_duration, AdMode, DnsServer, Dur, ListVerdict, LogFormat, OutputEncoding, PacFallback, ParentKind,
+    ParentProxy, SocialMode,
+};
 
 /// The embedded default configuration, also the commented reference for every key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -77,8 +80,15 @@ pub struct InterceptConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     pub resolve: Vec<String>,
-    /// The DNS server names are resolved with ("IP" or "IP:PORT"); the system's when absent.
+    /// The DNS server names are resolved with ("IP", "IP:PORT", "tls://HOST[:PORT]",
+    /// "https://HOST[:PORT][/PATH]"); the system's when absent.
     pub dns: Option<String>,
+    /// A parent proxy every upstream connection goes through ("http://[user:pass@]host:port"
+    /// or "socks5h://[user:pass@]host:port"); none when absent.
+    pub proxy: Option<String>,
+    /// Destinations reached directly, not through `proxy`: names (a name covers its
+    /// subdomains) and CIDRs (for addresses written in a URL or pinned by `resolve`).
+    pub no_proxy: Vec<String>,
     /// Check every CNAME a name resolves through against the lists (CNAME uncloaking).
     pub uncloak: bool,
     pub extra_roots: Vec<PathBuf>,
@@ -219,14 +229,14 @@ pub const DEFAULT_SUBSCRIPTIONS: [(&str, &str, ListVerdict); 2] = [
 ];
 
 impl Config {
-    /// `[upstream] dns` as an address (port 53 when none is given).
-    pub fn dns_server(&self) -> Option<Result<SocketAddr, String>> {
-        let dns = self.upstream.dns.as_deref()?;
-        let parsed = dns
-            .parse::<SocketAddr>()
-            .or_else(|_| dns.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-            .map_err(|_| format!("`{dns}` is not a DNS server address like \"9.9.9.9\" or \"127.0.0.1:5353\""));
-        Some(parsed)
+    /// `[upstream] dns`, parsed.
+    pub fn dns_server(&self) -> Option<Result<DnsServer, String>> {
+        self.upstream.dns.as_deref().map(DnsServer::parse)
+    }
+
+    /// `[upstream] proxy`, parsed.
+    pub fn parent_proxy(&self) -> Option<Result<ParentProxy, String>> {
+        self.upstream.proxy.as_deref().map(ParentProxy::parse)
     }
 
     /// Add the default subscriptions the file does not already have (by name or URL).
@@ -278,6 +288,8 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             resolve: Vec::new(),
             dns: None,
+            proxy: None,
+            no_proxy: Vec::new(),
             uncloak: true,
             extra_roots: Vec::new(),
             connect_timeout: Dur::secs(10),
@@ -469,6 +481,18 @@ impl Config {
         }
         if let Some(Err(e)) = self.dns_server() {
             push(&["upstream", "dns"], None, e);
+        }
+        if let Some(Err(e)) = self.parent_proxy() {
+            push(&["upstream", "proxy"], None, e);
+        }
+        for (i, n) in self.upstream.no_proxy.iter().enumerate() {
+            if parse_cidr(n).is_none() && (n.is_empty() || n.contains(['/', ':', ' ', '*'])) {
+                push(
+                    &["upstream", "no_proxy"],
+                    Some(i),
+                    format!("`{n}` is neither a name like \"corp.example\" nor a CIDR like \"10.0.0.0/8\""),
+                );
+            }
         }
         for (path, list) in [
             (["access", "allow"], &self.access.allow),

@@ -13,11 +13,9 @@
 
 use crate::config::{Config, ResolveEntry};
 use crate::proxy::destination::{Destinations, Refused};
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
+use crate::proxy::parent::Parent;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::proto::xfer::Protocol;
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -77,13 +75,17 @@ pub struct Dialer {
     destinations: Arc<Destinations>,
     connect_timeout: Duration,
     tls: TlsConnector,
+    /// `[upstream] proxy`: the parent the connections it covers go through.
+    parent: Option<Arc<Parent>>,
 }
 
 impl Dialer {
     pub fn new(cfg: &Config, tls: rustls::ClientConfig) -> Dialer {
-        let (dns, dns_only) = resolver(cfg);
+        let resolve = cfg.resolve_entries();
+        let (dns, dns_only) = crate::proxy::resolver::build(cfg, &resolve, &tls);
         Dialer {
-            resolve: Arc::new(cfg.resolve_entries()),
+            parent: Parent::new(cfg, &resolve).map(Arc::new),
+            resolve: Arc::new(resolve),
             dns: Arc::new(dns),
             dns_only,
             names: Arc::new(quick_cache::sync::Cache::with(
@@ -129,6 +131,10 @@ impl Dialer {
         if host.parse::<std::net::IpAddr>().is_ok() || self.resolve.iter().any(|e| e.host.eq_ignore_ascii_case(host)) {
             return Arc::from([]);
         }
+        // A name the parent resolves is never looked up here (no query leaves for it).
+        if self.parent.as_ref().is_some_and(|p| p.covers(host, None)) {
+            return Arc::from([]);
+        }
         match self.resolved(host).await {
             Ok(r) => r.chain,
             Err(_) => Arc::from([]),
@@ -163,6 +169,31 @@ impl Dialer {
         Ok(r)
     }
 
+    /// What to ask the parent for, when it covers `host`: the name as it is (the parent
+    /// resolves it), or the address it is written as or pinned to by `[upstream] resolve`
+    /// (which destination filtering judges first).
+    fn through_parent(&self, parent: &Parent, host: &str, port: u16) -> io::Result<Option<(String, u16)>> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let pinned = match self.resolve.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)) {
+            Some(e) => Some(e.addr),
+            None => host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)),
+        };
+        if !parent.covers(host, pinned.map(|a| a.ip())) {
+            return Ok(None);
+        }
+        match pinned {
+            Some(addr) => {
+                let addr = self
+                    .destinations
+                    .filter(vec![addr])
+                    .map_err(|r| io::Error::new(io::ErrorKind::PermissionDenied, r))?;
+                // Filtering a single address leaves it or refuses: index 0 exists.
+                Ok(Some((addr[0].ip().to_string(), addr[0].port())))
+            }
+            None => Ok(Some((host.to_string(), port))),
+        }
+    }
+
     /// Whether an address written in the request itself may be reached (checked before a
     /// tunnel is opened, without a lookup).
     pub fn check_literal(&self, host: &str) -> Result<(), Refused> {
@@ -172,8 +203,20 @@ impl Dialer {
         }
     }
 
-    /// A TCP connection to host:port, trying each address, within the connect timeout.
+    /// A TCP connection to host:port, trying each address, within the connect timeout; or a
+    /// tunnel to it through the parent proxy that covers it.
     pub async fn tcp(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        if let Some(parent) = self.parent.as_deref() {
+            if let Some((to, to_port)) = self.through_parent(parent, host, port)? {
+                return match tokio::time::timeout(self.connect_timeout, parent.open(&to, to_port)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("reaching {host}:{port} through the parent proxy timed out"),
+                    )),
+                };
+            }
+        }
         let addrs = self.lookup(host, port).await?;
         let attempt = async {
             let mut last = None;
@@ -215,31 +258,6 @@ impl Dialer {
 /// How long a host's answer is taken as known at most (DNS answers of trackers' CNAMEs live
 /// minutes; a changed chain is seen within this).
 const NAME_MEMORY: Duration = Duration::from_secs(60);
-
-/// Our resolver: `[upstream] dns` alone when set, else the system's configuration. Answers are
-/// cached (a name is asked once for its decision and its connection).
-fn resolver(cfg: &Config) -> (TokioResolver, bool) {
-    let provider = TokioConnectionProvider::default();
-    let (mut builder, dns_only) = match cfg.dns_server() {
-        Some(Ok(addr)) => {
-            let mut rc = ResolverConfig::new();
-            rc.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
-            rc.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
-            (Resolver::builder_with_config(rc, provider), true)
-        }
-        // `check` reports a bad address; the system's servers meanwhile. With no system
-        // configuration, no server is asked and getaddrinfo answers.
-        _ => match Resolver::builder_tokio() {
-            Ok(b) => (b, false),
-            Err(_) => (Resolver::builder_with_config(ResolverConfig::new(), provider), false),
-        },
-    };
-    let opts = builder.options_mut();
-    // No cache in the resolver: it would hold whole answers, however large (see `names`).
-    opts.cache_size = 0;
-    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-    (builder.build(), dns_only)
-}
 
 impl tower_service::Service<http::Uri> for Dialer {
     type Response = TokioIo<MaybeTls>;
