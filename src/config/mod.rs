@@ -357,6 +357,12 @@ pub struct ResolveEntry {
 }
 
 impl ResolveEntry {
+    /// The address `entries` pins `host:port` to, if any (the one lookup every user of
+    /// `[upstream] resolve` makes: the dialer, the parent proxy, the DNS server's bootstrap).
+    pub fn pinned(entries: &[ResolveEntry], host: &str, port: u16) -> Option<std::net::SocketAddr> {
+        entries.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)).map(|e| e.addr)
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || format!("`{s}` is not host:port:address[:port]");
         let (host, rest) = s.split_once(':').ok_or_else(bad)?;

@@ -105,8 +105,8 @@ impl Dialer {
     /// filtering lets through (a refusal is an `io::Error` carrying [`Refused`]).
     pub async fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs = if let Some(e) = self.resolve.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)) {
-            vec![e.addr]
+        let addrs = if let Some(addr) = ResolveEntry::pinned(&self.resolve, host, port) {
+            vec![addr]
         } else if let Ok(ip) = host.parse::<std::net::IpAddr>() {
             vec![SocketAddr::new(ip, port)]
         } else {
@@ -174,10 +174,8 @@ impl Dialer {
     /// (which destination filtering judges first).
     fn through_parent(&self, parent: &Parent, host: &str, port: u16) -> io::Result<Option<(String, u16)>> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let pinned = match self.resolve.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)) {
-            Some(e) => Some(e.addr),
-            None => host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)),
-        };
+        let pinned = ResolveEntry::pinned(&self.resolve, host, port)
+            .or_else(|| host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)));
         if !parent.covers(host, pinned.map(|a| a.ip())) {
             return Ok(None);
         }

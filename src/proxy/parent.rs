@@ -32,10 +32,7 @@ impl Parent {
         let proxy = cfg.parent_proxy()?.ok()?;
         let pinned = match proxy.host.parse::<IpAddr>() {
             Ok(ip) => Some(SocketAddr::new(ip, proxy.port)),
-            Err(_) => resolve
-                .iter()
-                .find(|e| e.port == proxy.port && e.host.eq_ignore_ascii_case(&proxy.host))
-                .map(|e| e.addr),
+            Err(_) => ResolveEntry::pinned(resolve, &proxy.host, proxy.port),
         };
         let mut no_proxy_names = Vec::new();
         let mut no_proxy_nets = Vec::new();

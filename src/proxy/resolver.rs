@@ -76,8 +76,8 @@ fn find(host: &str, port: u16, resolve: &[ResolveEntry]) -> Vec<SocketAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return vec![SocketAddr::new(ip, port)];
     }
-    if let Some(e) = resolve.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)) {
-        return vec![e.addr];
+    if let Some(addr) = ResolveEntry::pinned(resolve, host, port) {
+        return vec![addr];
     }
     (host, port).to_socket_addrs().map(|a| a.take(4).collect()).unwrap_or_default()
 }
