@@ -58,11 +58,13 @@ fn now_ms() -> u64 {
 pub struct Activity {
     last: AtomicU64,
     busy: AtomicU32,
+    /// Whether any exchange has begun on this connection.
+    begun: AtomicBool,
 }
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity { last: AtomicU64::new(now_ms()), busy: AtomicU32::new(0) }
+        Activity { last: AtomicU64::new(now_ms()), busy: AtomicU32::new(0), begun: AtomicBool::new(false) }
     }
 }
 
@@ -98,8 +100,17 @@ impl Activity {
     /// An exchange begins: the connection is busy until the guard drops.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.busy.fetch_add(1, Ordering::Relaxed);
+        self.begun.store(true, Ordering::Relaxed);
         self.touch();
         InFlight(self.clone())
+    }
+
+    /// Completes once the connection's first exchange has begun, or after `within`.
+    pub async fn first_exchange(&self, within: Duration) {
+        let until = Instant::now() + within;
+        while !self.begun.load(Ordering::Relaxed) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Completes when the connection has gone idle (nothing in flight for `idle`) or stalled

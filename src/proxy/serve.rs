@@ -36,8 +36,15 @@ where
             tracing::debug!(stall = ?t.stall, "cut a connection whose transfers moved no byte");
             return Ok(());
         }
-        // Shutting down: the server's grace period bounds the drain.
+        // Shutting down: the server's grace period bounds the drain. A connection accepted
+        // just before the stop has its first request on the way, and a client does not send
+        // a request again when a new connection closes unanswered: wait for that request
+        // (briefly) so that it is answered before the connection closes.
         None => {
+            tokio::select! {
+                r = conn.as_mut() => return r,
+                _ = activity.first_exchange(FIRST_REQUEST_AT_STOP) => {}
+            }
             graceful(conn.as_mut());
             return conn.await;
         }
@@ -51,6 +58,10 @@ where
         Err(_) => Ok(()),
     }
 }
+
+/// How long a connection that has not yet begun a request may take to send its first when
+/// the server begins to stop.
+const FIRST_REQUEST_AT_STOP: Duration = Duration::from_secs(2);
 
 /// hyper's server for a connection whose protocol its first bytes tell (the listener, and
 /// plain HTTP inside a tunnel): HTTP/1.1 with keep-alive, HTTP/2 with extended CONNECT, both
