@@ -322,8 +322,8 @@ fn the_service_units_run_this_binary_and_go_again() {
     assert!(status.contains("not installed"), "{status}");
 }
 
-/// A parent proxy as the test runs it: an HTTP proxy that answers `CONNECT` (checking the
-/// credentials when `auth` is given) or a SOCKS5 server (no authentication), recording each
+/// A parent proxy as the test runs it: an HTTP proxy that answers `CONNECT` to port 443 and
+/// forwards proxy requests for plain `http` (checking the credentials when `auth` is given) or a SOCKS5 server (no authentication), recording each
 /// destination asked for and reaching it through `names` (the parent's own DNS).
 async fn parent_proxy(
     socks: bool,
@@ -340,6 +340,7 @@ async fn parent_proxy(
             let Ok((mut s, _)) = listener.accept().await else { return };
             let (log, names) = (log.clone(), names.clone());
             tokio::spawn(async move {
+                let mut forward = None;
                 let (host, port) = if socks {
                     let mut greet = [0u8; 2];
                     s.read_exact(&mut greet).await.unwrap();
@@ -370,14 +371,32 @@ async fn parent_proxy(
                             return;
                         }
                     }
-                    let (h, p) = target.rsplit_once(':').unwrap();
-                    (h.to_string(), p.parse().unwrap())
+                    match target.strip_prefix("http://") {
+                        // A proxy request (absolute form): the origin gets it in origin form.
+                        Some(rest) => {
+                            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                            let (h, p) = authority.rsplit_once(':').unwrap_or((authority, "80"));
+                            forward = Some(head.replacen(&target, if path.is_empty() { "/" } else { path }, 1));
+                            (h.to_string(), p.parse().unwrap())
+                        }
+                        None => {
+                            let (h, p) = target.rsplit_once(':').unwrap();
+                            // As Squid's default configuration: CONNECT only to port 443.
+                            if p != "443" {
+                                s.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await.unwrap();
+                                return;
+                            }
+                            (h.to_string(), p.parse().unwrap())
+                        }
+                    }
                 };
                 log.lock().unwrap().push(format!("{host}:{port}"));
                 let to = names.iter().find(|(n, _)| *n == host).map(|(_, p)| *p).unwrap_or(port);
                 let mut up = tokio::net::TcpStream::connect(("127.0.0.1", to)).await.unwrap();
                 if socks {
                     s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await.unwrap();
+                } else if let Some(head) = &forward {
+                    up.write_all(head.as_bytes()).await.unwrap();
                 } else {
                     s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
                 }

@@ -192,6 +192,23 @@ impl Dialer {
         }
     }
 
+    /// For a plain `http` request to `host:port` that an HTTP parent covers: how it is sent
+    /// (as a proxy request to the parent). None when it goes direct or through a SOCKS parent.
+    pub fn plain_via_parent(&self, host: &str, port: u16) -> io::Result<Option<ViaParent>> {
+        let Some(parent) = self.parent.as_deref() else { return Ok(None) };
+        let Some(auth) = parent.forwards_plain() else { return Ok(None) };
+        Ok(self.through_parent(parent, host, port)?.map(|(to, to_port)| ViaParent { to, to_port, auth }))
+    }
+
+    /// A connection to the parent proxy, for requests [`Dialer::plain_via_parent`] sends there.
+    pub async fn to_parent(&self) -> io::Result<TokioIo<MaybeTls>> {
+        let parent = self.parent.as_deref().ok_or_else(|| io::Error::other("no parent proxy"))?;
+        match tokio::time::timeout(self.connect_timeout, parent.reach()).await {
+            Ok(tcp) => Ok(TokioIo::new(MaybeTls::Plain(tcp?))),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "reaching the parent proxy timed out")),
+        }
+    }
+
     /// Whether an address written in the request itself may be reached (checked before a
     /// tunnel is opened, without a lookup).
     pub fn check_literal(&self, host: &str) -> Result<(), Refused> {
@@ -251,6 +268,14 @@ impl Dialer {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         Ok(TokioIo::new(MaybeTls::Tls(Box::new(tls))))
     }
+}
+
+/// A plain `http` request sent to an HTTP parent: its target as the parent is to reach it
+/// (the address `[upstream] resolve` pins, or the name), and the parent's credentials.
+pub struct ViaParent {
+    pub to: String,
+    pub to_port: u16,
+    pub auth: Option<http::HeaderValue>,
 }
 
 /// How long a host's answer is taken as known at most (DNS answers of trackers' CNAMEs live

@@ -85,12 +85,18 @@ impl H1Pool {
         let authority = req.uri().authority().cloned().ok_or("the request has no host")?;
         let origin = Origin { tls: req.uri().scheme() == Some(&http::uri::Scheme::HTTPS), authority };
         let dial_uri = req.uri().clone();
-        to_origin_form(&mut req, &origin.authority);
+        let host = origin.authority.host();
+        let port = origin.authority.port_u16().unwrap_or(if origin.tls { 443 } else { 80 });
+        let via_parent = if origin.tls { None } else { self.dialer.plain_via_parent(host, port)? };
+        match &via_parent {
+            Some(via) => to_proxy_form(&mut req, &origin.authority, via),
+            None => to_origin_form(&mut req, &origin.authority),
+        }
         loop {
             let (mut send, kept) = match self.checkout(&origin) {
                 Some(send) => (send, true),
                 // Boxed: a dial's future is most of this one's size, and most requests need none.
-                None => match Box::pin(self.dial(dial_uri.clone())).await? {
+                None => match Box::pin(self.dial(dial_uri.clone(), via_parent.is_some())).await? {
                     Some(send) => (send, false),
                     None => {
                         *req.uri_mut() = dial_uri;
@@ -118,6 +124,13 @@ impl H1Pool {
                 return Err(e.into());
             }
             match send.try_send_request(req).await {
+                // The parent's own challenge is not passed on: the browser would ask its person
+                // for the parent's password as if it were this proxy's.
+                Ok(resp)
+                    if via_parent.is_some() && resp.status() == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED =>
+                {
+                    return Err(crate::proxy::parent::needs_credentials().into());
+                }
                 Ok(resp) => {
                     let back = Back { pool: self.clone(), origin, send };
                     // A response without a body (HEAD, 204, 304) may never be polled: its
@@ -157,8 +170,8 @@ impl H1Pool {
 
     /// A new connection; None when TLS's ALPN chose h2 (the origin began offering it since
     /// `h2pool` last looked, or that pool's dial had failed).
-    async fn dial(&self, uri: Uri) -> Result<Option<SendRequest<Body>>, BoxError> {
-        let io = self.dialer.clone().connect(uri).await?;
+    async fn dial(&self, uri: Uri, to_parent: bool) -> Result<Option<SendRequest<Body>>, BoxError> {
+        let io = if to_parent { self.dialer.to_parent().await? } else { self.dialer.clone().connect(uri).await? };
         if io.inner().is_h2() {
             return Ok(None);
         }
@@ -206,6 +219,24 @@ fn to_origin_form(req: &mut Request<Body>, authority: &Authority) {
     *req.uri_mut() = Uri::from(path);
     if req.version() != Version::HTTP_10 {
         *req.version_mut() = Version::HTTP_11;
+    }
+}
+
+/// What an HTTP parent proxy is sent: the absolute URL (with the address `[upstream] resolve`
+/// pins in place of the name, the name staying in Host), and the parent's credentials.
+fn to_proxy_form(req: &mut Request<Body>, authority: &Authority, via: &crate::proxy::dial::ViaParent) {
+    to_origin_form(req, authority);
+    let target = if via.to.contains(':') {
+        format!("[{}]:{}", via.to, via.to_port)
+    } else {
+        format!("{}:{}", via.to, via.to_port)
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(uri) = Uri::try_from(format!("http://{target}{path}")) {
+        *req.uri_mut() = uri;
+    }
+    if let Some(auth) = &via.auth {
+        req.headers_mut().insert(http::header::PROXY_AUTHORIZATION, auth.clone());
     }
 }
 

@@ -2,7 +2,9 @@
 //! `[upstream] no_proxy`'s names and networks), and the handshake that turns a connection to
 //! the parent into a tunnel to the destination: HTTP `CONNECT` for an HTTP parent (an ISP's
 //! or a company's proxy), SOCKS5 with the name unresolved for a SOCKS parent (Tor's SOCKS
-//! port: no name is ever looked up here, so no DNS query leaves the machine).
+//! port: no name is ever looked up here, so no DNS query leaves the machine). A plain `http`
+//! request goes to an HTTP parent as a proxy request (absolute form, with the parent's
+//! credentials), as browsers send it: a parent commonly refuses CONNECT but to port 443.
 //!
 //! The SOCKS5 handshake is tokio-socks's. The CONNECT handshake is written here: it is one
 //! request and one response head, and reading that head with `peek` keeps any byte after it
@@ -61,9 +63,30 @@ impl Parent {
         })
     }
 
+    /// For an HTTP parent, the Proxy-Authorization its plain `http` requests carry (`Some(None)`
+    /// without credentials); None for a SOCKS parent, which only tunnels.
+    pub fn forwards_plain(&self) -> Option<Option<http::HeaderValue>> {
+        match self.proxy.kind {
+            ParentKind::Http => Some(self.proxy.auth.as_ref().and_then(|(user, pass)| {
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+                http::HeaderValue::from_str(&format!("Basic {token}")).ok()
+            })),
+            ParentKind::Socks5 => None,
+        }
+    }
+
     /// A tunnel through the parent to `host:port` (a name, given to the parent as it is, or
     /// an address).
     pub async fn open(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        let tcp = self.reach().await?;
+        match self.proxy.kind {
+            ParentKind::Http => self.connect(tcp, host, port).await,
+            ParentKind::Socks5 => self.socks5(tcp, host, port).await,
+        }
+    }
+
+    /// A connection to the parent itself.
+    pub async fn reach(&self) -> io::Result<TcpStream> {
         let tcp = match self.pinned {
             Some(addr) => TcpStream::connect(addr).await,
             None => TcpStream::connect((self.proxy.host.as_str(), self.proxy.port)).await,
@@ -72,10 +95,7 @@ impl Parent {
             io::Error::new(e.kind(), format!("the parent proxy {}:{}: {e}", self.proxy.host, self.proxy.port))
         })?;
         let _ = tcp.set_nodelay(true);
-        match self.proxy.kind {
-            ParentKind::Http => self.connect(tcp, host, port).await,
-            ParentKind::Socks5 => self.socks5(tcp, host, port).await,
-        }
+        Ok(tcp)
     }
 
     async fn connect(&self, mut tcp: TcpStream, host: &str, port: u16) -> io::Result<TcpStream> {
@@ -107,10 +127,7 @@ impl Parent {
         let status = std::str::from_utf8(status_line).unwrap_or("").split(' ').nth(1).unwrap_or("");
         match status {
             s if s.starts_with('2') => Ok(tcp),
-            "407" => Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "the parent proxy asks for credentials: write them in [upstream] proxy as http://user:pass@host:port",
-            )),
+            "407" => Err(needs_credentials()),
             s => Err(io::Error::other(format!("the parent proxy refused the tunnel to {authority} ({s})"))),
         }
     }
@@ -125,6 +142,14 @@ impl Parent {
         .map_err(|e| io::Error::other(format!("the SOCKS parent proxy: {e}")))?;
         Ok(stream.into_inner())
     }
+}
+
+/// The parent answered 407: what to write, and where.
+pub fn needs_credentials() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the parent proxy asks for credentials: write them in [upstream] proxy as http://user:pass@host:port",
+    )
 }
 
 #[cfg(test)]
