@@ -540,3 +540,82 @@ async fn names_are_resolved_over_dns_over_tls_and_over_https() {
     assert_eq!(r.status(), 502);
     assert_eq!(dot_asked.lock().unwrap().len(), before, "no query reached a server with the wrong certificate");
 }
+
+/// The OpenWrt package's `nostalk-wpad`, run as on a router against the real binary, with
+/// `uci`, `wget` and dnsmasq's init script written out as small stand-ins that keep uci's
+/// lists in files (and `wget` as curl): `enable` has dnsmasq announce the PAC file by DHCP
+/// option 252 and by the name `wpad.lan`, the file uhttpd serves on port 80 is nostalk's own
+/// PAC naming the router's address, and `disable` takes all of it back.
+#[tokio::test]
+async fn the_openwrt_package_announces_the_pac_file_by_dhcp_and_by_the_wpad_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let proxy = Binary::start(&[], "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, state, www, run, initd) =
+        ["bin", "state", "www", "run", "init.d"].map(|d| dir.path().join(d)).into();
+    for d in [&bin, &state, &www, &run, &initd] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let stub = |path: std::path::PathBuf, text: &str| {
+        std::fs::write(&path, format!("#!/bin/sh\n{text}")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    stub(
+        bin.join("uci"),
+        r#"echo "uci $*" >> "$STATE/log"
+[ "$1" = -q ] && shift
+key() { echo "$1" | tr -c 'a-z0-9\n' _; }
+case "$1" in
+  get) case "$2" in
+         network.lan.ipaddr) echo 127.0.0.1/8 ;;
+         "dhcp.@dnsmasq[0].domain") echo lan ;;
+         *) f="$STATE/$(key "$2")"; [ -s "$f" ] && tr '\n' ' ' < "$f" ;;
+       esac ;;
+  add_list) echo "${2#*=}" >> "$STATE/$(key "${2%%=*}")" ;;
+  del_list) f="$STATE/$(key "${2%%=*}")"; grep -vxF "${2#*=}" "$f" > "$f.new"; mv "$f.new" "$f" ;;
+esac
+"#,
+    );
+    stub(bin.join("wget"), "# wget -q -O FILE URL, as OpenWrt's uclient-fetch takes it\nexec curl -fsS -o \"$3\" \"$4\"\n");
+    stub(initd.join("dnsmasq"), "echo \"dnsmasq $1\" >> \"$STATE/log\"\n");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/openwrt/nostalk/files/nostalk-wpad");
+    let wpad = |cmd: &str| {
+        let out = std::process::Command::new("sh")
+            .arg(&script)
+            .arg(cmd)
+            .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+            .env("STATE", &state)
+            .env("NOSTALK_CONF", proxy.config_path())
+            .env("NOSTALK_WWW", &www)
+            .env("NOSTALK_RUN", &run)
+            .env("NOSTALK_INITD", &initd)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "nostalk-wpad {cmd}: {text}");
+        text
+    };
+    let url = format!("http://127.0.0.1:{}/wpad.dat", proxy.port);
+    let said = wpad("enable");
+    assert!(said.contains(&url), "{said}");
+    let log = std::fs::read_to_string(state.join("log")).unwrap();
+    assert!(log.contains(&format!("uci add_list dhcp.lan.dhcp_option=252,{url}")), "{log}");
+    assert!(log.contains("uci add_list dhcp.@dnsmasq[0].address=/wpad.lan/127.0.0.1"), "{log}");
+    assert!(log.contains("uci commit dhcp") && log.contains("dnsmasq restart"), "{log}");
+    // What uhttpd serves as http://wpad.lan/wpad.dat: a link to nostalk's PAC file in RAM.
+    let served = www.join("wpad.dat");
+    assert!(std::fs::symlink_metadata(&served).unwrap().file_type().is_symlink());
+    let pac = std::fs::read_to_string(&served).unwrap();
+    assert!(pac.contains("FindProxyForURL"), "{pac}");
+    assert!(pac.contains(&format!("PROXY 127.0.0.1:{}", proxy.port)), "names the router's address: {pac}");
+    // Enabling again does not announce twice.
+    wpad("enable");
+    let options = std::fs::read_to_string(state.join("dhcp_lan_dhcp_option")).unwrap();
+    assert_eq!(options.lines().filter(|l| l.starts_with("252,")).count(), 1, "{options}");
+
+    wpad("disable");
+    let options = std::fs::read_to_string(state.join("dhcp_lan_dhcp_option")).unwrap();
+    let names = std::fs::read_to_string(state.join("dhcp__dnsmasq_0__address")).unwrap();
+    assert!(!options.contains("252,") && !names.contains("/wpad."), "{options} {names}");
+    assert!(std::fs::symlink_metadata(&served).is_err(), "the served file is gone");
+}
