@@ -138,18 +138,19 @@ async fn metrics_and_controls_are_for_admins_and_the_receipt_for_users() {
     let lan = SocketAddr::new(ip, p.addr.port());
     let local = SocketAddr::from(([127, 0, 0, 1], p.addr.port()));
     let get = |a: SocketAddr, path: &str| format!("GET {path} HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n");
-    // A user on the LAN: the receipt and the PAC file (naming the address it used), not the
-    // operator's pages.
+    // A user on the LAN: the receipt, with controls for its own device alone (a household's
+    // proxy, per_person), and the PAC file (naming the address it used), not the operator's
+    // pages.
     let r = raw(lan, get(lan, "/").as_bytes()).await;
     assert_eq!(status_of(&r), 200, "{r}");
-    assert!(!r.contains("name=\"token\""), "no controls for a user: {r}");
+    assert!(r.contains("name=\"token\"") && r.contains("change this device alone"), "{r}");
     assert_eq!(status_of(&raw(lan, get(lan, "/metrics").as_bytes()).await), 403);
     let pac = raw(lan, get(lan, "/proxy.pac").as_bytes()).await;
     assert!(pac.contains(&format!("PROXY {lan}")) && !pac.contains("PROXY 0.0.0.0"), "{pac}");
     let post = format!(
         "POST /shopping HTTP/1.1\r\nHost: {lan}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 14\r\nConnection: close\r\n\r\nsite=shop.test"
     );
-    assert_eq!(status_of(&raw(lan, post.as_bytes()).await), 403);
+    assert_eq!(status_of(&raw(lan, post.as_bytes()).await), 403, "not without the page's token");
     // The proxy's own host is not locked out by the allow list: health and operator pages.
     assert_eq!(status_of(&raw(local, get(local, "/healthz").as_bytes()).await), 200);
     assert_eq!(status_of(&raw(local, get(local, "/metrics").as_bytes()).await), 200);

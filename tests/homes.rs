@@ -153,7 +153,16 @@ async fn each_refusal_names_the_address_the_key_and_the_file() {
 
 #[tokio::test]
 async fn each_device_sees_its_own_sites_and_an_admin_sees_every_device() {
-    let b = Binary::start(&[], "[admin]\nallow = [\"127.0.0.1/32\"]\n").await;
+    let beacon = origin(None, handler(|_| async { http::Response::new(body("counted")) })).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The router's DHCP server knows the first device by the name it gave.
+    let leases = dir.path().join("dhcp.leases");
+    std::fs::write(&leases, "1733400000 aa:bb:cc:dd:ee:02 127.0.0.2 kitchen-tablet 01:aa:bb:cc:dd:ee:02\n").unwrap();
+    let b = Binary::start(
+        &[resolve("www.google-analytics.com", 80, &beacon)],
+        &format!("[admin]\nallow = [\"127.0.0.1/32\"]\n[receipt]\nleases = {:?}\n", leases.display().to_string()),
+    )
+    .await;
     let from = |ip: &str| {
         reqwest::Client::builder()
             .local_address(ip.parse::<std::net::IpAddr>().unwrap())
@@ -190,6 +199,60 @@ async fn each_device_sees_its_own_sites_and_an_admin_sees_every_device() {
     let admin = receipt("127.0.0.1").await;
     assert!(admin.contains("study.test") && admin.contains("kitchen.test"), "{admin}");
     assert!(admin.contains("every device"), "{admin}");
+    // The operators see each device, by the name its DHCP lease gave where there is one.
+    let devices =
+        admin.split("<ul id=\"device-list\">").nth(1).expect("a list of devices").split("</ul>").next().unwrap();
+    assert!(devices.contains("<b>kitchen-tablet</b> (127.0.0.2): kitchen.test"), "{devices}");
+    assert!(devices.contains("<b>127.0.0.3</b>: study.test"), "{devices}");
+    assert!(!study.contains("id=\"device-list\""), "a device does not see the others");
+
+    // A device uses the controls for itself: the kitchen trusts its own site, so the beacon
+    // on that site goes out from the kitchen, and stays blocked for the study on the same site
+    // and for the household.
+    let token = kitchen.split("name=\"token\" value=\"").nth(1).expect("the device's page has controls");
+    let token = token.split('"').next().unwrap().to_string();
+    let no_redirects = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .post(format!("{}/trust", b.url()))
+        .form(&[("token", token.as_str()), ("site", "kitchen.test"), ("trust", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "back to the page");
+    assert!(r.text().await.unwrap().contains("for this device"), "the answer says whom it is for");
+    let beacon_from = |ip: &'static str| {
+        let c = from(ip);
+        async move {
+            let r = c
+                .get("http://www.google-analytics.com/g/collect?v=2&tid=G-1")
+                .header("referer", "http://kitchen.test/recipes")
+                .header("sec-fetch-dest", "empty")
+                .send()
+                .await
+                .unwrap();
+            r.headers().get("x-nostalk").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+        }
+    };
+    let before = beacon.count();
+    assert_ne!(beacon_from("127.0.0.2").await, "blocked", "the kitchen trusts kitchen.test");
+    assert_eq!(beacon.count(), before + 1, "and the beacon reached its server");
+    assert_eq!(beacon_from("127.0.0.3").await, "blocked", "the study made no such choice");
+    assert_eq!(beacon_from("127.0.0.1").await, "blocked", "nor the household");
+    assert_eq!(beacon.count(), before + 1);
+    assert!(receipt("127.0.0.2").await.contains("Stop trusting this site"), "the kitchen's page shows its choice");
+    assert!(!receipt("127.0.0.1").await.contains("Stop trusting this site"), "not the household's");
+    // Refreshing the lists stays the operators'.
+    let r = straight("127.0.0.2")
+        .post(format!("{}/lists/refresh", b.url()))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 #[tokio::test]
@@ -551,8 +614,7 @@ async fn the_openwrt_package_announces_the_pac_file_by_dhcp_and_by_the_wpad_name
     use std::os::unix::fs::PermissionsExt;
     let proxy = Binary::start(&[], "").await;
     let dir = tempfile::tempdir().unwrap();
-    let (bin, state, www, run, initd) =
-        ["bin", "state", "www", "run", "init.d"].map(|d| dir.path().join(d)).into();
+    let (bin, state, www, run, initd) = ["bin", "state", "www", "run", "init.d"].map(|d| dir.path().join(d)).into();
     for d in [&bin, &state, &www, &run, &initd] {
         std::fs::create_dir(d).unwrap();
     }
@@ -576,7 +638,10 @@ case "$1" in
 esac
 "#,
     );
-    stub(bin.join("wget"), "# wget -q -O FILE URL, as OpenWrt's uclient-fetch takes it\nexec curl -fsS -o \"$3\" \"$4\"\n");
+    stub(
+        bin.join("wget"),
+        "# wget -q -O FILE URL, as OpenWrt's uclient-fetch takes it\nexec curl -fsS -o \"$3\" \"$4\"\n",
+    );
     stub(initd.join("dnsmasq"), "echo \"dnsmasq $1\" >> \"$STATE/log\"\n");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/openwrt/nostalk/files/nostalk-wpad");
     let wpad = |cmd: &str| {

@@ -156,11 +156,14 @@ pub struct ReceiptConfig {
     pub downvotes_to_block: u32,
     /// At most this many live receipt pages (`/events` streams) at once.
     pub max_watchers: usize,
+    /// A DHCP server's lease file (dnsmasq's format), whose names the operators' page shows
+    /// beside each device's address; OpenWrt's `/tmp/dhcp.leases` when absent and present.
+    pub leases: Option<PathBuf>,
 }
 
 impl Default for ReceiptConfig {
     fn default() -> Self {
-        ReceiptConfig { per_person: true, store: None, downvotes_to_block: 1, max_watchers: 32 }
+        ReceiptConfig { per_person: true, store: None, downvotes_to_block: 1, max_watchers: 32, leases: None }
     }
 }
 

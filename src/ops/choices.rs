@@ -9,13 +9,17 @@
 //! into memory at start and again whenever another process changed it (`PRAGMA data_version`,
 //! looked at every two seconds), so the request path reads a snapshot and never the disk.
 //!
-//! The snapshot is a [`PersonChoices`] (policy/overlay.rs): the decision reads it as one of its
-//! overlays; nothing here decides. Shopping switches live only here (at most
+//! Choices are the household's (made by the operators, `[admin] allow`, or with the CLI) or one
+//! device's (`[receipt] per_person`: a device without the operators' rights switches shopping,
+//! trust and down-votes for itself alone), each row keyed by its device (`""` for the
+//! household). The snapshot is a [`PersonChoices`] per scope (policy/overlay.rs): the decision
+//! reads the household's and the asking device's as overlays; nothing here decides. Shopping switches live only here (at most
 //! [`MAX_SHOPPING`] at once); a store that cannot be written still switches for this run.
 
 use crate::policy::overlay::{now_secs as now, PersonChoices};
 use arc_swap::ArcSwap;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,10 +40,33 @@ pub enum ShoppingRefused {
     NotKept(String),
 }
 
+/// Whose choice: the household's, or one device's (by its address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    Household,
+    Device(&'a str),
+}
+
+impl Scope<'_> {
+    fn key(&self) -> &str {
+        match self {
+            Scope::Household => "",
+            Scope::Device(d) => d,
+        }
+    }
+}
+
+/// Every scope's choices, read at once.
+#[derive(Debug, Default)]
+struct Snapshot {
+    household: Arc<PersonChoices>,
+    devices: HashMap<String, Arc<PersonChoices>>,
+}
+
 pub struct Choices {
     conn: Mutex<Connection>,
     path: PathBuf,
-    snapshot: ArcSwap<PersonChoices>,
+    snapshot: ArcSwap<Snapshot>,
     threshold: u32,
     data_version: Mutex<i64>,
 }
@@ -72,15 +99,16 @@ impl Choices {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS downvotes (source TEXT PRIMARY KEY, votes INTEGER NOT NULL, changed INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS trusted (site TEXT PRIMARY KEY, changed INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS shopping (site TEXT PRIMARY KEY, until INTEGER NOT NULL);",
+             CREATE TABLE IF NOT EXISTS choice_downvotes (device TEXT NOT NULL, source TEXT NOT NULL, votes INTEGER NOT NULL, changed INTEGER NOT NULL, PRIMARY KEY (device, source));
+             CREATE TABLE IF NOT EXISTS choice_trusted (device TEXT NOT NULL, site TEXT NOT NULL, changed INTEGER NOT NULL, PRIMARY KEY (device, site));
+             CREATE TABLE IF NOT EXISTS choice_shopping (device TEXT NOT NULL, site TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (device, site));",
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
+        migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
         let choices = Choices {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
-            snapshot: ArcSwap::from_pointee(PersonChoices { threshold: threshold.max(1), ..Default::default() }),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
             threshold: threshold.max(1),
             data_version: Mutex::new(-1),
         };
@@ -96,8 +124,24 @@ impl Choices {
         self.threshold
     }
 
+    /// The household's choices.
     pub fn snapshot(&self) -> Arc<PersonChoices> {
-        self.snapshot.load_full()
+        self.snapshot.load().household.clone()
+    }
+
+    /// One device's own choices, when it has made any.
+    pub fn device(&self, device: &str) -> Option<Arc<PersonChoices>> {
+        self.snapshot.load().devices.get(device).cloned()
+    }
+
+    /// The choices of `scope` (empty ones for a device that has made none).
+    pub fn of(&self, scope: Scope<'_>) -> Arc<PersonChoices> {
+        match scope {
+            Scope::Household => self.snapshot(),
+            Scope::Device(d) => self
+                .device(d)
+                .unwrap_or_else(|| Arc::new(PersonChoices { threshold: self.threshold, ..Default::default() })),
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -111,26 +155,34 @@ impl Choices {
         Ok(())
     }
 
-    fn read(&self) -> rusqlite::Result<PersonChoices> {
+    fn read(&self) -> rusqlite::Result<Snapshot> {
         let conn = self.conn();
-        let mut s = PersonChoices { threshold: self.threshold, ..Default::default() };
-        let mut q = conn.prepare("SELECT source, votes FROM downvotes")?;
-        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))? {
-            let (k, v) = row?;
-            s.downvotes.insert(k, v);
+        let mut scopes: HashMap<String, PersonChoices> = HashMap::new();
+        let threshold = self.threshold;
+        fn of(scopes: &mut HashMap<String, PersonChoices>, device: String, threshold: u32) -> &mut PersonChoices {
+            scopes.entry(device).or_insert_with(|| PersonChoices { threshold, ..Default::default() })
         }
-        let mut q = conn.prepare("SELECT site FROM trusted")?;
-        for row in q.query_map([], |r| r.get::<_, String>(0))? {
-            s.trusted.insert(row?);
+        let mut q = conn.prepare("SELECT device, source, votes FROM choice_downvotes")?;
+        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?)))? {
+            let (d, k, v) = row?;
+            of(&mut scopes, d, threshold).downvotes.insert(k, v);
         }
-        let mut q = conn.prepare("SELECT site, until FROM shopping WHERE until > ?1")?;
-        for row in q.query_map([now() as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-            let (k, v) = row?;
-            s.shopping.insert(k, v.max(0) as u64);
+        let mut q = conn.prepare("SELECT device, site FROM choice_trusted")?;
+        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (d, k) = row?;
+            of(&mut scopes, d, threshold).trusted.insert(k);
+        }
+        let mut q = conn.prepare("SELECT device, site, until FROM choice_shopping WHERE until > ?1")?;
+        for row in
+            q.query_map([now() as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?
+        {
+            let (d, k, v) = row?;
+            of(&mut scopes, d, threshold).shopping.insert(k, v.max(0) as u64);
         }
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         *crate::base::lock(&self.data_version) = version;
-        Ok(s)
+        let household = Arc::new(scopes.remove("").unwrap_or(PersonChoices { threshold, ..Default::default() }));
+        Ok(Snapshot { household, devices: scopes.into_iter().map(|(d, c)| (d, Arc::new(c))).collect() })
     }
 
     /// Reload when another process (the CLI) changed the store. True when it did.
@@ -147,7 +199,7 @@ impl Choices {
     fn write(&self, sql: &str, p: impl rusqlite::Params) -> Result<(), String> {
         let conn = self.conn();
         conn.execute(sql, p).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        for table in ["downvotes", "trusted", "shopping"] {
+        for table in ["choice_downvotes", "choice_trusted", "choice_shopping"] {
             let _ = conn.execute(
                 &format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT -1 OFFSET ?1)"),
                 [MAX_ROWS],
@@ -159,27 +211,41 @@ impl Choices {
 
     /// One more down-vote for an ad source; its votes now.
     pub fn downvote(&self, source: &str) -> Result<u32, String> {
+        self.downvote_in(Scope::Household, source)
+    }
+
+    /// One more down-vote for an ad source in `scope`; its votes there now.
+    pub fn downvote_in(&self, scope: Scope<'_>, source: &str) -> Result<u32, String> {
         self.write(
-            "INSERT INTO downvotes (source, votes, changed) VALUES (?1, 1, ?2)
-             ON CONFLICT(source) DO UPDATE SET votes = votes + 1, changed = ?2",
-            params![source, now() as i64],
+            "INSERT INTO choice_downvotes (device, source, votes, changed) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT(device, source) DO UPDATE SET votes = votes + 1, changed = ?3",
+            params![scope.key(), source, now() as i64],
         )?;
-        Ok(self.snapshot().downvotes.get(source).copied().unwrap_or(0))
+        Ok(self.of(scope).downvotes.get(source).copied().unwrap_or(0))
     }
 
     /// Forget an ad source's down-votes.
     pub fn restore(&self, source: &str) -> Result<(), String> {
-        self.write("DELETE FROM downvotes WHERE source = ?1", params![source])
+        self.restore_in(Scope::Household, source)
+    }
+
+    pub fn restore_in(&self, scope: Scope<'_>, source: &str) -> Result<(), String> {
+        self.write("DELETE FROM choice_downvotes WHERE device = ?1 AND source = ?2", params![scope.key(), source])
     }
 
     pub fn set_trusted(&self, site: &str, trusted: bool) -> Result<(), String> {
+        self.set_trusted_in(Scope::Household, site, trusted)
+    }
+
+    pub fn set_trusted_in(&self, scope: Scope<'_>, site: &str, trusted: bool) -> Result<(), String> {
         if trusted {
             self.write(
-                "INSERT INTO trusted (site, changed) VALUES (?1, ?2) ON CONFLICT(site) DO UPDATE SET changed = ?2",
-                params![site, now() as i64],
+                "INSERT INTO choice_trusted (device, site, changed) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(device, site) DO UPDATE SET changed = ?3",
+                params![scope.key(), site, now() as i64],
             )
         } else {
-            self.write("DELETE FROM trusted WHERE site = ?1", params![site])
+            self.write("DELETE FROM choice_trusted WHERE device = ?1 AND site = ?2", params![scope.key(), site])
         }
     }
 
@@ -187,29 +253,42 @@ impl Choices {
     /// Refused when [`MAX_SHOPPING`] other sites are on; when the store cannot be written the
     /// switch is still on for this run, and the error says it was not kept.
     pub fn set_shopping(&self, site: &str, duration: Duration) -> Result<(), ShoppingRefused> {
-        let snap = self.snapshot();
+        self.set_shopping_in(Scope::Household, site, duration)
+    }
+
+    pub fn set_shopping_in(&self, scope: Scope<'_>, site: &str, duration: Duration) -> Result<(), ShoppingRefused> {
+        let snap = self.of(scope);
         let live = snap.shopping.values().filter(|until| **until > now()).count();
         if !duration.is_zero() && live >= MAX_SHOPPING && !snap.is_shopping(site) {
             return Err(ShoppingRefused::Full);
         }
         let until = now() + duration.as_secs().max(1);
         let written = if duration.is_zero() {
-            self.write("DELETE FROM shopping WHERE site = ?1", params![site])
+            self.write("DELETE FROM choice_shopping WHERE device = ?1 AND site = ?2", params![scope.key(), site])
         } else {
             self.write(
-                "INSERT INTO shopping (site, until) VALUES (?1, ?2) ON CONFLICT(site) DO UPDATE SET until = ?2",
-                params![site, until as i64],
+                "INSERT INTO choice_shopping (device, site, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(device, site) DO UPDATE SET until = ?3",
+                params![scope.key(), site, until as i64],
             )
         };
         written.map_err(|e| {
             // Not on disk: on in memory all the same, until the next start.
-            let mut next = (*self.snapshot()).clone();
+            let mut next = (*self.of(scope)).clone();
             if duration.is_zero() {
                 next.shopping.remove(site);
             } else {
                 next.shopping.insert(site.to_string(), until);
             }
-            self.snapshot.store(Arc::new(next));
+            let old = self.snapshot.load();
+            let mut snap = Snapshot { household: old.household.clone(), devices: old.devices.clone() };
+            match scope {
+                Scope::Household => snap.household = Arc::new(next),
+                Scope::Device(d) => {
+                    snap.devices.insert(d.to_string(), Arc::new(next));
+                }
+            }
+            self.snapshot.store(Arc::new(snap));
             ShoppingRefused::NotKept(e)
         })
     }
@@ -217,7 +296,7 @@ impl Choices {
     /// The shopping switches still on, with the time each has left, by site.
     pub fn shopping_left(&self) -> Vec<(String, Duration)> {
         let now = now();
-        let snap = self.snapshot.load();
+        let snap = self.snapshot();
         let mut v: Vec<_> = snap
             .shopping
             .iter()
@@ -230,8 +309,32 @@ impl Choices {
 
     /// Whether an ad source is down-voted past the threshold.
     pub fn is_downvoted(&self, source: &str) -> bool {
-        self.snapshot.load().is_downvoted(source)
+        self.snapshot().is_downvoted(source)
     }
+}
+
+/// A store made before devices had choices of their own keeps the household's in tables
+/// without a device: move them over once.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let old: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('downvotes', 'trusted', 'shopping')",
+        [],
+        |r| r.get(0),
+    )?;
+    if old == 0 {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS downvotes (source TEXT PRIMARY KEY, votes INTEGER NOT NULL, changed INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS trusted (site TEXT PRIMARY KEY, changed INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS shopping (site TEXT PRIMARY KEY, until INTEGER NOT NULL);
+         INSERT OR IGNORE INTO choice_downvotes SELECT '', source, votes, changed FROM downvotes;
+         INSERT OR IGNORE INTO choice_trusted SELECT '', site, changed FROM trusted;
+         INSERT OR IGNORE INTO choice_shopping SELECT '', site, until FROM shopping;
+         DROP TABLE downvotes; DROP TABLE trusted; DROP TABLE shopping;
+         COMMIT;",
+    )
 }
 
 /// Keeps the proxy's snapshot in step with changes the CLI makes while it runs.
@@ -279,6 +382,36 @@ mod tests {
         assert!(!c.is_downvoted("ads.example"));
         c.set_shopping("store.example", Duration::ZERO).unwrap();
         assert!(c.shopping_left().is_empty());
+    }
+
+    #[test]
+    fn a_device_s_choices_are_its_own_and_an_older_store_is_moved_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("choices.sqlite3");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE downvotes (source TEXT PRIMARY KEY, votes INTEGER NOT NULL, changed INTEGER NOT NULL);
+                 CREATE TABLE trusted (site TEXT PRIMARY KEY, changed INTEGER NOT NULL);
+                 CREATE TABLE shopping (site TEXT PRIMARY KEY, until INTEGER NOT NULL);
+                 INSERT INTO trusted VALUES ('kept.example', 1);",
+            )
+            .unwrap();
+        }
+        let c = Choices::open(&path, 1).unwrap();
+        assert!(c.snapshot().trusted.contains("kept.example"), "the household's choice is moved over");
+        c.set_trusted_in(Scope::Device("192.168.1.20"), "shop.example", true).unwrap();
+        c.set_shopping_in(Scope::Device("192.168.1.20"), "store.example", Duration::from_secs(60)).unwrap();
+        c.downvote_in(Scope::Device("192.168.1.21"), "ads.example").unwrap();
+        assert!(!c.snapshot().trusted.contains("shop.example"), "not the household's");
+        assert!(c.device("192.168.1.20").unwrap().trusted.contains("shop.example"));
+        assert!(c.device("192.168.1.20").unwrap().is_shopping("store.example"));
+        assert!(c.device("192.168.1.21").unwrap().is_downvoted("ads.example"));
+        assert!(c.device("192.168.1.22").is_none());
+        drop(c);
+        let c = Choices::open(&path, 1).unwrap();
+        assert!(c.device("192.168.1.20").unwrap().trusted.contains("shop.example"), "kept across a restart");
+        assert!(c.snapshot().trusted.contains("kept.example"));
     }
 
     #[test]

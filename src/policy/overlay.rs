@@ -7,7 +7,9 @@
 //! choice, a learned tracker) is a field here and a step in [`Overlay::apply`], nowhere else.
 //!
 //! ops/auth.rs builds the [`GroupRules`] of the signed-in user; ops/choices.rs keeps the store
-//! and publishes a [`PersonChoices`] snapshot (swapped whole on every change).
+//! and publishes a [`PersonChoices`] snapshot (swapped whole on every change) for the
+//! household and for each device that made choices of its own (`[receipt] per_person`): a
+//! request is decided with the household's and its own device's together.
 
 use super::passes::Passes;
 use super::{AdMode, Decision, Matched, Reason, RequestType, Verdict};
@@ -79,23 +81,37 @@ pub struct Click<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Overlay {
     pub group: Option<Arc<GroupRules>>,
+    /// The household's choices.
     pub person: Arc<PersonChoices>,
+    /// The asking device's own choices, when it made any.
+    pub device: Option<Arc<PersonChoices>>,
 }
 
 impl Overlay {
     pub fn new(group: Option<Arc<GroupRules>>, person: Arc<PersonChoices>) -> Overlay {
-        Overlay { group, person }
+        Overlay { group, person, device: None }
     }
 
-    /// Whether the group or the person trusts the request's site or its page's.
+    /// With the asking device's own choices on top of the household's.
+    pub fn with_device(mut self, device: Option<Arc<PersonChoices>>) -> Overlay {
+        self.device = device;
+        self
+    }
+
+    /// The household's choices and the device's, for a test of either.
+    fn choices(&self) -> impl Iterator<Item = &PersonChoices> {
+        std::iter::once(&*self.person).chain(self.device.as_deref())
+    }
+
+    /// Whether the group, the household or the device trusts the request's site or its page's.
     pub fn trusts(&self, site: &str, page_site: &str) -> bool {
         let trusted = |set: &HashSet<String>| set.contains(site) || set.contains(page_site);
-        self.group.as_ref().is_some_and(|g| trusted(&g.trusted)) || trusted(&self.person.trusted)
+        self.group.as_ref().is_some_and(|g| trusted(&g.trusted)) || self.choices().any(|c| trusted(&c.trusted))
     }
 
-    /// Whether the page's site is switched to shopping.
+    /// Whether the page's site is switched to shopping (by the household or the device).
     pub fn shopping(&self, page_site: &str) -> bool {
-        self.person.is_shopping(page_site)
+        self.choices().any(|c| c.is_shopping(page_site))
     }
 
     /// The lists' decision with the overlays applied, in order: trust (the group's, the
@@ -111,7 +127,7 @@ impl Overlay {
                     AdMode::Allow => Verdict::Allow,
                 };
             }
-            if d.verdict == Verdict::Ad && self.person.is_downvoted(at.site) {
+            if d.verdict == Verdict::Ad && self.choices().any(|c| c.is_downvoted(at.site)) {
                 let rule = d.matched().map(|m| m.rule.clone()).unwrap_or_else(|| Arc::from(at.site));
                 let matched = Matched { rule, list: Arc::from("down-voted") };
                 d = Decision { verdict: Verdict::Block, reason: Reason::DownVoted(matched), ad_class: true };

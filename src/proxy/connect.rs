@@ -11,7 +11,7 @@
 use crate::base::{empty, Body};
 use crate::exchange::{Done, Exchange, TopPage};
 use crate::ops::auth::Who;
-use crate::policy::{Decision, Overlay, RequestInfo, RequestType, Verdict};
+use crate::policy::{Decision, RequestInfo, RequestType, Verdict};
 use crate::proxy::forward;
 use crate::proxy::limits::{self, Activity, Tracked};
 use crate::proxy::serve::{self, drive};
@@ -69,7 +69,7 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
     let url = format!("https://{host}/");
     let info = RequestInfo { url: &url, host, page_host: None, request_type: RequestType::Other, method: "CONNECT" };
     let site = crate::policy::site::site_of(host);
-    let overlay = Overlay::new(who.and_then(|w| w.group.clone()), shared.choices.snapshot());
+    let overlay = shared.overlay(who.map(|w| &**w), peer.ip());
     let decision = policy.decide_for(&info, &site, &site, &overlay, None);
     // With the CA, a tracker's host is intercepted like any other: each request inside is
     // decided on its own, so a blocked script gets its surrogate, a frame its placeholder, and

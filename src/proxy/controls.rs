@@ -3,7 +3,10 @@
 //! `/ads/restore` (kept in the choices store, whose new snapshot the next decision reads), and
 //! `POST /lists/refresh` (download the subscribed lists now).
 //!
-//! A control is for `[admin] allow` clients, and must come from the proxy's own page: it
+//! A control is for `[admin] allow` clients, who change the household's choices; on a household
+//! proxy (`[receipt] per_person`, no `[auth]`) every other device may use the shopping, trust and
+//! down-vote controls for itself alone (its own choices, kept under its address). Refreshing
+//! the lists stays the operators'. A control must come from the proxy's own page: it
 //! carries the token the page put in its form and is sent same-origin (`Sec-Fetch-Site`,
 //! `Origin`), so a page on another site cannot flip a switch through the proxy, even with a form
 //! or a `text/plain` fetch a browser sends without preflight. And it must come from that page
@@ -11,7 +14,7 @@
 //! sent from inside a frame is refused too, so no site can put a control under a person's click.
 
 use crate::base::Body;
-use crate::ops::choices::{Choices, ShoppingRefused};
+use crate::ops::choices::{Choices, Scope, ShoppingRefused};
 use crate::policy::site;
 use crate::proxy::service::ClientBody;
 use crate::proxy::state::Shared;
@@ -37,17 +40,21 @@ pub async fn serve(
 ) -> Result<Response<Body>, Failure> {
     let path = req.uri().path().to_string();
     let token = shared.access.admin_address(ip);
-    match path.as_str() {
-        "/lists/refresh" if !admin => return Err(Failure::ForOperators { what: "Refreshing the lists", ip, token }),
-        _ if !admin => return Err(Failure::ForOperators { what: "This control", ip, token }),
-        _ => {}
-    }
+    let device = shared.device_scope(ip);
+    let scope = match (admin, &device) {
+        (true, _) => Scope::Household,
+        (false, Some(d)) if path != "/lists/refresh" => Scope::Device(d),
+        (false, _) if path == "/lists/refresh" => {
+            return Err(Failure::ForOperators { what: "Refreshing the lists", ip, token })
+        }
+        (false, _) => return Err(Failure::ForOperators { what: "This control", ip, token }),
+    };
     let form = control_form(&shared.page_token, req).await?;
     let choices = &shared.choices;
     match path.as_str() {
-        "/shopping" => shopping(choices, &form).await,
-        "/trust" => trust(choices, &form).await,
-        "/ads/down" | "/ads/restore" => ad_vote(choices, &form, path == "/ads/down").await,
+        "/shopping" => shopping(choices, scope, &form).await,
+        "/trust" => trust(choices, scope, &form).await,
+        "/ads/down" | "/ads/restore" => ad_vote(choices, scope, &form, path == "/ads/down").await,
         _ => Ok(refresh_lists(shared).await),
     }
 }
@@ -124,10 +131,19 @@ async fn refresh_lists(shared: &Shared) -> Response<Body> {
 /// A change to the choices store, made on the blocking pool (SQLite writes to disk).
 async fn keep<T: Send + 'static>(
     choices: &Arc<Choices>,
-    change: impl FnOnce(&Choices) -> Result<T, String> + Send + 'static,
+    scope: Scope<'_>,
+    change: impl FnOnce(&Choices, Scope<'_>) -> Result<T, String> + Send + 'static,
 ) -> Result<T, Failure> {
     let choices = choices.clone();
-    let done = tokio::task::spawn_blocking(move || change(&choices)).await;
+    let device = match scope {
+        Scope::Household => None,
+        Scope::Device(d) => Some(d.to_string()),
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        let scope = device.as_deref().map_or(Scope::Household, Scope::Device);
+        change(&choices, scope)
+    })
+    .await;
     done.unwrap_or_else(|e| Err(e.to_string())).map_err(Failure::NotKept)
 }
 
@@ -146,13 +162,13 @@ fn site_field(form: &[u8]) -> Result<String, Failure> {
 }
 
 /// `site=example.com&minutes=30` (minutes=0 switches it off).
-async fn shopping(choices: &Arc<Choices>, form: &[u8]) -> Result<Response<Body>, Failure> {
+async fn shopping(choices: &Arc<Choices>, scope: Scope<'_>, form: &[u8]) -> Result<Response<Body>, Failure> {
     let s = site_field(form)?;
     let minutes: u64 = form_value(form, "minutes").and_then(|m| m.parse().ok()).unwrap_or(60);
     let duration = Duration::from_secs(minutes.min(7 * 24 * 60) * 60);
-    let set = keep(choices, {
+    let set = keep(choices, scope, {
         let s = s.clone();
-        move |c| Ok(c.set_shopping(&s, duration))
+        move |c, scope| Ok(c.set_shopping_in(scope, &s, duration))
     });
     match set.await? {
         Err(ShoppingRefused::Full) => {
@@ -163,35 +179,44 @@ async fn shopping(choices: &Arc<Choices>, form: &[u8]) -> Result<Response<Body>,
         }
         Ok(()) => {}
     }
-    tracing::info!(site = %s, minutes, "shopping switch set");
-    Ok(back_to(&s, format!("{s}: shopping for {minutes} minutes\n")))
+    tracing::info!(site = %s, minutes, household = scope == Scope::Household, "shopping switch set");
+    Ok(back_to(&s, format!("{s}: shopping for {minutes} minutes{}\n", for_whom(scope))))
 }
 
 /// `site=example.com&trust=1` (0 stops trusting it).
-async fn trust(choices: &Arc<Choices>, form: &[u8]) -> Result<Response<Body>, Failure> {
+async fn trust(choices: &Arc<Choices>, scope: Scope<'_>, form: &[u8]) -> Result<Response<Body>, Failure> {
     let s = site_field(form)?;
     let on = form_value(form, "trust").as_deref() != Some("0");
-    keep(choices, {
+    keep(choices, scope, {
         let s = s.clone();
-        move |c| c.set_trusted(&s, on)
+        move |c, scope| c.set_trusted_in(scope, &s, on)
     })
     .await?;
-    tracing::info!(site = %s, trusted = on, "trusted site set from the page");
-    let said = if on { format!("{s}: trusted\n") } else { format!("{s}: no longer trusted\n") };
+    tracing::info!(site = %s, trusted = on, household = scope == Scope::Household, "trusted site set from the page");
+    let whom = for_whom(scope);
+    let said = if on { format!("{s}: trusted{whom}\n") } else { format!("{s}: no longer trusted{whom}\n") };
     Ok(back_to(&s, said))
 }
 
 /// `source=ads.example&site=news.example`: one more down-vote, or (restore) none.
-async fn ad_vote(choices: &Arc<Choices>, form: &[u8], down: bool) -> Result<Response<Body>, Failure> {
+async fn ad_vote(choices: &Arc<Choices>, scope: Scope<'_>, form: &[u8], down: bool) -> Result<Response<Body>, Failure> {
     let source = form_value(form, "source")
         .map(|h| site::site_of(&h))
         .ok_or(Failure::BadRequest("Say which ad source: source=ads.example".into()))?;
     let page = form_value(form, "site").unwrap_or_default();
-    keep(choices, {
+    keep(choices, scope, {
         let source = source.clone();
-        move |c| if down { c.downvote(&source).map(|_| ()) } else { c.restore(&source) }
+        move |c, scope| if down { c.downvote_in(scope, &source).map(|_| ()) } else { c.restore_in(scope, &source) }
     })
     .await?;
-    tracing::info!(source = %source, down, "ad source vote");
-    Ok(back_to(&page, format!("{source}: {}\n", if down { "down-voted" } else { "restored" })))
+    tracing::info!(source = %source, down, household = scope == Scope::Household, "ad source vote");
+    Ok(back_to(&page, format!("{source}: {}{}\n", if down { "down-voted" } else { "restored" }, for_whom(scope))))
+}
+
+/// Whom a change is for, as the answer says it.
+fn for_whom(scope: Scope<'_>) -> &'static str {
+    match scope {
+        Scope::Household => "",
+        Scope::Device(_) => " (for this device)",
+    }
 }

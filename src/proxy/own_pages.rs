@@ -136,7 +136,7 @@ fn page(
     match path {
         "/" if (get || head) && reader => {
             let page = query_value(req, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
-            let choices = shared.choices.snapshot();
+            let choices = askers_choices(shared, asker);
             let view = receipt_view(shared, receipt, &choices, asker);
             let policy = shared.policy.load();
             let subscriptions = shared.lists.summaries();
@@ -182,7 +182,7 @@ fn page(
             Ok(pages::events(receipt, shared.shutdown.subscribe(), watcher))
         }
         "/site" if get && reader => {
-            let choices = shared.choices.snapshot();
+            let choices = askers_choices(shared, asker);
             pages::site_fragment(
                 &receipt_view(shared, receipt, &choices, asker),
                 &query_value(req, "name").unwrap_or_default(),
@@ -224,19 +224,58 @@ fn receipt_view<'a>(
     let admin = asker.admin;
     let whose = match (&shared.auth, shared.config.receipt.per_person, admin) {
         (None, true, true) => Some(
-            "You see the sites of every device that browses through this proxy; each other device sees only its own."
+            "You see the sites of every device that browses through this proxy, and your controls change the \
+             whole household's choices; each other device sees only its own sites, and its controls change it alone."
                 .to_string(),
         ),
         (None, true, false) => Some(format!(
-            "This receipt shows only this device's sites ({}). The household's operators ([admin] allow) see every \
-             device, and the controls are theirs.",
+            "This receipt shows only this device's sites ({}), and its controls (shopping mode, trust, down-votes) \
+             change this device alone. The household's operators ([admin] allow) see every device and set the \
+             household's choices.",
             crate::ops::access::unmap(asker.ip)
         )),
         (Some(_), _, true) => Some("You see every user's sites.".to_string()),
         (Some(_), _, false) => Some("Your own sites only; the controls are for the proxy's operators.".to_string()),
         (None, false, _) => None,
     };
-    ReceiptView { receipt, choices, token: &shared.page_token, admin, whose }
+    let may_change = admin || shared.device_scope(asker.ip).is_some();
+    let devices = if admin && shared.device_scope(asker.ip).is_some() { devices(shared) } else { Vec::new() };
+    ReceiptView { receipt, choices, token: &shared.page_token, may_change, whose, devices }
+}
+
+/// Each device that browsed through a household's proxy, with the name the DHCP server has
+/// for it (`[receipt] leases`), for the operators' page.
+fn devices(shared: &Shared) -> Vec<pages::Device> {
+    const SITES_SHOWN: usize = 12;
+    let names = crate::ops::leases::file(shared.config.receipt.leases.as_deref())
+        .map(|f| crate::ops::leases::names(&f))
+        .unwrap_or_default();
+    let prefix = crate::proxy::state::DEVICE_KEY_PREFIX;
+    shared
+        .user_receipts
+        .with_prefix(prefix)
+        .into_iter()
+        .map(|(key, r)| {
+            let address = key[prefix.len()..].to_string();
+            let name = address.parse().ok().and_then(|ip: std::net::IpAddr| names.get(&ip).cloned());
+            let (sites, total) = r.page(0, SITES_SHOWN);
+            pages::Device {
+                address,
+                name,
+                sites: sites.into_iter().map(|(s, _)| s).collect(),
+                more: total.saturating_sub(SITES_SHOWN),
+            }
+        })
+        .collect()
+}
+
+/// The choices the asker's page shows and its controls change: the household's for the
+/// operators, a device's own elsewhere on a household proxy.
+fn askers_choices(shared: &Shared, asker: Asker) -> Arc<crate::policy::overlay::PersonChoices> {
+    match shared.device_scope(asker.ip) {
+        Some(device) if !asker.admin => shared.choices.of(crate::ops::choices::Scope::Device(&device)),
+        _ => shared.choices.snapshot(),
+    }
 }
 
 fn metrics(shared: &Shared) -> Response<Body> {

@@ -75,10 +75,32 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The overlays one request is decided with: its user's group, the household's choices,
+    /// and (`[receipt] per_person`, without `[auth]`) the choices its device made for itself.
+    /// Every path (forward, CONNECT, transparent) takes its overlay from here.
+    pub fn overlay(&self, who: Option<&crate::ops::auth::Who>, ip: std::net::IpAddr) -> crate::policy::Overlay {
+        let overlay = crate::policy::Overlay::new(who.and_then(|w| w.group.clone()), self.choices.snapshot());
+        match self.device_scope(ip) {
+            Some(device) => overlay.with_device(self.choices.device(&device)),
+            None => overlay,
+        }
+    }
+
+    /// The key a device's own choices are kept under: its address, on a household proxy
+    /// (`[receipt] per_person`, without `[auth]`); None elsewhere.
+    pub fn device_scope(&self, ip: std::net::IpAddr) -> Option<String> {
+        (self.auth.is_none() && self.config.receipt.per_person).then(|| crate::ops::access::unmap(ip).to_string())
+    }
+}
+
 /// The key of a device's own receipt: its address (users' names never contain a space).
 pub fn device_key(ip: std::net::IpAddr) -> String {
-    format!("device {}", crate::ops::access::unmap(ip))
+    format!("{DEVICE_KEY_PREFIX}{}", crate::ops::access::unmap(ip))
 }
+
+/// What a device's receipt key starts with.
+pub const DEVICE_KEY_PREFIX: &str = "device ";
 
 /// The addresses that fetched the PAC file, at most [`PacClients::MAX`] (the first ones kept).
 #[derive(Default)]

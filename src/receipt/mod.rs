@@ -89,6 +89,17 @@ impl PerUser {
     }
 }
 
+impl PerUser {
+    /// The receipts whose key starts with `prefix`, by key.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, Arc<Receipt>)> {
+        let guard = lock(&self.map);
+        let mut v: Vec<_> =
+            guard.0.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, r)| (k.clone(), r.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
 /// Why a tracker was kept off the network, as the receipt says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {

@@ -35,14 +35,25 @@ pub struct ReceiptView<'a> {
     pub choices: &'a PersonChoices,
     /// The secret the controls' forms carry.
     pub token: &'a str,
-    pub admin: bool,
+    /// The asker may use the controls (for the household, or for its own device).
+    pub may_change: bool,
     /// Who sees what, in a sentence, where the receipt is split by device or user.
     pub whose: Option<String>,
+    /// For the operators of a household's proxy: each device, with its sites.
+    pub devices: Vec<Device>,
+}
+
+/// A device on the operators' page: its name (from the DHCP leases) or address, and its sites.
+pub struct Device {
+    pub address: String,
+    pub name: Option<String>,
+    pub sites: Vec<String>,
+    pub more: usize,
 }
 
 impl ReceiptView<'_> {
     fn controls(&self) -> super::receipt_page::Controls<'_> {
-        super::receipt_page::Controls { token: self.token, admin: self.admin, choices: self.choices }
+        super::receipt_page::Controls { token: self.token, may_change: self.may_change, choices: self.choices }
     }
 }
 
@@ -193,6 +204,27 @@ pub fn back_to(site: &str, said: String) -> Response<Body> {
     r
 }
 
+/// The operators' list of devices: who browsed what, by name where the DHCP server knows one.
+fn devices(h: &mut String, devices: &[Device]) {
+    if devices.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Devices</h2><ul id=\"device-list\">");
+    for d in devices {
+        let _ = match &d.name {
+            Some(name) => write!(h, "<li class=\"device\"><b>{}</b> ({})", html_escape(name), html_escape(&d.address)),
+            None => write!(h, "<li class=\"device\"><b>{}</b>", html_escape(&d.address)),
+        };
+        let sites: Vec<String> = d.sites.iter().map(|s| html_escape(s)).collect();
+        let _ = write!(h, ": {}", if sites.is_empty() { "no sites yet".to_string() } else { sites.join(", ") });
+        if d.more > 0 {
+            let _ = write!(h, " and {} more", d.more);
+        }
+        h.push_str("</li>");
+    }
+    h.push_str("</ul>");
+}
+
 /// Server-sent events: the name of each site whose receipt changed, as it changes, and a
 /// comment every 15 s to keep the connection open; ends when the proxy shuts down.
 pub fn events(receipt: &Receipt, stop: tokio::sync::watch::Receiver<bool>, watcher: Watcher) -> Response<Body> {
@@ -298,6 +330,7 @@ pub fn status_page(v: &ReceiptView, proxy: &ProxyView, proxied: bool, page: usiz
         h.push_str("<p id=\"via-pac\" class=\"b\">This browser found nostalk through its PAC file. If nostalk is not running, a browser set by PAC file cannot fetch it and goes direct: pages load with every tracker in them, without a word. The manual proxy setting fails closed instead: pages stop until nostalk is back.</p>");
     }
     other_devices(&mut h, proxy.local);
+    devices(&mut h, &v.devices);
     receipt_sites(&mut h, v, page);
     if !v.receipt.per_person() {
         ad_sources(&mut h, v.receipt);
@@ -305,7 +338,7 @@ pub fn status_page(v: &ReceiptView, proxy: &ProxyView, proxied: bool, page: usiz
     choices(&mut h, v);
     shopping(&mut h, v.choices);
     the_proxy(&mut h, proxy);
-    if v.admin {
+    if v.may_change {
         let _ = write!(
             h,
             "<form method=\"post\" action=\"/shopping\"><input type=\"hidden\" name=\"token\" value=\"{}\">Let <input name=\"site\" placeholder=\"shop.example\"> keep its shopping cookies for <input name=\"minutes\" value=\"60\" size=\"4\"> minutes <button>Start</button></form>",
@@ -374,7 +407,7 @@ fn choices(h: &mut String, v: &ReceiptView) {
     for (source, votes) in &snap.downvotes {
         let state = if snap.is_downvoted(source) { "blocked (down-voted)" } else { "shown" };
         let _ = write!(h, "<li>ad source <code>{}</code>: {votes} down-vote(s), {state} ", html_escape(source));
-        if v.admin {
+        if v.may_change {
             super::receipt_page::form(h, v.token, "/ads/restore", &[("source", source)], "Restore");
         }
         h.push_str("</li>");

@@ -20,7 +20,8 @@ type Company<'a> = (Option<&'static str>, Vec<(&'a String, &'a crate::receipt::T
 /// What the controls need: the page's token, and whether this client may use them.
 pub struct Controls<'a> {
     pub token: &'a str,
-    pub admin: bool,
+    /// The asker may use the controls (for the household, or for its own device).
+    pub may_change: bool,
     pub choices: &'a PersonChoices,
 }
 
@@ -150,7 +151,7 @@ pub fn site_section(h: &mut String, site: &str, r: &SiteReceipt, per_person: boo
 
 /// The site's shopping switch and trust, for a client who may use the controls.
 fn site_controls(h: &mut String, site: &str, c: &Controls) {
-    if !c.admin {
+    if !c.may_change {
         return;
     }
     h.push_str("<div class=\"controls\">");
@@ -218,7 +219,7 @@ fn trackers(h: &mut String, site: &str, r: &SiteReceipt, c: &Controls) {
             if let Some(cname) = &t.cname {
                 let _ = write!(h, " <small>hidden behind the CNAME <code>{}</code></small>", e(cname));
             }
-            if t.why == Why::DownVoted && c.admin {
+            if t.why == Why::DownVoted && c.may_change {
                 let source = crate::policy::site::site_of(host);
                 form(h, c.token, "/ads/restore", &[("source", &source), ("site", site)], "Restore");
             }
@@ -251,7 +252,7 @@ fn ads(h: &mut String, site: &str, r: &SiteReceipt, c: &Controls) {
             let _ = write!(h, " <span class=\"what\">{}</span>", e(company));
         }
         let votes = c.choices.downvotes.get(source).copied().unwrap_or(0);
-        if c.admin {
+        if c.may_change {
             if votes > 0 {
                 let _ = write!(h, " <small>{votes} of {} down-votes</small>", c.choices.threshold);
                 form(h, c.token, "/ads/restore", &[("source", source), ("site", site)], "Restore");
@@ -364,7 +365,7 @@ mod tests {
         };
         r.trackers.insert("<img src=x onerror=alert(1)>".into(), t);
         let snap = PersonChoices::default();
-        let c = Controls { token: "t", admin: true, choices: &snap };
+        let c = Controls { token: "t", may_change: true, choices: &snap };
         let mut h = String::new();
         site_section(&mut h, "<b>evil</b>", &r, true, &c);
         assert!(!h.contains("<script>x") && !h.contains("<img src=x") && !h.contains("<b>evil"), "{h}");

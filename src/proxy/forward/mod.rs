@@ -52,7 +52,7 @@ pub async fn forward(
             return blocked::widget_clicked();
         }
     }
-    let overlay = Overlay::new(who.as_ref().and_then(|w| w.group.clone()), shared.choices.snapshot());
+    let overlay = shared.overlay(who.as_deref(), peer.ip());
     let click = Click { passes: &shared.passes, redeemed, client: peer.ip() };
     let mut ex =
         match decide::decide(&req, &uri, client, &policy, &overlay, Some(click), Some((&shared.frames, peer.ip()))) {
