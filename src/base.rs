@@ -34,6 +34,44 @@ pub fn empty() -> Body {
     Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// While one is held, mimalloc gives freed memory back to the system at once rather than after
+/// its purge delay (10 ms, during which a freed page is kept for reuse). Held while a policy is
+/// built and while lists download: a build allocates and frees tens of megabytes in growing
+/// buffers within a second, and with the delay the freed ones stayed resident beside the new,
+/// a first download of EasyList and EasyPrivacy then peaking 40 MB above idle instead of 11
+/// (BENCHMARKS.md, "A router's first download"). The hot path keeps the delay.
+pub struct PromptPurge(());
+
+/// How many [`PromptPurge`] are held.
+static PROMPT_PURGES: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// `mi_option_purge_delay` in mimalloc 3's `mi_option_e`, and its default (milliseconds).
+const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
+const PURGE_DELAY_DEFAULT: std::os::raw::c_long = 10;
+
+impl PromptPurge {
+    pub fn begin() -> PromptPurge {
+        let mut held = lock(&PROMPT_PURGES);
+        if *held == 0 {
+            // SAFETY: setting an option is a store into mimalloc's option table; no preconditions.
+            unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+        }
+        *held += 1;
+        PromptPurge(())
+    }
+}
+
+impl Drop for PromptPurge {
+    fn drop(&mut self) {
+        let mut held = lock(&PROMPT_PURGES);
+        *held -= 1;
+        if *held == 0 {
+            // SAFETY: as in `begin`.
+            unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_DEFAULT) };
+        }
+    }
+}
+
 /// Give the memory freed after building a policy (list texts, parse trees) back to the system.
 /// The binary allocates with mimalloc (see main.rs), which otherwise returns freed pages only
 /// as later allocations pass by, and never in an idle process; glibc's heap (tests, and any

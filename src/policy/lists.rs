@@ -78,6 +78,11 @@ impl ListSource {
         let rule_count = count_rules(&text);
         ListSource { name: name.to_string(), kind, text, origin, rule_count }
     }
+    /// The same list with its text dropped (kept on disk by its owner), its rule count kept.
+    pub fn without_text(self) -> ListSource {
+        ListSource { text: Arc::from(""), ..self }
+    }
+
     pub fn summary(&self) -> ListSummary {
         ListSummary { name: self.name.clone(), kind: self.kind, origin: self.origin.clone(), rules: self.rule_count }
     }

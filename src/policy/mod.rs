@@ -291,6 +291,7 @@ pub struct Policy {
 impl Policy {
     /// Build from config and the subscribed lists loaded so far.
     pub fn build(cfg: &Config, subscribed: &[ListSource]) -> Result<Policy, PolicyError> {
+        let _low_peak = crate::base::PromptPurge::begin();
         let mut sources: Vec<ListSource> = Vec::new();
         if cfg.policy.embedded_lists {
             sources.extend(lists::embedded());

@@ -52,7 +52,10 @@ struct Sub {
 }
 
 struct SubState {
+    /// The copy in force. Its text is kept on disk (the list cache) rather than in memory once
+    /// written there (`on_disk`): it is read again only for a rebuild, and freed after.
     source: Option<ListSource>,
+    on_disk: bool,
     meta: Meta,
     status: String,
     last_attempt: Option<SystemTime>,
@@ -70,6 +73,8 @@ pub struct SubSummary {
 
 pub struct Subscriptions {
     subs: Vec<Sub>,
+    /// The largest list text read back from the cache.
+    max_bytes: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -104,7 +109,8 @@ impl Subscriptions {
                     std::fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
                 let source = super::lists::read_capped(&text_path, cfg.max_list_bytes())
                     .ok()
-                    .map(|t| ListSource::new(&l.name, kind, t, Origin::Url(l.url.clone().unwrap_or_default())));
+                    .map(|t| ListSource::new(&l.name, kind, t, Origin::Url(l.url.clone().unwrap_or_default())))
+                    .map(ListSource::without_text);
                 let status =
                     if source.is_some() { "cached copy loaded".to_string() } else { "not fetched yet".to_string() };
                 Sub {
@@ -113,20 +119,39 @@ impl Subscriptions {
                     kind,
                     text_path,
                     meta_path,
-                    state: Mutex::new(SubState { source, meta, status, last_attempt: None }),
+                    state: Mutex::new(SubState { on_disk: source.is_some(), source, meta, status, last_attempt: None }),
                 }
             })
             .collect();
-        Subscriptions { subs }
+        Subscriptions { subs, max_bytes: cfg.max_list_bytes() }
     }
 
     fn lock(sub: &Sub) -> std::sync::MutexGuard<'_, SubState> {
         crate::base::lock(&sub.state)
     }
 
-    /// The lists in force now (last good copies).
+    /// The lists in force now (last good copies), with their texts (read from the list cache).
     pub fn loaded(&self) -> Vec<ListSource> {
-        self.subs.iter().filter_map(|s| Self::lock(s).source.clone()).collect()
+        self.subs
+            .iter()
+            .filter_map(|s| {
+                let (source, on_disk) = {
+                    let st = Self::lock(s);
+                    (st.source.clone()?, st.on_disk)
+                };
+                if !on_disk {
+                    return Some(source);
+                }
+                match super::lists::read_capped(&s.text_path, self.max_bytes) {
+                    Ok(text) => Some(ListSource { text: text.into(), ..source }),
+                    Err(e) => {
+                        tracing::warn!(list = %s.cfg.name, file = %s.text_path.display(), error = %e,
+                            "the list's cached copy cannot be read; it is left out until it downloads again");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     pub fn summaries(&self) -> Vec<SubSummary> {
@@ -169,6 +194,7 @@ impl Subscriptions {
 
     /// Fetch list `i` now, conditionally.
     pub async fn refresh(&self, fetcher: &dyn ListFetcher, max_bytes: usize, i: usize) -> Outcome {
+        let _low_peak = crate::base::PromptPurge::begin();
         let s = &self.subs[i];
         let url = s.cfg.url.clone().unwrap_or_default();
         let (etag, last_modified) = {
@@ -195,12 +221,14 @@ impl Subscriptions {
                         if let Some(dir) = s.text_path.parent() {
                             let _ = std::fs::create_dir_all(dir);
                         }
-                        let _ = std::fs::write(&s.text_path, &text);
+                        let on_disk = std::fs::write(&s.text_path, &text).is_ok();
                         st.meta = Meta { etag, last_modified, checked: Some(now_secs()), fetched: Some(now_secs()) };
                         let _ = write_meta(&s.meta_path, &st.meta);
                         let src = ListSource::new(&s.cfg.name, s.kind, text, Origin::Url(url.clone()));
                         st.status = format!("updated: {} rules", src.rule_count);
-                        st.source = Some(src);
+                        // Kept in memory only when the cache could not take it.
+                        st.source = Some(if on_disk { src.without_text() } else { src });
+                        st.on_disk = on_disk;
                         Outcome::Updated
                     }
                 }
