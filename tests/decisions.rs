@@ -80,8 +80,14 @@ async fn a_subscription_is_fetched_cached_refreshed_with_304_and_a_broken_update
     .await;
     wait_for("the 304 to be recorded", || p.shared.lists.summaries()[0].state.contains("304")).await;
 
-    // Cached on disk with its validator.
-    let cached = std::fs::read_to_string(p.dir.path().join("lists").join("testlist.txt")).unwrap();
+    // Cached on disk (compressed) with its validator.
+    let gunzip = |path: std::path::PathBuf| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()), &mut text)
+            .unwrap();
+        text
+    };
+    let cached = gunzip(p.dir.path().join("lists").join("testlist.txt.gz"));
     assert!(cached.contains("||tracker.test^"));
     let meta = std::fs::read_to_string(p.dir.path().join("lists").join("testlist.meta.json")).unwrap();
     assert!(meta.contains("\\\"v1\\\""), "{meta}");
@@ -95,9 +101,7 @@ async fn a_subscription_is_fetched_cached_refreshed_with_304_and_a_broken_update
     let r = p.client(&[]).get("http://tracker.test/again.gif").send().await.unwrap();
     assert_eq!(r.headers()["x-nostalk"], "blocked");
     assert_eq!(tracker.count(), 0);
-    assert!(std::fs::read_to_string(p.dir.path().join("lists").join("testlist.txt"))
-        .unwrap()
-        .contains("||tracker.test^"));
+    assert!(gunzip(p.dir.path().join("lists").join("testlist.txt.gz")).contains("||tracker.test^"));
     let dir = tempfile::TempDir::new().unwrap();
     let _ = dir;
 }
@@ -120,6 +124,9 @@ async fn a_cached_list_is_in_force_at_start_even_when_its_server_is_gone() {
     wait_for("the failed refresh", || p.shared.lists.summaries()[0].state.contains("update failed")).await;
     let r = p.client(&[]).get("http://tracker.test/p.gif").send().await.unwrap();
     assert_eq!(r.headers()["x-nostalk"], "blocked", "still in force after the failed download");
+    // The uncompressed copy an earlier version left is replaced by a compressed one.
+    let cache = p.dir.path().join("lists");
+    assert!(!cache.join("cached.txt").exists() && cache.join("cached.txt.gz").exists());
 }
 
 #[test]

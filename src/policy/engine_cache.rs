@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 /// Bumped when what goes into an engine changes in nostalk (parse options, debug mode).
 const FORMAT: &str = "nostalk-engine-1 adblock-0.13 network-only debug";
 
+/// The largest engine read back (EasyList's is 5 MB).
+const MAX_ENGINE_BYTES: usize = 256 * 1024 * 1024;
+
 /// One class engine's cache file: its directory, its class (`block`, `ad`) and digest.
 pub struct CacheFile {
     dir: PathBuf,
@@ -39,12 +42,12 @@ impl CacheFile {
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.join(format!("engine-{}-{}.dat", self.class, self.digest))
+        self.dir.join(format!("engine-{}-{}.dat.gz", self.class, self.digest))
     }
 
     /// The engine this file holds, when it holds a sound one.
     pub fn load(&self) -> Option<Engine> {
-        let bytes = std::fs::read(self.path()).ok()?;
+        let bytes = super::gz_file::read(&self.path(), MAX_ENGINE_BYTES).ok()?;
         let mut engine = Engine::default();
         match engine.deserialize(&bytes) {
             Ok(()) => Some(engine),
@@ -59,13 +62,10 @@ impl CacheFile {
     /// remove this class's files of other digests.
     pub fn store(&self, engine: &Engine) {
         let path = self.path();
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| std::fs::write(&tmp, engine.serialize()))
-            .and_then(|()| std::fs::rename(&tmp, &path));
+        let written =
+            std::fs::create_dir_all(&self.dir).and_then(|()| super::gz_file::write(&path, &engine.serialize()));
         if let Err(e) = written {
             tracing::debug!(file = %path.display(), error = %e, "the compiled engine is not cached");
-            let _ = std::fs::remove_file(&tmp);
             return;
         }
         let prefix = format!("engine-{}-", self.class);
@@ -73,7 +73,8 @@ impl CacheFile {
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&prefix) && name.ends_with(".dat") && e.path() != path {
+            // Older digests, and the uncompressed files of earlier versions.
+            if name.starts_with(&prefix) && (name.ends_with(".dat") || name.ends_with(".dat.gz")) && e.path() != path {
                 let _ = std::fs::remove_file(e.path());
             }
         }

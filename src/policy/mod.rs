@@ -12,6 +12,7 @@
 pub mod bounce;
 mod engine_cache;
 pub mod frames;
+mod gz_file;
 pub mod lists;
 pub mod overlay;
 pub mod party;

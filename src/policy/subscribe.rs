@@ -102,15 +102,35 @@ impl Subscriptions {
             .filter(|l| l.url.is_some())
             .map(|l| {
                 let base = safe_file_name(&l.name);
-                let text_path = dir.join(format!("{base}.txt"));
+                let text_path = dir.join(format!("{base}.txt.gz"));
                 let meta_path = dir.join(format!("{base}.meta.json"));
                 let kind = ListKind::from_verdict(l.verdict);
                 let meta: Meta =
                     std::fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-                let source = super::lists::read_capped(&text_path, cfg.max_list_bytes())
-                    .ok()
-                    .map(|t| ListSource::new(&l.name, kind, t, Origin::Url(l.url.clone().unwrap_or_default())))
-                    .map(ListSource::without_text);
+                // The uncompressed copy of an earlier version is read once, then replaced (kept in
+                // memory when the cache cannot take the compressed one).
+                let max = cfg.max_list_bytes();
+                let (text, on_disk) = match super::gz_file::read_text(&text_path, max) {
+                    Ok(text) => (Some(text), true),
+                    Err(_) => match super::lists::read_capped(&dir.join(format!("{base}.txt")), max) {
+                        Ok(text) => {
+                            let on_disk = super::gz_file::write(&text_path, text.as_bytes()).is_ok();
+                            if on_disk {
+                                let _ = std::fs::remove_file(dir.join(format!("{base}.txt")));
+                            }
+                            (Some(text), on_disk)
+                        }
+                        Err(_) => (None, false),
+                    },
+                };
+                let source = text.map(|t| {
+                    let src = ListSource::new(&l.name, kind, t, Origin::Url(l.url.clone().unwrap_or_default()));
+                    if on_disk {
+                        src.without_text()
+                    } else {
+                        src
+                    }
+                });
                 let status =
                     if source.is_some() { "cached copy loaded".to_string() } else { "not fetched yet".to_string() };
                 Sub {
@@ -119,7 +139,7 @@ impl Subscriptions {
                     kind,
                     text_path,
                     meta_path,
-                    state: Mutex::new(SubState { on_disk: source.is_some(), source, meta, status, last_attempt: None }),
+                    state: Mutex::new(SubState { on_disk, source, meta, status, last_attempt: None }),
                 }
             })
             .collect();
@@ -142,7 +162,7 @@ impl Subscriptions {
                 if !on_disk {
                     return Some(source);
                 }
-                match super::lists::read_capped(&s.text_path, self.max_bytes) {
+                match super::gz_file::read_text(&s.text_path, self.max_bytes) {
                     Ok(text) => Some(ListSource { text: text.into(), ..source }),
                     Err(e) => {
                         tracing::warn!(list = %s.cfg.name, file = %s.text_path.display(), error = %e,
@@ -221,7 +241,7 @@ impl Subscriptions {
                         if let Some(dir) = s.text_path.parent() {
                             let _ = std::fs::create_dir_all(dir);
                         }
-                        let on_disk = std::fs::write(&s.text_path, &text).is_ok();
+                        let on_disk = super::gz_file::write(&s.text_path, text.as_bytes()).is_ok();
                         st.meta = Meta { etag, last_modified, checked: Some(now_secs()), fetched: Some(now_secs()) };
                         let _ = write_meta(&s.meta_path, &st.meta);
                         let src = ListSource::new(&s.cfg.name, s.kind, text, Origin::Url(url.clone()));
