@@ -95,8 +95,8 @@ fn the_openwrt_init_script_is_valid_shell_and_reloads_with_sighup() {
 }
 
 #[test]
-fn the_openwrt_package_keeps_the_ca_and_the_choices_on_flash() {
-    // The package installs router.toml with two lines moved from /var (RAM on OpenWrt) to
+fn the_openwrt_package_keeps_the_ca_the_choices_and_the_list_cache_on_flash() {
+    // The package installs router.toml with three lines moved from /var (RAM on OpenWrt) to
     // /etc: run its sed on router.toml, and the result must move both and stay valid.
     let makefile = read("deploy/openwrt/nostalk/Makefile");
     let exprs: Vec<String> = makefile
@@ -104,7 +104,7 @@ fn the_openwrt_package_keeps_the_ca_and_the_choices_on_flash() {
         .filter_map(|l| l.trim().strip_prefix("sed -e ").or_else(|| l.trim().strip_prefix("-e ")))
         .map(|l| l.trim_end_matches(" \\").trim().trim_matches('\'').to_string())
         .collect();
-    assert_eq!(exprs.len(), 2, "{exprs:?}");
+    assert_eq!(exprs.len(), 3, "{exprs:?}");
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("sed")
         .args(exprs.iter().flat_map(|e| ["-e", e.as_str()]))
@@ -115,7 +115,7 @@ fn the_openwrt_package_keeps_the_ca_and_the_choices_on_flash() {
     let installed = String::from_utf8(out.stdout).unwrap();
     assert!(installed.contains("dir = \"/etc/nostalk/ca\""), "{installed}");
     assert!(installed.contains("store = \"/etc/nostalk/choices.sqlite3\""), "{installed}");
-    assert!(installed.contains("list_cache_dir = \"/var/lib/nostalk/lists\""), "the list cache stays in RAM");
+    assert!(installed.contains("list_cache_dir = \"/etc/nostalk/lists\""), "the list cache survives a reboot");
     let path = dir.path().join("nostalk.toml");
     std::fs::write(&path, installed).unwrap();
     nostalk::Config::load(&path).expect("the installed config is valid");
