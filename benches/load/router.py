@@ -6,7 +6,10 @@ the static musl router builds when present), on the default logging: the binary'
 the embedded lists and with EasyList + EasyPrivacy (from ../shared/data), started cold (no
 compiled-engine cache) and warm (the cache the cold start wrote): time to /readyz, RSS idle
 one second after, the peak RSS of the start (VmHWM); and RSS with 500 open keep-alive
-connections through it to a local nginx. Everything on loopback; every wait is bounded.
+connections through it to a local nginx. And the first download as a household meets it: the
+two lists subscribed by URL from a local HTTP server, the cache empty, measured once both are in
+force (time from start, RSS idle after, the peak of the whole first run), then the next start
+on the cache that download left. Everything on loopback; every wait is bounded.
 
 Usage: python3 benches/load/router.py [[LABEL=]BINARY ...]
 """
@@ -78,6 +81,65 @@ def measure(binary, work, lists, warm, conns):
     return statistics.median(ready), idle / 1024, hwm / 1024, with_conns / 1024
 
 
+LISTS_PORT = PORT + 40
+
+
+def serve_lists():
+    """A local HTTP server for ../shared/data/lists (the lists' real server, on loopback)."""
+    import functools
+    import http.server
+    import threading
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=os.path.join(load.SHARED, "lists"))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", LISTS_PORT), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def download_config(work):
+    cfg = os.path.join(work, "nostalk-download.toml")
+    with open(load.nostalk_config(work, "embedded")) as f:
+        text = f.read()
+    text = text.replace("[upstream]\n", f'[upstream]\nresolve = ["lists.test:{LISTS_PORT}:127.0.0.1:{LISTS_PORT}"]\n', 1)
+    for name, verdict in (("easyprivacy", "block"), ("easylist", "ad")):
+        text += (f'\n[[lists]]\nname = "{name}"\nurl = "http://lists.test:{LISTS_PORT}/{name}.txt"\n'
+                 f'verdict = "{verdict}"\n')
+    with open(cfg, "w") as f:
+        f.write(text)
+    return cfg
+
+
+def measure_download(binary, work):
+    """First download, then a start on its cache: [(start label, ms, idle MiB, peak MiB)]."""
+    cfg = download_config(work)
+    cache = os.path.join(work, "nostalk-lists")
+    shutil.rmtree(cache, ignore_errors=True)
+    rows = []
+    t0 = time.perf_counter()
+    p, _ = start(binary, cfg)
+    if p is None:
+        return rows
+    # In force once both engines are compiled (and cached).
+    while time.perf_counter() - t0 < 60:
+        names = os.listdir(cache) if os.path.isdir(cache) else []
+        if sum(n.startswith("engine-") and n.endswith(".gz") for n in names) >= 2:
+            break
+        time.sleep(0.02)
+    in_force = (time.perf_counter() - t0) * 1000
+    time.sleep(1.5)
+    _, idle, hwm, _, _ = load.proc_stat(p.pid)
+    load.stop(p)
+    rows.append(("first download", in_force, idle / 1024, hwm / 1024))
+    p, ms = start(binary, cfg)
+    if p is None:
+        return rows
+    time.sleep(1.0)
+    _, idle, hwm, _, _ = load.proc_stat(p.pid)
+    load.stop(p)
+    rows.append(("start on that cache", ms, idle / 1024, hwm / 1024))
+    return rows
+
+
 def main():
     # Arguments: BINARY or LABEL=BINARY.
     binaries = [tuple(a.split("=", 1)) if "=" in a else (os.path.basename(a), a) for a in sys.argv[1:]]
@@ -89,8 +151,12 @@ def main():
     www = load.make_content(work)
     nginx = load.start_nginx(work, www)
     rows = []
+    downloads = []
+    lists_server = serve_lists() if os.path.isdir(load.SHARED) else None
     try:
         for label, binary in binaries:
+            if lists_server:
+                downloads += [(label, *r) for r in measure_download(binary, work)]
             size = os.path.getsize(binary) / 1e6
             for lists in ("embedded", "easylist"):
                 if lists == "easylist" and not os.path.isdir(load.SHARED):
@@ -100,6 +166,8 @@ def main():
                     if m:
                         rows.append((label, size, lists, warm, *m))
     finally:
+        if lists_server:
+            lists_server.shutdown()
         load.stop(nginx)
         shutil.rmtree(work, ignore_errors=True)
     print(f"| build | size (MB) | lists | start | ready (ms) | RSS idle (MiB) | peak RSS at start (MiB) | RSS, {conns} connections (MiB) |")
@@ -108,6 +176,12 @@ def main():
         lists_label = "embedded" if lists == "embedded" else "+ EasyList + EasyPrivacy"
         start_label = "cached engine" if warm else "parse lists"
         print(f"| {label} | {size:.1f} | {lists_label} | {start_label} | {ms:.0f} | {idle:.1f} | {hwm:.1f} | {with_conns:.1f} |")
+    if downloads:
+        print()
+        print("| build | EasyList + EasyPrivacy by URL | lists in force / ready (ms) | RSS idle (MiB) | peak RSS (MiB) | peak - idle (MiB) |")
+        print("|---|---|---|---|---|---|")
+        for label, what, ms, idle, hwm in downloads:
+            print(f"| {label} | {what} | {ms:.0f} | {idle:.1f} | {hwm:.1f} | {hwm - idle:.1f} |")
 
 
 if __name__ == "__main__":
