@@ -89,8 +89,11 @@ def serve_lists():
     import functools
     import http.server
     import threading
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=os.path.join(load.SHARED, "lists"))
-    handler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=os.path.join(load.SHARED, "lists"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", LISTS_PORT), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

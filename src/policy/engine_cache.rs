@@ -62,8 +62,8 @@ impl CacheFile {
     /// remove this class's files of other digests.
     pub fn store(&self, engine: &Engine) {
         let path = self.path();
-        let written =
-            std::fs::create_dir_all(&self.dir).and_then(|()| super::gz_file::write(&path, &engine.serialize()));
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| super::gz_file::write(&path, &engine.serialize(), super::gz_file::Level::Engine));
         if let Err(e) = written {
             tracing::debug!(file = %path.display(), error = %e, "the compiled engine is not cached");
             return;

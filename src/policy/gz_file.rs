@@ -10,11 +10,24 @@ use flate2::write::GzEncoder;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+/// How hard to compress: lists' texts are written once per download and compress well at the
+/// default level; an engine (5 MB) is written at every rebuild, and level 1 takes a third of
+/// the default's time (60 against 180 ms on this machine) for files 12 % larger.
+#[derive(Clone, Copy)]
+pub enum Level {
+    Text,
+    Engine,
+}
+
 /// Write `bytes` compressed to `path`, atomically.
-pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write(path: &Path, bytes: &[u8], level: Level) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
+    let level = match level {
+        Level::Text => flate2::Compression::new(6),
+        Level::Engine => flate2::Compression::fast(),
+    };
     let written = (|| {
-        let mut gz = GzEncoder::new(std::fs::File::create(&tmp)?, flate2::Compression::new(6));
+        let mut gz = GzEncoder::new(std::fs::File::create(&tmp)?, level);
         gz.write_all(bytes)?;
         gz.finish()?.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -61,7 +74,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("list.txt.gz");
         let text = "||tracker.example^\n".repeat(10_000);
-        write(&path, text.as_bytes()).unwrap();
+        write(&path, text.as_bytes(), Level::Text).unwrap();
         assert!(std::fs::metadata(&path).unwrap().len() < text.len() as u64 / 10, "compressed");
         assert_eq!(read_text(&path, 1 << 20).unwrap(), text);
         assert!(read(&path, 1000).is_err(), "past the cap");

@@ -114,7 +114,8 @@ impl Subscriptions {
                     Ok(text) => (Some(text), true),
                     Err(_) => match super::lists::read_capped(&dir.join(format!("{base}.txt")), max) {
                         Ok(text) => {
-                            let on_disk = super::gz_file::write(&text_path, text.as_bytes()).is_ok();
+                            let on_disk =
+                                super::gz_file::write(&text_path, text.as_bytes(), super::gz_file::Level::Text).is_ok();
                             if on_disk {
                                 let _ = std::fs::remove_file(dir.join(format!("{base}.txt")));
                             }
@@ -241,7 +242,8 @@ impl Subscriptions {
                         if let Some(dir) = s.text_path.parent() {
                             let _ = std::fs::create_dir_all(dir);
                         }
-                        let on_disk = super::gz_file::write(&s.text_path, text.as_bytes()).is_ok();
+                        let on_disk =
+                            super::gz_file::write(&s.text_path, text.as_bytes(), super::gz_file::Level::Text).is_ok();
                         st.meta = Meta { etag, last_modified, checked: Some(now_secs()), fetched: Some(now_secs()) };
                         let _ = write_meta(&s.meta_path, &st.meta);
                         let src = ListSource::new(&s.cfg.name, s.kind, text, Origin::Url(url.clone()));
