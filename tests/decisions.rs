@@ -124,6 +124,16 @@ async fn a_cached_list_is_in_force_at_start_even_when_its_server_is_gone() {
     wait_for("the failed refresh", || p.shared.lists.summaries()[0].state.contains("update failed")).await;
     let r = p.client(&[]).get("http://tracker.test/p.gif").send().await.unwrap();
     assert_eq!(r.headers()["x-nostalk"], "blocked", "still in force after the failed download");
+    // An operator's scrape says which list fails, and why, while its copy stays in force.
+    let metrics = reqwest::get(format!("{}/metrics", p.url())).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("nostalk_list_subscription_in_force{list=\"cached\"} 1"), "{metrics}");
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nostalk_list_subscription_failures_total{list=\"cached\"} "))
+        .expect("the failures counter");
+    assert!(failures.parse::<u64>().unwrap() >= 1, "{failures}");
+    let error = metrics.lines().find(|l| l.starts_with("nostalk_list_subscription_error{list=\"cached\",error=\""));
+    assert!(error.is_some_and(|l| l.ends_with("} 1")), "{metrics}");
     // The uncompressed copy an earlier version left is replaced by a compressed one.
     let cache = p.dir.path().join("lists");
     assert!(!cache.join("cached.txt").exists() && cache.join("cached.txt.gz").exists());

@@ -248,7 +248,7 @@ fn labelled(s: &mut String, name: &str, help: &str, values: impl Iterator<Item =
 }
 
 /// A label value as the text format wants it: backslash, quote and newline escaped.
-fn escape(v: &str) -> String {
+pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

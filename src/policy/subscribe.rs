@@ -56,6 +56,8 @@ struct SubState {
     /// written there (`on_disk`): it is read again only for a rebuild, and freed after.
     source: Option<ListSource>,
     on_disk: bool,
+    last_error: Option<String>,
+    failures: u64,
     meta: Meta,
     status: String,
     last_attempt: Option<SystemTime>,
@@ -69,6 +71,12 @@ pub struct SubSummary {
     pub rules: usize,
     pub age: Option<Duration>,
     pub state: String,
+    /// A copy is in force.
+    pub in_force: bool,
+    /// Why the last download failed, when it did; None once one succeeds.
+    pub last_error: Option<String>,
+    /// Failed downloads since start.
+    pub failures: u64,
 }
 
 pub struct Subscriptions {
@@ -140,7 +148,7 @@ impl Subscriptions {
                     kind,
                     text_path,
                     meta_path,
-                    state: Mutex::new(SubState { on_disk, source, meta, status, last_attempt: None }),
+                    state: Mutex::new(SubState { on_disk, source, meta, status, last_attempt: None, last_error: None, failures: 0 }),
                 }
             })
             .collect();
@@ -186,6 +194,9 @@ impl Subscriptions {
                     rules: st.source.as_ref().map(|x| x.rule_count).unwrap_or(0),
                     age: st.meta.fetched.map(|f| Duration::from_secs(now_secs().saturating_sub(f))),
                     state: st.status.clone(),
+                    in_force: st.source.is_some(),
+                    last_error: st.last_error.clone(),
+                    failures: st.failures,
                 }
             })
             .collect()
@@ -263,8 +274,11 @@ impl Subscriptions {
             } else {
                 format!("download failed ({why}); not in force")
             };
+            st.last_error = Some(why.clone());
+            st.failures += 1;
             tracing::warn!(list = %s.cfg.name, reason = %why, "list update rejected");
         } else {
+            Self::lock(s).last_error = None;
             tracing::info!(list = %s.cfg.name, outcome = ?outcome, "list checked");
         }
         outcome

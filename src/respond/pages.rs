@@ -111,15 +111,37 @@ pub fn metrics(v: &MetricsView) -> String {
         removal_kinds: crate::exchange::Kind::ALL.map(crate::exchange::Kind::as_str),
         lists: &lists,
     });
+    subscription_metrics(&mut out, v.subscriptions);
     ad_source_metrics(&mut out, v.receipt, v.choices);
     out
+}
+
+/// Each subscribed list: whether a copy is in force, its failed downloads, and the last
+/// failure's reason (a label of an info-style gauge, present only while the list is failing),
+/// so an alert can say which list and why.
+fn subscription_metrics(out: &mut String, subscriptions: &[crate::policy::subscribe::SubSummary]) {
+    let label = crate::ops::metrics::escape;
+    out.push_str("# HELP nostalk_list_subscription_in_force Whether a subscribed list has a copy in force (1) or none yet (0).\n# TYPE nostalk_list_subscription_in_force gauge\n");
+    for s in subscriptions {
+        let _ = writeln!(out, "nostalk_list_subscription_in_force{{list=\"{}\"}} {}", label(&s.name), u8::from(s.in_force));
+    }
+    out.push_str("# HELP nostalk_list_subscription_failures_total Failed downloads of a subscribed list since start.\n# TYPE nostalk_list_subscription_failures_total counter\n");
+    for s in subscriptions {
+        let _ = writeln!(out, "nostalk_list_subscription_failures_total{{list=\"{}\"}} {}", label(&s.name), s.failures);
+    }
+    out.push_str("# HELP nostalk_list_subscription_error 1 while a subscribed list's last download failed, with the reason.\n# TYPE nostalk_list_subscription_error gauge\n");
+    for s in subscriptions {
+        if let Some(e) = &s.last_error {
+            let _ = writeln!(out, "nostalk_list_subscription_error{{list=\"{}\",error=\"{}\"}} 1", label(&s.name), label(e));
+        }
+    }
 }
 
 /// Per ad source: requests shown de-identified and blocked as down-voted, and the down-votes,
 /// so Prometheus sums them across replicas. Sources are registrable domains (bounded in
 /// number by the receipt); a label value is escaped all the same.
 fn ad_source_metrics(out: &mut String, receipt: &Receipt, choices: &PersonChoices) {
-    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "");
+    let label = crate::ops::metrics::escape;
     out.push_str("# HELP nostalk_ad_source_requests_total Ad requests per ad source: shown de-identified (ad) or blocked as down-voted.\n# TYPE nostalk_ad_source_requests_total counter\n");
     for (source, a) in receipt.ad_sources() {
         let source = label(&source);
