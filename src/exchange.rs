@@ -39,6 +39,8 @@ pub struct Exchange {
     pub client: Option<SocketAddr>,
     /// The signed-in user and group, where the config logs them (`[auth] log_users`).
     pub user: Option<Arc<crate::ops::auth::Who>>,
+    /// The name of the group whose rules decided it (logged with the user).
+    pub group: Option<String>,
     /// What the phases did.
     pub done: Done,
 }
@@ -117,6 +119,7 @@ impl Exchange {
             shopping: false,
             client: None,
             user: None,
+            group: None,
             done: Done::default(),
         }
     }

@@ -1,11 +1,12 @@
 //! A team gateway's own features, as its users meet them: proxy authentication (407 until a
 //! right password, over plain requests and CONNECT alike) and a group's policy applied to its
-//! members only, inside intercepted tunnels too.
+//! members only, inside intercepted tunnels too; a group by client network, changed by a
+//! reload under load.
 
 mod support;
 
 use std::time::Duration;
-use support::{handler, origin, resolve, OriginCa, Proxy};
+use support::{handler, origin, resolve, Binary, OriginCa, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn page_handler() -> support::Handler {
@@ -118,4 +119,86 @@ async fn a_groups_policy_applies_to_its_members_only_and_inside_their_tunnels() 
     let r = alice.get("https://news.test/story").send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "page");
     p.stop().await;
+}
+
+/// A group by network (a lab on 127.0.0.2) blocks its clients' ads over plain HTTP and inside
+/// an intercepted tunnel, without any sign-in; the client next door (127.0.0.3) gets them
+/// de-identified. Moving the lab to 127.0.0.3 in the file applies on reload, and a load from a
+/// third client runs through that reload with no request failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_by_network_applies_over_http_and_inside_a_tunnel_and_changes_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let plain = origin(None, page_handler()).await;
+    let tls = origin(Some(ca.server_config(&["news.test"])), page_handler()).await;
+    let ads = dir.path().join("ads.txt");
+    std::fs::write(&ads, "||ads.test^\n||news.test/ads/\n").unwrap();
+    let group = |net: &str| {
+        format!(
+            "[upstream]\nextra_roots = [{:?}]\n[[groups]]\nname = \"lab\"\nnetworks = [\"{net}\"]\nads = \"block\"\n\
+             [[lists]]\nname = \"team-ads\"\npath = {:?}\nverdict = \"ad\"\n",
+            ca.pem_path.display().to_string(),
+            ads.display().to_string()
+        )
+    };
+    let b = Binary::start(&[resolve("ads.test", 80, &plain), resolve("news.test", 443, &tls)], &group("127.0.0.2/32"))
+        .await;
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .proxy(reqwest::Proxy::all(b.url()).unwrap())
+            .add_root_certificate(reqwest::Certificate::from_pem(b.ca_pem().as_bytes()).unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let (lab, next_door) = (from("127.0.0.2"), from("127.0.0.3"));
+    let blocked = |c: reqwest::Client, url: &'static str| async move {
+        let r = c.get(url).header("sec-fetch-dest", "script").send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        r.headers().get("x-nostalk").is_some_and(|v| v == "blocked")
+    };
+    for url in ["http://ads.test/ad.js", "https://news.test/ads/ad.js"] {
+        assert!(blocked(lab.clone(), url).await, "{url}: the lab's ads are blocked");
+        assert!(!blocked(next_door.clone(), url).await, "{url}: next door's are shown de-identified");
+    }
+    assert_eq!((plain.count(), tls.count()), (1, 1), "only next door's ads reached the ad servers");
+
+    // A load of page requests from a third client runs through the reload.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop_load, load_client) = (stop.clone(), from("127.0.0.4"));
+    let load = tokio::spawn(async move {
+        let (mut sent, mut failed) = (0u32, 0u32);
+        let started = std::time::Instant::now();
+        while !stop_load.load(std::sync::atomic::Ordering::SeqCst)
+            && sent < 20_000
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            sent += 1;
+            let ok = match load_client.get("https://news.test/story").send().await {
+                Ok(r) => r.status() == 200 && r.text().await.is_ok_and(|t| t == "page"),
+                Err(_) => false,
+            };
+            failed += u32::from(!ok);
+        }
+        (sent, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cfg = std::fs::read_to_string(b.config_path()).unwrap();
+    std::fs::write(b.config_path(), cfg.replace("127.0.0.2/32", "127.0.0.3/32")).unwrap();
+    // The file is watched: the change applies without a signal, within a few seconds.
+    let started = std::time::Instant::now();
+    while !blocked(next_door.clone(), "http://ads.test/ad.js").await {
+        assert!(started.elapsed() < Duration::from_secs(20), "the moved group applies on reload");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for url in ["http://ads.test/ad.js", "https://news.test/ads/ad.js"] {
+        assert!(blocked(next_door.clone(), url).await, "{url}: now next door is the lab");
+        assert!(!blocked(lab.clone(), url).await, "{url}: and the old lab's ads are shown");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (sent, failed) = load.await.unwrap();
+    assert_eq!(failed, 0, "no request failed across the reload ({sent} sent)");
+    assert!(sent > 10, "the load ran ({sent})");
 }

@@ -206,6 +206,10 @@ pub struct GroupConfig {
     /// User names from the `[auth] users` file.
     #[serde(default)]
     pub members: Vec<String>,
+    /// Client address ranges (CIDR) whose requests this group's rules decide; a signed-in
+    /// user's own group wins over a network's.
+    #[serde(default)]
+    pub networks: Vec<String>,
     /// What this group's ads get, instead of `[policy] ads`.
     pub ads: Option<AdMode>,
     /// Sites this group trusts, besides `[policy] trusted_sites`.
@@ -555,12 +559,24 @@ impl Config {
             if g.name.trim().is_empty() {
                 push(&["groups"], Some(i), "a group needs a name".into());
             }
-            if self.auth.users.is_none() {
+            if self.auth.users.is_none() && !g.members.is_empty() {
                 push(
                     &["groups"],
                     Some(i),
-                    format!("group `{}` needs [auth] users: without it no one is known", g.name),
+                    format!("group `{}` has members, which need [auth] users: without it no one is known", g.name),
                 );
+            }
+            if g.members.is_empty() && g.networks.is_empty() {
+                push(&["groups"], Some(i), format!("group `{}` needs `members` or `networks`", g.name));
+            }
+            for n in &g.networks {
+                if parse_cidr(n).is_none() {
+                    push(
+                        &["groups"],
+                        Some(i),
+                        format!("group `{}`: `{n}` is not a network (write it as 10.1.0.0/16 or fd00::/64)", g.name),
+                    );
+                }
             }
             for m in &g.members {
                 if !grouped.insert(m.as_str()) {

@@ -17,7 +17,6 @@
 //! client's slate is wiped by its right password, or after [`FORGET_FAILURES`] without one.
 
 use crate::config::Config;
-use crate::policy::overlay::GroupRules;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use sha2::Digest;
@@ -48,7 +47,6 @@ const MAX_FAILING_CLIENTS: usize = 4096;
 #[derive(Debug)]
 pub struct Who {
     pub user: String,
-    pub group: Option<Arc<GroupRules>>,
 }
 
 struct Users {
@@ -68,7 +66,6 @@ pub struct Auth {
     users: Mutex<Users>,
     remembered: quick_cache::sync::Cache<[u8; 32], Arc<Who>>,
     checks: Arc<tokio::sync::Semaphore>,
-    groups: HashMap<String, Arc<GroupRules>>,
     /// A hash of no one's password, checked for a name not in the file (same cost).
     dummy: String,
     /// Per client: wrong passwords in a row, and when the last came.
@@ -80,21 +77,6 @@ impl Auth {
     pub fn new(config: &Config) -> Result<Option<Auth>, String> {
         let Some(path) = &config.auth.users else { return Ok(None) };
         let (hashes, modified) = read_users(path)?;
-        let mut groups = HashMap::new();
-        for g in &config.groups {
-            let group = Arc::new(GroupRules {
-                name: g.name.clone(),
-                ads: g.ads,
-                trusted: g
-                    .trusted_sites
-                    .iter()
-                    .map(|s| crate::policy::site::site_of(&s.to_ascii_lowercase()))
-                    .collect(),
-            });
-            for m in &g.members {
-                groups.insert(m.clone(), group.clone());
-            }
-        }
         Ok(Some(Auth {
             path: path.clone(),
             realm: config.auth.realm.replace(['"', '\\'], ""),
@@ -103,7 +85,6 @@ impl Auth {
             users: Mutex::new(Users { modified, looked: Instant::now(), hashes }),
             remembered: quick_cache::sync::Cache::new(REMEMBERED),
             checks: Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
-            groups,
             dummy: hash_password(&format!("{:x}", rand_u64()))?,
             failures: Mutex::default(),
         }))
@@ -146,7 +127,7 @@ impl Auth {
         if let Some(c) = client {
             crate::base::lock(&self.failures).remove(&c);
         }
-        let who = Arc::new(Who { group: self.groups.get(&user).cloned(), user });
+        let who = Arc::new(Who { user });
         self.remembered.insert(key, who.clone());
         Some(who)
     }
@@ -330,7 +311,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_right_password_names_the_user_and_group_and_a_wrong_one_nothing() {
+    async fn the_right_password_names_the_user_and_a_wrong_one_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let users = dir.path().join("users");
         set_password(&users, "alice", "correct horse").unwrap();
@@ -338,9 +319,9 @@ mod tests {
         let cfg = config(&users, "[[groups]]\nname = \"kids\"\nmembers = [\"alice\"]\nads = \"block\"\n");
         let auth = Auth::new(&cfg).unwrap().unwrap();
         let who = auth.check(Some(&basic("alice", "correct horse")), None).await.unwrap();
-        assert_eq!((who.user.as_str(), who.group.as_ref().map(|g| g.name.as_str())), ("alice", Some("kids")));
+        assert_eq!(who.user, "alice");
         let who = auth.check(Some(&basic("bob", "battery staple")), None).await.unwrap();
-        assert!(who.group.is_none());
+        assert_eq!(who.user, "bob");
         assert!(auth.check(Some(&basic("alice", "battery staple")), None).await.is_none());
         assert!(auth.check(Some(&basic("carol", "x")), None).await.is_none());
         assert!(auth.check(None, None).await.is_none());

@@ -148,7 +148,15 @@ impl Subscriptions {
                     kind,
                     text_path,
                     meta_path,
-                    state: Mutex::new(SubState { on_disk, source, meta, status, last_attempt: None, last_error: None, failures: 0 }),
+                    state: Mutex::new(SubState {
+                        on_disk,
+                        source,
+                        meta,
+                        status,
+                        last_attempt: None,
+                        last_error: None,
+                        failures: 0,
+                    }),
                 }
             })
             .collect();

@@ -195,6 +195,7 @@ fn tunnel_exchange(host: &str, url: String, decision: Decision, client: Option<S
         shopping: false,
         client,
         user: None,
+        group: None,
         done: Done::default(),
     }
 }

@@ -98,6 +98,7 @@ impl Server {
             auth: ops::auth::Auth::new(&config).map_err(StartError::Auth)?.map(Arc::new),
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             policy_config: Arc::new(ArcSwap::from_pointee(config.clone())),
+            groups: ArcSwap::from_pointee(ops::groups::Groups::new(&config)),
             ca,
             dialer,
             upstream: Arc::new(upstream_client),

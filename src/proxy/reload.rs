@@ -107,6 +107,7 @@ pub fn reload(shared: &Shared, path: Option<&Path>) -> bool {
         *crate::base::lock(&shared.config_tables) = tables;
     }
     shared.policy.store(Arc::new(policy));
+    shared.groups.store(Arc::new(crate::ops::groups::Groups::new(&config)));
     shared.policy_config.store(Arc::new(config));
     crate::ops::return_free_memory();
     info!(took = ?started.elapsed(), "config reloaded: the new policy is in force");
@@ -156,7 +157,6 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
         ("admin", started.admin != new.admin),
         ("receipt", started.receipt != new.receipt),
         ("auth", started.auth != new.auth),
-        ("groups", started.groups != new.groups),
         ("transparent", started.transparent != new.transparent),
         ("lists (subscriptions)", subscriptions(started) != subscriptions(new)),
     ]

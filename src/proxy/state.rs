@@ -16,6 +16,8 @@ pub struct Shared {
     pub policy: Arc<ArcSwap<Policy>>,
     /// The config the policy was last built from: the start's, or the last reload's.
     pub policy_config: Arc<ArcSwap<Config>>,
+    /// `[[groups]]`, as the config last read (start or reload) has them.
+    pub groups: ArcSwap<ops::groups::Groups>,
     pub ca: Option<Arc<tls::CertificateAuthority>>,
     pub dialer: proxy::dial::Dialer,
     pub upstream: Arc<proxy::upstream::Upstream>,
@@ -80,7 +82,8 @@ impl Shared {
     /// and (`[receipt] per_person`, without `[auth]`) the choices its device made for itself.
     /// Every path (forward, CONNECT, transparent) takes its overlay from here.
     pub fn overlay(&self, who: Option<&crate::ops::auth::Who>, ip: std::net::IpAddr) -> crate::policy::Overlay {
-        let overlay = crate::policy::Overlay::new(who.and_then(|w| w.group.clone()), self.choices.snapshot());
+        let group = self.groups.load().of(who.map(|w| w.user.as_str()), ip);
+        let overlay = crate::policy::Overlay::new(group, self.choices.snapshot());
         match self.device_scope(ip) {
             Some(device) => overlay.with_device(self.choices.device(&device)),
             None => overlay,

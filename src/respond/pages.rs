@@ -123,7 +123,8 @@ fn subscription_metrics(out: &mut String, subscriptions: &[crate::policy::subscr
     let label = crate::ops::metrics::escape;
     out.push_str("# HELP nostalk_list_subscription_in_force Whether a subscribed list has a copy in force (1) or none yet (0).\n# TYPE nostalk_list_subscription_in_force gauge\n");
     for s in subscriptions {
-        let _ = writeln!(out, "nostalk_list_subscription_in_force{{list=\"{}\"}} {}", label(&s.name), u8::from(s.in_force));
+        let _ =
+            writeln!(out, "nostalk_list_subscription_in_force{{list=\"{}\"}} {}", label(&s.name), u8::from(s.in_force));
     }
     out.push_str("# HELP nostalk_list_subscription_failures_total Failed downloads of a subscribed list since start.\n# TYPE nostalk_list_subscription_failures_total counter\n");
     for s in subscriptions {
@@ -132,7 +133,12 @@ fn subscription_metrics(out: &mut String, subscriptions: &[crate::policy::subscr
     out.push_str("# HELP nostalk_list_subscription_error 1 while a subscribed list's last download failed, with the reason.\n# TYPE nostalk_list_subscription_error gauge\n");
     for s in subscriptions {
         if let Some(e) = &s.last_error {
-            let _ = writeln!(out, "nostalk_list_subscription_error{{list=\"{}\",error=\"{}\"}} 1", label(&s.name), label(e));
+            let _ = writeln!(
+                out,
+                "nostalk_list_subscription_error{{list=\"{}\",error=\"{}\"}} 1",
+                label(&s.name),
+                label(e)
+            );
         }
     }
 }

@@ -84,6 +84,7 @@ pub fn decide<B>(
         decision,
         client,
         user: None,
+        group: None,
         done: Done::default(),
     })
 }

@@ -66,6 +66,7 @@ pub async fn forward(
     let mine = shared.own_receipt(who.as_deref(), peer.ip());
     if shared.auth.as_ref().is_some_and(|a| a.log_users) {
         ex.user = who;
+        ex.group = overlay.group.as_ref().map(|g| g.name.clone());
     }
     let (resp, removals) = exchange(shared, &policy, overlay, req, uri, &mut ex, peer).await;
     record::finish(resp, ex, record::Books::of(shared, mine.as_ref()), removals)

@@ -163,7 +163,7 @@ fn log(ex: &Exchange) {
         info!(
             client = ex.client.map(tracing::field::display),
             user = ex.user.as_ref().map(|w| w.user.as_str()),
-            group = ex.user.as_ref().and_then(|w| w.group.as_ref()).map(|g| g.name.as_str()),
+            group = ex.user.as_ref().and(ex.group.as_deref()),
             host = %ex.host,
             decision = d.verdict.as_str(),
             rule,
