@@ -202,3 +202,114 @@ async fn a_group_by_network_applies_over_http_and_inside_a_tunnel_and_changes_on
     assert_eq!(failed, 0, "no request failed across the reload ({sent} sent)");
     assert!(sent > 10, "the load ran ({sent})");
 }
+
+/// Two gateway processes on one PostgreSQL database, as a team's replicas run: carol's
+/// down-vote through replica A blocks the ad for her through replica B within 2 s, and for
+/// her alone; with the database stopped B keeps serving her choices and says the store is
+/// unreachable in /readyz and /metrics; once the database is back a change through A reaches B
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_a_person_s_choices_through_postgresql_and_serve_while_it_is_down() {
+    let Some(mut pg) = support::postgres::Postgres::start() else { return };
+    let o = origin(None, page_handler()).await;
+    let resolve_to = [resolve("ads.test", 80, &o), resolve("news.test", 80, &o)];
+    let shared = tempfile::tempdir().unwrap();
+    let users = shared.path().join("users");
+    nostalk::ops::auth::set_password(&users, "carol", "correct horse").unwrap();
+    nostalk::ops::auth::set_password(&users, "dave", "battery staple").unwrap();
+    let ads = shared.path().join("ads.txt");
+    std::fs::write(&ads, "||ads.test^\n").unwrap();
+    let config = format!(
+        "[auth]\nusers = {:?}\n\n[admin]\ntoken = \"operators-only-token-1234\"\n\n[receipt]\nstore = {:?}\n\n\
+         [[lists]]\nname = \"team-ads\"\npath = {:?}\nverdict = \"ad\"\n",
+        users.display().to_string(),
+        pg.url(),
+        ads.display().to_string()
+    );
+    let a = Binary::start(&resolve_to, &config).await;
+    let b = Binary::start(&resolve_to, &config).await;
+    let through = |replica: &Binary, user: &str, password: &str| {
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(replica.url()).unwrap().basic_auth(user, password))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let ad_blocked = |client: reqwest::Client| async move {
+        let r = client.get("http://ads.test/ad.js").header("referer", "http://news.test/").send().await.unwrap();
+        assert!(r.status().is_success() || r.status() == 403, "{}", r.status());
+        r.headers().get("x-nostalk").is_some_and(|v| v == "blocked")
+    };
+    let (carol_a, carol_b, dave_b) = (
+        through(&a, "carol", "correct horse"),
+        through(&b, "carol", "correct horse"),
+        through(&b, "dave", "battery staple"),
+    );
+    assert!(!ad_blocked(carol_b.clone()).await, "an ad is shown de-identified before any down-vote");
+
+    // Carol down-votes the ad source on replica A's receipt page.
+    let control = |client: &reqwest::Client, path: &'static str| {
+        let client = client.clone();
+        async move {
+            let page = client.get("http://nostalk.internal/").send().await.unwrap().text().await.unwrap();
+            let marker = "name=\"token\" value=\"";
+            let at = page.find(marker).expect("carol's page offers her the controls") + marker.len();
+            let token = page[at..at + page[at..].find('"').unwrap()].to_string();
+            let form = [("token", token.as_str()), ("source", "ads.test"), ("site", "news.test")];
+            let r = client.post(format!("http://nostalk.internal{path}")).form(&form).send().await.unwrap();
+            assert_eq!(r.status(), 303, "{path}: {}", r.text().await.unwrap());
+        }
+    };
+    control(&carol_a, "/ads/down").await;
+    let changed = std::time::Instant::now();
+    while !ad_blocked(carol_b.clone()).await {
+        assert!(changed.elapsed() < Duration::from_secs(2), "replica B did not see carol's down-vote within 2 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ad_blocked(carol_a.clone()).await, "on replica A too");
+    assert!(!ad_blocked(dave_b.clone()).await, "carol's choice is hers: dave still gets the ad de-identified");
+
+    // The database stops: B serves on from the choices it last read, and says so.
+    pg.stop();
+    let metrics = |replica: &Binary| {
+        let url = format!("{}/metrics", replica.url());
+        async move {
+            let r = reqwest::Client::new().get(url).bearer_auth("operators-only-token-1234").send().await.unwrap();
+            r.text().await.unwrap()
+        }
+    };
+    let stopped = std::time::Instant::now();
+    loop {
+        let ready = reqwest::get(format!("{}/readyz", b.url())).await.unwrap();
+        assert_eq!(ready.status(), 200, "a replica stays in the balancer while the store is down");
+        if ready.text().await.unwrap().contains("the choices store is unreachable") {
+            break;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(15), "/readyz never said the store is down");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(metrics(&b).await.contains("nostalk_choices_store_up 0"));
+    for _ in 0..5 {
+        assert!(ad_blocked(carol_b.clone()).await, "carol's down-vote stays in force with the database down");
+        assert!(!ad_blocked(dave_b.clone()).await);
+        let page = dave_b.get("http://news.test/").send().await.unwrap();
+        assert_eq!(page.status(), 200, "pages are served with the database down");
+    }
+
+    // Back: both replicas reconnect, and carol's restore through A reaches B.
+    pg.run();
+    let back = std::time::Instant::now();
+    while !(metrics(&a).await.contains("nostalk_choices_store_up 1")
+        && metrics(&b).await.contains("nostalk_choices_store_up 1"))
+    {
+        assert!(back.elapsed() < Duration::from_secs(15), "the replicas did not reconnect:\n{}", pg.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    control(&carol_a, "/ads/restore").await;
+    let changed = std::time::Instant::now();
+    while ad_blocked(carol_b.clone()).await {
+        assert!(changed.elapsed() < Duration::from_secs(2), "replica B did not see carol's restore within 2 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -16,6 +16,8 @@
 //! reads the household's and the asking device's as overlays; nothing here decides. Shopping switches live only here (at most
 //! [`MAX_SHOPPING`] at once); a store that cannot be written still switches for this run.
 
+pub use super::choices_pg::Health;
+use super::choices_pg::PgStore;
 use crate::policy::overlay::{now_secs as now, PersonChoices};
 use arc_swap::ArcSwap;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -56,6 +58,25 @@ impl Scope<'_> {
     }
 }
 
+/// Every choice, as rows: (scope, ad source, votes), (scope, site), (scope, site, until).
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub downvotes: Vec<(String, String, u32)>,
+    pub trusted: Vec<(String, String)>,
+    pub shopping: Vec<(String, String, u64)>,
+}
+
+/// One change to the choices, as either store applies it.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    Downvote { scope: &'a str, source: &'a str, now: i64 },
+    Restore { scope: &'a str, source: &'a str },
+    Trust { scope: &'a str, site: &'a str, now: i64 },
+    Distrust { scope: &'a str, site: &'a str },
+    Shop { scope: &'a str, site: &'a str, until: i64 },
+    StopShopping { scope: &'a str, site: &'a str },
+}
+
 /// Every scope's choices, read at once.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -63,17 +84,50 @@ struct Snapshot {
     devices: HashMap<String, Arc<PersonChoices>>,
 }
 
+impl Snapshot {
+    fn of(rows: Rows, threshold: u32) -> Snapshot {
+        let mut scopes: HashMap<String, PersonChoices> = HashMap::new();
+        let blank = || PersonChoices { threshold, ..Default::default() };
+        for (d, k, v) in rows.downvotes {
+            scopes.entry(d).or_insert_with(blank).downvotes.insert(k, v);
+        }
+        for (d, k) in rows.trusted {
+            scopes.entry(d).or_insert_with(blank).trusted.insert(k);
+        }
+        for (d, k, v) in rows.shopping {
+            scopes.entry(d).or_insert_with(blank).shopping.insert(k, v);
+        }
+        let household = Arc::new(scopes.remove("").unwrap_or_else(blank));
+        Snapshot { household, devices: scopes.into_iter().map(|(d, c)| (d, Arc::new(c))).collect() }
+    }
+}
+
+/// Where the choices are kept: a SQLite file on one machine, or a PostgreSQL database a team's
+/// replicas share (ops/choices_pg.rs).
+enum Backend {
+    Sqlite { conn: Mutex<Connection>, data_version: Mutex<i64> },
+    Postgres(Arc<PgStore>),
+}
+
 pub struct Choices {
-    conn: Mutex<Connection>,
+    backend: Backend,
     path: PathBuf,
-    snapshot: ArcSwap<Snapshot>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
     threshold: u32,
-    data_version: Mutex<i64>,
+}
+
+/// Whether `store` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres(store: &Path) -> bool {
+    store.to_str().is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
 }
 
 impl Choices {
-    /// Open (or create, mode 0600) the store at `path`.
+    /// Open the store `[receipt] store` names: a PostgreSQL database (`postgres://...`), or a
+    /// SQLite file at `path`, created mode 0600 when missing.
     pub fn open(path: &Path, threshold: u32) -> Result<Choices, String> {
+        if is_postgres(path) {
+            return Self::postgres(path.to_str().unwrap_or_default(), threshold);
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -84,6 +138,32 @@ impl Choices {
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
         Self::with(conn, path, threshold)
+    }
+
+    /// A shared store in PostgreSQL. Its first read is tried at once (on a thread of its own,
+    /// which may wait for the database's connect timeout, 2 s); a database that is down at start
+    /// leaves the choices empty until the listener reaches it ([`watch`]).
+    fn postgres(url: &str, threshold: u32) -> Result<Choices, String> {
+        let pg = Arc::new(PgStore::new(url).map_err(|e| format!("[receipt] store: {e}"))?);
+        let first = std::thread::scope(|s| s.spawn(|| pg.read()).join());
+        let snapshot = match first {
+            Ok(Ok(rows)) => {
+                pg.health().set(None);
+                Snapshot::of(rows, threshold.max(1))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(store = %pg.name(), error = %e, "the choices store is unreachable at start: no choices are in force until it answers");
+                pg.health().set(Some(e));
+                Snapshot::default()
+            }
+            Err(_) => Snapshot::default(),
+        };
+        Ok(Choices {
+            path: PathBuf::from(pg.name()),
+            backend: Backend::Postgres(pg),
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            threshold: threshold.max(1),
+        })
     }
 
     /// A store that lives as long as the process: what the proxy uses when its file cannot be
@@ -106,22 +186,31 @@ impl Choices {
         .map_err(|e| format!("{}: {e}", path.display()))?;
         migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
         let choices = Choices {
-            conn: Mutex::new(conn),
+            backend: Backend::Sqlite { conn: Mutex::new(conn), data_version: Mutex::new(-1) },
             path: path.to_path_buf(),
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            snapshot: Arc::default(),
             threshold: threshold.max(1),
-            data_version: Mutex::new(-1),
         };
         choices.reload().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(choices)
     }
 
+    /// The store's file, or its database's name (without a password).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     pub fn threshold(&self) -> u32 {
         self.threshold
+    }
+
+    /// Whether a shared store answers, and the last failure's reason when it does not; None
+    /// for a SQLite file.
+    pub fn health(&self) -> Option<&Arc<Health>> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg.health()),
+            Backend::Sqlite { .. } => None,
+        }
     }
 
     /// The household's choices.
@@ -144,69 +233,50 @@ impl Choices {
         }
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        crate::base::lock(&self.conn)
-    }
-
     /// Read every choice into a new snapshot.
-    pub fn reload(&self) -> rusqlite::Result<()> {
-        let s = self.read()?;
-        self.snapshot.store(Arc::new(s));
+    pub fn reload(&self) -> Result<(), String> {
+        let rows = match &self.backend {
+            Backend::Sqlite { conn, data_version } => {
+                let conn = crate::base::lock(conn);
+                let rows = read_sqlite(&conn).map_err(|e| e.to_string())?;
+                let version: i64 =
+                    conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+                *crate::base::lock(data_version) = version;
+                rows
+            }
+            Backend::Postgres(pg) => pg.read()?,
+        };
+        self.snapshot.store(Arc::new(Snapshot::of(rows, self.threshold)));
         Ok(())
     }
 
-    fn read(&self) -> rusqlite::Result<Snapshot> {
-        let conn = self.conn();
-        let mut scopes: HashMap<String, PersonChoices> = HashMap::new();
-        let threshold = self.threshold;
-        fn of(scopes: &mut HashMap<String, PersonChoices>, device: String, threshold: u32) -> &mut PersonChoices {
-            scopes.entry(device).or_insert_with(|| PersonChoices { threshold, ..Default::default() })
-        }
-        let mut q = conn.prepare("SELECT device, source, votes FROM choice_downvotes")?;
-        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?)))? {
-            let (d, k, v) = row?;
-            of(&mut scopes, d, threshold).downvotes.insert(k, v);
-        }
-        let mut q = conn.prepare("SELECT device, site FROM choice_trusted")?;
-        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (d, k) = row?;
-            of(&mut scopes, d, threshold).trusted.insert(k);
-        }
-        let mut q = conn.prepare("SELECT device, site, until FROM choice_shopping WHERE until > ?1")?;
-        for row in
-            q.query_map([now() as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?
-        {
-            let (d, k, v) = row?;
-            of(&mut scopes, d, threshold).shopping.insert(k, v.max(0) as u64);
-        }
-        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        *crate::base::lock(&self.data_version) = version;
-        let household = Arc::new(scopes.remove("").unwrap_or(PersonChoices { threshold, ..Default::default() }));
-        Ok(Snapshot { household, devices: scopes.into_iter().map(|(d, c)| (d, Arc::new(c))).collect() })
-    }
-
-    /// Reload when another process (the CLI) changed the store. True when it did.
+    /// Reload when another process (the CLI) changed a SQLite store. True when it did. (A shared
+    /// store is followed by its listener instead.)
     pub fn reload_if_changed(&self) -> bool {
+        let Backend::Sqlite { conn, data_version } = &self.backend else { return false };
         let version: Option<i64> =
-            self.conn().query_row("PRAGMA data_version", [], |r| r.get(0)).optional().ok().flatten();
-        let known = *crate::base::lock(&self.data_version);
+            crate::base::lock(conn).query_row("PRAGMA data_version", [], |r| r.get(0)).optional().ok().flatten();
+        let known = *crate::base::lock(data_version);
         if version.is_some_and(|v| v != known) {
             return self.reload().is_ok();
         }
         false
     }
 
-    fn write(&self, sql: &str, p: impl rusqlite::Params) -> Result<(), String> {
-        let conn = self.conn();
-        conn.execute(sql, p).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        for table in ["choice_downvotes", "choice_trusted", "choice_shopping"] {
-            let _ = conn.execute(
-                &format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT -1 OFFSET ?1)"),
-                [MAX_ROWS],
-            );
+    fn write(&self, change: Change<'_>) -> Result<(), String> {
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => {
+                let conn = crate::base::lock(conn);
+                write_sqlite(&conn, change).map_err(|e| format!("{}: {e}", self.path.display()))?;
+                drop(conn);
+                self.reload()
+            }
+            Backend::Postgres(pg) => {
+                let rows = pg.apply(change)?;
+                self.snapshot.store(Arc::new(Snapshot::of(rows, self.threshold)));
+                Ok(())
+            }
         }
-        drop(conn);
-        self.reload().map_err(|e| e.to_string())
     }
 
     /// One more down-vote for an ad source; its votes now.
@@ -216,11 +286,7 @@ impl Choices {
 
     /// One more down-vote for an ad source in `scope`; its votes there now.
     pub fn downvote_in(&self, scope: Scope<'_>, source: &str) -> Result<u32, String> {
-        self.write(
-            "INSERT INTO choice_downvotes (device, source, votes, changed) VALUES (?1, ?2, 1, ?3)
-             ON CONFLICT(device, source) DO UPDATE SET votes = votes + 1, changed = ?3",
-            params![scope.key(), source, now() as i64],
-        )?;
+        self.write(Change::Downvote { scope: scope.key(), source, now: now() as i64 })?;
         Ok(self.of(scope).downvotes.get(source).copied().unwrap_or(0))
     }
 
@@ -230,7 +296,7 @@ impl Choices {
     }
 
     pub fn restore_in(&self, scope: Scope<'_>, source: &str) -> Result<(), String> {
-        self.write("DELETE FROM choice_downvotes WHERE device = ?1 AND source = ?2", params![scope.key(), source])
+        self.write(Change::Restore { scope: scope.key(), source })
     }
 
     pub fn set_trusted(&self, site: &str, trusted: bool) -> Result<(), String> {
@@ -239,13 +305,9 @@ impl Choices {
 
     pub fn set_trusted_in(&self, scope: Scope<'_>, site: &str, trusted: bool) -> Result<(), String> {
         if trusted {
-            self.write(
-                "INSERT INTO choice_trusted (device, site, changed) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(device, site) DO UPDATE SET changed = ?3",
-                params![scope.key(), site, now() as i64],
-            )
+            self.write(Change::Trust { scope: scope.key(), site, now: now() as i64 })
         } else {
-            self.write("DELETE FROM choice_trusted WHERE device = ?1 AND site = ?2", params![scope.key(), site])
+            self.write(Change::Distrust { scope: scope.key(), site })
         }
     }
 
@@ -264,13 +326,9 @@ impl Choices {
         }
         let until = now() + duration.as_secs().max(1);
         let written = if duration.is_zero() {
-            self.write("DELETE FROM choice_shopping WHERE device = ?1 AND site = ?2", params![scope.key(), site])
+            self.write(Change::StopShopping { scope: scope.key(), site })
         } else {
-            self.write(
-                "INSERT INTO choice_shopping (device, site, until) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(device, site) DO UPDATE SET until = ?3",
-                params![scope.key(), site, until as i64],
-            )
+            self.write(Change::Shop { scope: scope.key(), site, until: until as i64 })
         };
         written.map_err(|e| {
             // Not on disk: on in memory all the same, until the next start.
@@ -313,6 +371,61 @@ impl Choices {
     }
 }
 
+fn read_sqlite(conn: &Connection) -> rusqlite::Result<Rows> {
+    let mut rows = Rows::default();
+    let mut q = conn.prepare("SELECT device, source, votes FROM choice_downvotes")?;
+    for row in q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        rows.downvotes.push(row?);
+    }
+    let mut q = conn.prepare("SELECT device, site FROM choice_trusted")?;
+    for row in q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        rows.trusted.push(row?);
+    }
+    let mut q = conn.prepare("SELECT device, site, until FROM choice_shopping WHERE until > ?1")?;
+    for row in q.query_map([now() as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)))? {
+        rows.shopping.push(row?);
+    }
+    Ok(rows)
+}
+
+fn write_sqlite(conn: &Connection, change: Change<'_>) -> rusqlite::Result<()> {
+    match change {
+        Change::Downvote { scope, source, now } => conn.execute(
+            "INSERT INTO choice_downvotes (device, source, votes, changed) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT(device, source) DO UPDATE SET votes = votes + 1, changed = ?3",
+            params![scope, source, now],
+        ),
+        Change::Restore { scope, source } => {
+            conn.execute("DELETE FROM choice_downvotes WHERE device = ?1 AND source = ?2", params![scope, source])
+        }
+        Change::Trust { scope, site, now } => conn.execute(
+            "INSERT INTO choice_trusted (device, site, changed) VALUES (?1, ?2, ?3)
+             ON CONFLICT(device, site) DO UPDATE SET changed = ?3",
+            params![scope, site, now],
+        ),
+        Change::Distrust { scope, site } => {
+            conn.execute("DELETE FROM choice_trusted WHERE device = ?1 AND site = ?2", params![scope, site])
+        }
+        Change::Shop { scope, site, until } => conn.execute(
+            "INSERT INTO choice_shopping (device, site, until) VALUES (?1, ?2, ?3)
+             ON CONFLICT(device, site) DO UPDATE SET until = ?3",
+            params![scope, site, until],
+        ),
+        Change::StopShopping { scope, site } => {
+            conn.execute("DELETE FROM choice_shopping WHERE device = ?1 AND site = ?2", params![scope, site])
+        }
+    }?;
+    for table in ["choice_downvotes", "choice_trusted", "choice_shopping"] {
+        let _ = conn.execute(
+            &format!(
+                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT -1 OFFSET ?1)"
+            ),
+            [MAX_ROWS],
+        );
+    }
+    Ok(())
+}
+
 /// A store made before devices had choices of their own keeps the household's in tables
 /// without a device: move them over once.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -337,12 +450,23 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Keeps the proxy's snapshot in step with changes the CLI makes while it runs.
+/// Keeps the proxy's snapshot in step with changes made elsewhere: the CLI's, on a SQLite file
+/// (looked for every two seconds), or other replicas', on a shared store (told at once).
 pub fn watch(
     choices: Arc<Choices>,
     tasks: &tokio_util::task::TaskTracker,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    if let Backend::Postgres(pg) = &choices.backend {
+        let (snapshot, threshold) = (choices.snapshot.clone(), choices.threshold);
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        pg.listen(move |rows| snapshot.store(Arc::new(Snapshot::of(rows, threshold))), stopped.clone());
+        tasks.spawn(async move {
+            let _ = stop.changed().await;
+            stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        return;
+    }
     tasks.spawn(async move {
         loop {
             tokio::select! {

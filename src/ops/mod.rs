@@ -6,6 +6,7 @@
 pub mod access;
 pub mod auth;
 pub mod choices;
+pub mod choices_pg;
 pub mod groups;
 pub mod leases;
 pub mod metrics;

@@ -37,11 +37,11 @@ pub async fn serve(
     req: Request<ClientBody>,
     admin: bool,
     ip: std::net::IpAddr,
+    own: Option<&str>,
 ) -> Result<Response<Body>, Failure> {
     let path = req.uri().path().to_string();
     let token = shared.access.admin_address(ip);
-    let device = shared.device_scope(ip);
-    let scope = match (admin, &device) {
+    let scope = match (admin, own) {
         (true, _) => Scope::Household,
         (false, Some(d)) if path != "/lists/refresh" => Scope::Device(d),
         (false, _) if path == "/lists/refresh" => {

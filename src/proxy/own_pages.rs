@@ -25,10 +25,12 @@ use std::sync::Arc;
 
 /// Who is asking, as the pages tell clients apart.
 #[derive(Clone, Copy)]
-struct Asker {
+struct Asker<'a> {
     ip: std::net::IpAddr,
     user: bool,
     admin: bool,
+    /// Whose own choices the asker's page shows and its controls change ([`Shared::person_scope`]).
+    scope: Option<&'a str>,
 }
 
 /// Answer a request to the proxy's own pages. `proxied`: the browser sent it through its
@@ -46,16 +48,18 @@ pub async fn serve(
         ip,
         user: shared.access.is_user(ip),
         admin: shared.access.is_admin(ip, req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())),
+        scope: None,
     };
-    let receipt = match readers_receipt(shared, &req, asker, proxied, tunnel_who).await {
+    let (receipt, scope) = match readers_receipt(shared, &req, asker, proxied, tunnel_who).await {
         Ok(r) => r,
         Err(mut denied) => {
             not_framed(denied.headers_mut());
             return denied;
         }
     };
+    let asker = Asker { scope: scope.as_deref(), ..asker };
     let answer = if req.method() == Method::POST && controls::is_control(req.uri().path()) {
-        controls::serve(shared, req, asker.admin, ip).await
+        controls::serve(shared, req, asker.admin, ip, asker.scope).await
     } else {
         page(shared, &req, asker, local, proxied, &receipt)
     };
@@ -68,23 +72,25 @@ pub async fn serve(
 /// access lists let read it). With `[auth]`, the receipt pages and the controls need the same
 /// credentials as the proxy (through the proxy setting, `Proxy-Authorization`; asked for
 /// straight, `Authorization`): an admin then reads the whole receipt, a user only their own.
+/// With it, whose own choices the asker has ([`Shared::person_scope`]).
 async fn readers_receipt(
     shared: &Shared,
     req: &Request<ClientBody>,
-    asker: Asker,
+    asker: Asker<'_>,
     proxied: bool,
     tunnel_who: Option<Arc<Who>>,
-) -> Result<Arc<Receipt>, Response<Body>> {
+) -> Result<(Arc<Receipt>, Option<String>), Response<Body>> {
     let path = req.uri().path();
     if !(matches!(path, "/" | "/site" | "/events") || controls::is_control(path)) {
-        return Ok(shared.receipt.clone());
+        return Ok((shared.receipt.clone(), None));
     }
     let Some(auth) = &shared.auth else {
         // Each device of a household reads its own sites; the admins read every device's.
-        return Ok(match shared.own_receipt(None, asker.ip) {
+        let receipt = match shared.own_receipt(None, asker.ip) {
             Some(own) if !asker.admin => own,
             _ => shared.receipt.clone(),
-        });
+        };
+        return Ok((receipt, shared.person_scope(None, asker.ip)));
     };
     let who = match tunnel_who {
         Some(who) => Some(who),
@@ -95,8 +101,8 @@ async fn readers_receipt(
         }
     };
     match who {
-        Some(_) if asker.admin => Ok(shared.receipt.clone()),
-        Some(who) => Ok(shared.user_receipts.of(&who.user)),
+        Some(who) if asker.admin => Ok((shared.receipt.clone(), shared.person_scope(Some(&who), asker.ip))),
+        Some(who) => Ok((shared.user_receipts.of(&who.user), shared.person_scope(Some(&who), asker.ip))),
         None => {
             let (failure, challenge) = if proxied {
                 (Failure::AuthRequired, header::PROXY_AUTHENTICATE)
@@ -124,7 +130,7 @@ fn not_framed(h: &mut http::HeaderMap) {
 fn page(
     shared: &Shared,
     req: &Request<ClientBody>,
-    asker: Asker,
+    asker: Asker<'_>,
     local: SocketAddr,
     proxied: bool,
     receipt: &Receipt,
@@ -171,7 +177,19 @@ fn page(
             Ok(pages::text(StatusCode::OK, "image/gif", crate::respond::blocked::TRANSPARENT_GIF))
         }
         "/readyz" if get => Ok(if shared.ready.load(Ordering::SeqCst) {
-            pages::text(StatusCode::OK, "text/plain", "ready\n")
+            // A shared store that does not answer is no reason to leave the balancer: the
+            // choices last read stay in force. The detail says so.
+            match shared.choices.health().filter(|h| !h.is_up()) {
+                Some(h) => pages::text(
+                    StatusCode::OK,
+                    "text/plain",
+                    format!(
+                        "ready; the choices store is unreachable ({}): the choices last read are in force\n",
+                        h.error().unwrap_or_default()
+                    ),
+                ),
+                None => pages::text(StatusCode::OK, "text/plain", "ready\n"),
+            }
         } else {
             pages::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
         }),
@@ -219,7 +237,7 @@ fn receipt_view<'a>(
     shared: &'a Shared,
     receipt: &'a Receipt,
     choices: &'a crate::policy::overlay::PersonChoices,
-    asker: Asker,
+    asker: Asker<'_>,
 ) -> ReceiptView<'a> {
     let admin = asker.admin;
     let whose = match (&shared.auth, shared.config.receipt.per_person, admin) {
@@ -235,11 +253,15 @@ fn receipt_view<'a>(
             crate::ops::access::unmap(asker.ip)
         )),
         (Some(_), _, true) => Some("You see every user's sites.".to_string()),
-        (Some(_), _, false) => Some("Your own sites only; the controls are for the proxy's operators.".to_string()),
+        (Some(_), _, false) => Some(
+            "Your own sites only; your controls (shopping mode, trust, down-votes) change your own choices, \
+             which follow you to every gateway that shares this one's store."
+                .to_string(),
+        ),
         (None, false, _) => None,
     };
-    let may_change = admin || shared.device_scope(asker.ip).is_some();
-    let devices = if admin && shared.device_scope(asker.ip).is_some() { devices(shared) } else { Vec::new() };
+    let may_change = admin || asker.scope.is_some();
+    let devices = if admin && shared.per_device() { devices(shared) } else { Vec::new() };
     ReceiptView { receipt, choices, token: &shared.page_token, may_change, whose, devices }
 }
 
@@ -271,9 +293,9 @@ fn devices(shared: &Shared) -> Vec<pages::Device> {
 
 /// The choices the asker's page shows and its controls change: the household's for the
 /// operators, a device's own elsewhere on a household proxy.
-fn askers_choices(shared: &Shared, asker: Asker) -> Arc<crate::policy::overlay::PersonChoices> {
-    match shared.device_scope(asker.ip) {
-        Some(device) if !asker.admin => shared.choices.of(crate::ops::choices::Scope::Device(&device)),
+fn askers_choices(shared: &Shared, asker: Asker<'_>) -> Arc<crate::policy::overlay::PersonChoices> {
+    match asker.scope {
+        Some(scope) if !asker.admin => shared.choices.of(crate::ops::choices::Scope::Device(scope)),
         _ => shared.choices.snapshot(),
     }
 }
@@ -287,6 +309,7 @@ fn metrics(shared: &Shared) -> Response<Body> {
         receipt: &shared.receipt,
         choices: &choices,
         open_connections: shared.conns.open(),
+        store: shared.choices.health().map(|h| &**h),
     };
     pages::text(StatusCode::OK, "text/plain; version=0.0.4", pages::metrics(&view))
 }

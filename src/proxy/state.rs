@@ -79,23 +79,43 @@ impl Shared {
 
 impl Shared {
     /// The overlays one request is decided with: its user's group, the household's choices,
-    /// and (`[receipt] per_person`, without `[auth]`) the choices its device made for itself.
-    /// Every path (forward, CONNECT, transparent) takes its overlay from here.
+    /// and the person's own choices ([`Shared::person_scope`]). Every path (forward, CONNECT,
+    /// transparent) takes its overlay from here.
     pub fn overlay(&self, who: Option<&crate::ops::auth::Who>, ip: std::net::IpAddr) -> crate::policy::Overlay {
         let group = self.groups.load().of(who.map(|w| w.user.as_str()), ip);
         let overlay = crate::policy::Overlay::new(group, self.choices.snapshot());
-        match self.device_scope(ip) {
-            Some(device) => overlay.with_device(self.choices.device(&device)),
+        match self.person_scope(who, ip) {
+            Some(scope) => overlay.with_device(self.choices.device(&scope)),
             None => overlay,
         }
     }
 
-    /// The key a device's own choices are kept under: its address, on a household proxy
-    /// (`[receipt] per_person`, without `[auth]`); None elsewhere.
-    pub fn device_scope(&self, ip: std::net::IpAddr) -> Option<String> {
-        (self.auth.is_none() && self.config.receipt.per_person).then(|| crate::ops::access::unmap(ip).to_string())
+    /// The key a person's own choices are kept under ([`person_scope`]).
+    pub fn person_scope(&self, who: Option<&crate::ops::auth::Who>, ip: std::net::IpAddr) -> Option<String> {
+        person_scope(self.auth.is_some(), self.config.receipt.per_person, who.map(|w| w.user.as_str()), ip)
+    }
+
+    /// Whether each device of a household keeps choices of its own (by its address).
+    pub fn per_device(&self) -> bool {
+        self.auth.is_none() && self.config.receipt.per_person
     }
 }
+
+/// The key a person's own choices are kept under: with `[auth]`, the signed-in user's name
+/// (`user NAME`), so their choices follow them to every replica sharing the store; on a
+/// household proxy (`[receipt] per_person`, without `[auth]`), the device's address; None on a
+/// shared gateway without sign-in.
+pub fn person_scope(auth: bool, per_person: bool, user: Option<&str>, ip: std::net::IpAddr) -> Option<String> {
+    match (auth, user) {
+        (true, Some(user)) => Some(format!("{USER_SCOPE_PREFIX}{user}")),
+        (true, None) => None,
+        (false, _) => per_person.then(|| crate::ops::access::unmap(ip).to_string()),
+    }
+}
+
+/// What a signed-in user's choices are kept under, before their name (names never contain a
+/// space, and an address never starts with a letter and a space).
+pub const USER_SCOPE_PREFIX: &str = "user ";
 
 /// The key of a device's own receipt: its address (users' names never contain a space).
 pub fn device_key(ip: std::net::IpAddr) -> String {

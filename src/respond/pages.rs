@@ -75,6 +75,8 @@ pub struct MetricsView<'a> {
     pub receipt: &'a Receipt,
     pub choices: &'a PersonChoices,
     pub open_connections: usize,
+    /// A shared choices store's state (None for a SQLite file).
+    pub store: Option<&'a crate::ops::choices::Health>,
 }
 
 /// A new secret for the pages' forms: 128 random bits, hex.
@@ -113,6 +115,10 @@ pub fn metrics(v: &MetricsView) -> String {
     });
     subscription_metrics(&mut out, v.subscriptions);
     ad_source_metrics(&mut out, v.receipt, v.choices);
+    if let Some(store) = v.store {
+        out.push_str("# HELP nostalk_choices_store_up Whether the shared choices store answers (1); while it does not (0), the choices last read stay in force.\n# TYPE nostalk_choices_store_up gauge\n");
+        let _ = writeln!(out, "nostalk_choices_store_up {}", u8::from(store.is_up()));
+    }
     out
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cdp;
 pub mod lists;
+pub mod postgres;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -222,7 +223,9 @@ pub fn compose_config(dir: &Path, resolve: &[String], extra_toml: &str, reach_lo
     }
     // The person's choices go in the temp dir too: no test sees another's down-votes.
     let store = format!("store = {:?}", dir.join("choices.sqlite3").display().to_string());
-    if toml.contains("[receipt]") {
+    if extra_toml.contains("\nstore = ") {
+        // The caller's own store (a shared database).
+    } else if toml.contains("[receipt]") {
         toml = toml.replacen("[receipt]", &format!("[receipt]\n{store}"), 1);
     } else {
         toml.push_str(&format!("\n[receipt]\n{store}\n"));
