@@ -52,6 +52,13 @@ enum Command {
         /// Print a JSON object (decision, rule, list, site, party, type) instead of text.
         #[arg(long)]
         json: bool,
+        /// Decide for this signed-in user (`[auth]`): their group and their own choices.
+        #[arg(long)]
+        user: Option<String>,
+        /// Decide for a client at this address: its network's group, and on a household
+        /// proxy the device's own choices.
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
     },
     /// The local certificate authority.
     Ca {
@@ -238,8 +245,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run { config, listen } => run(config.as_deref(), listen),
         Command::Check { config } => Ok(check(&config)),
-        Command::Explain { url, config, page, request_type, json } => {
-            explain(&url, config.as_deref(), page.as_deref(), request_type.as_deref(), json)
+        Command::Explain { url, config, page, request_type, json, user, client } => {
+            let asker = Asker { user: user.as_deref(), client };
+            explain(&url, config.as_deref(), page.as_deref(), request_type.as_deref(), json, asker)
         }
         Command::Ca { command } => ca(command),
         Command::Service { command } => service(command),
@@ -318,12 +326,19 @@ fn check(config: &Path) -> i32 {
     }
 }
 
+/// Whom `explain` decides for (`--user`, `--client`).
+struct Asker<'a> {
+    user: Option<&'a str>,
+    client: Option<std::net::IpAddr>,
+}
+
 fn explain(
     url: &str,
     config: Option<&Path>,
     page: Option<&str>,
     request_type: Option<&str>,
     json: bool,
+    asker: Asker<'_>,
 ) -> Result<i32> {
     let cfg = load_config(config)?;
     let subs = Subscriptions::new(&cfg);
@@ -333,22 +348,42 @@ fn explain(
         return Ok(0);
     }
     // The person's choices (a down-voted ad source, a site trusted from the page), when the
-    // store exists; explain never creates it.
+    // store exists; explain never creates a SQLite file. The overlays are the running proxy's
+    // (Shared::overlay): the group of the user or the client's network, the household's (or
+    // team's) choices, and the asker's own.
     let store = cfg.store_path();
-    let choices = store
-        .exists()
+    let choices = (store.exists() || nostalk::ops::choices::is_postgres(&store))
         .then(|| nostalk::ops::choices::Choices::open(&store, cfg.receipt.downvotes_to_block).ok())
         .flatten();
-    let person = choices.map(|c| c.snapshot()).unwrap_or_default();
-    let overlay = policy::Overlay::new(None, person);
+    let ip = asker.client.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let group = nostalk::ops::groups::Groups::new(&cfg).of(asker.user, ip);
+    let scope = match (asker.user, asker.client) {
+        (None, None) => None,
+        _ => nostalk::proxy::state::person_scope(cfg.auth.users.is_some(), cfg.receipt.per_person, asker.user, ip),
+    };
+    let group_name = group.as_ref().map(|g| g.name.clone());
+    let mut overlay = policy::Overlay::new(group, choices.as_ref().map(|c| c.snapshot()).unwrap_or_default());
+    if let (Some(c), Some(scope)) = (&choices, &scope) {
+        overlay = overlay.with_device(c.device(scope));
+    }
     let e = policy::explain(&policy, url, page, request_type, &overlay).map_err(anyhow::Error::msg)?;
+    let own = scope.as_deref().filter(|_| choices.is_some());
     if json {
-        println!("{}", serde_json::to_string(&e)?);
+        let mut v = serde_json::to_value(&e)?;
+        if asker.user.is_some() || asker.client.is_some() {
+            v["group"] = serde_json::json!(group_name);
+            v["own_choices"] = serde_json::json!(own);
+        }
+        println!("{v}");
     } else {
         println!("{}  {}", e.decision.as_str(), e.url);
         println!("  rule:  {}", e.rule.as_deref().unwrap_or("(none)"));
         println!("  list:  {}", e.list.as_deref().unwrap_or("(none)"));
         println!("  site:  {} ({} party, {})", e.site, e.party, e.request_type);
+        if asker.user.is_some() || asker.client.is_some() {
+            println!("  group: {}", group_name.as_deref().unwrap_or("(none)"));
+            println!("  own choices: {}", own.unwrap_or("(none)"));
+        }
     }
     Ok(0)
 }

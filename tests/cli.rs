@@ -78,6 +78,51 @@ fn explain_prints_decision_rule_list_site_and_party_as_json() {
     assert!(v["rule"].as_str().unwrap().contains("google-analytics.com"));
 }
 
+/// `explain --user` and `--client` decide as the running gateway would for that person: the
+/// user's group or the client network's, and the user's own choices from the store.
+#[test]
+fn explain_for_a_user_or_a_client_applies_their_group_and_their_own_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    nostalk::ops::auth::set_password(&users, "alice", "correct horse").unwrap();
+    nostalk::ops::auth::set_password(&users, "bob", "battery staple").unwrap();
+    std::fs::write(dir.path().join("ads.txt"), "||ads.test^\n").unwrap();
+    let store = dir.path().join("choices.sqlite3");
+    let config = dir.path().join("nostalk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nusers = {:?}\n[receipt]\nstore = {:?}\n[policy]\ndefault_subscriptions = false\n\
+             [[groups]]\nname = \"strict\"\nmembers = [\"alice\"]\nads = \"block\"\n\
+             [[groups]]\nname = \"lab\"\nnetworks = [\"10.9.0.0/16\"]\nads = \"block\"\n\
+             [[lists]]\nname = \"team-ads\"\npath = {:?}\nverdict = \"ad\"\n",
+            users.display().to_string(),
+            store.display().to_string(),
+            dir.path().join("ads.txt").display().to_string()
+        ),
+    )
+    .unwrap();
+    // Bob down-voted the ad source for himself (as his receipt page's control keeps it).
+    let choices = nostalk::ops::choices::Choices::open(&store, 1).unwrap();
+    choices.downvote_in(nostalk::ops::choices::Scope::Device("user bob"), "ads.test").unwrap();
+    drop(choices);
+    let explain = |who: &[&str]| {
+        let mut args = vec!["explain", "http://ads.test/ad.js", "--page", "http://news.test/", "--json", "--config"];
+        args.push(config.to_str().unwrap());
+        args.extend_from_slice(who);
+        let out = nostalk().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["decision"].as_str().unwrap().to_string(), v["group"].as_str().map(str::to_string))
+    };
+    assert_eq!(explain(&[]).0, "ad", "nobody in particular: the ad, de-identified");
+    assert_eq!(explain(&["--user", "alice"]), ("block".into(), Some("strict".into())), "alice's group blocks ads");
+    assert_eq!(explain(&["--client", "10.9.3.4"]), ("block".into(), Some("lab".into())), "the lab's network does");
+    assert_eq!(explain(&["--user", "alice", "--client", "10.9.3.4"]).1, Some("strict".into()), "her own group wins");
+    assert_eq!(explain(&["--user", "bob"]), ("block".into(), None), "bob's own down-vote");
+    assert_eq!(explain(&["--user", "carol"]), ("ad".into(), None), "not carol's");
+}
+
 #[test]
 fn explain_reads_requests_from_stdin_in_order() {
     let mut child = nostalk().args(["explain", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
