@@ -267,6 +267,7 @@ async fn replicas_share_a_person_s_choices_through_postgresql_and_serve_while_it
         assert!(changed.elapsed() < Duration::from_secs(2), "replica B did not see carol's down-vote within 2 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!("replica B saw the down-vote {:?} after replica A kept it", changed.elapsed());
     assert!(ad_blocked(carol_a.clone()).await, "on replica A too");
     assert!(!ad_blocked(dave_b.clone()).await, "carol's choice is hers: dave still gets the ad de-identified");
 
@@ -306,6 +307,7 @@ async fn replicas_share_a_person_s_choices_through_postgresql_and_serve_while_it
         assert!(back.elapsed() < Duration::from_secs(15), "the replicas did not reconnect:\n{}", pg.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    eprintln!("both replicas reconnected {:?} after the database was back", back.elapsed());
     control(&carol_a, "/ads/restore").await;
     let changed = std::time::Instant::now();
     while ad_blocked(carol_b.clone()).await {

@@ -178,12 +178,13 @@ impl PgStore {
         while !stop.load(Ordering::Relaxed) {
             let mut told = false;
             {
+                use postgres::fallible_iterator::FallibleIterator;
                 let mut notes = client.notifications();
-                let mut iter = notes.timeout_iter(Duration::from_millis(500));
-                while let Some(_note) =
-                    postgres::fallible_iterator::FallibleIterator::next(&mut iter).map_err(failed)?
-                {
+                // Wait for one (up to half a second), then take the others already here: one
+                // read for a burst of changes, and none of the wait after the first.
+                if notes.timeout_iter(Duration::from_millis(500)).next().map_err(failed)?.is_some() {
                     told = true;
+                    while notes.iter().next().map_err(failed)?.is_some() {}
                 }
             }
             if client.is_closed() {
