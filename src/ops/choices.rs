@@ -77,6 +77,59 @@ pub enum Change<'a> {
     StopShopping { scope: &'a str, site: &'a str },
 }
 
+/// One change as SQL that both stores run: `$1` is the scope, `$2` the source or site, `$3`
+/// the time when the change has one (SQLite numbers `$N` parameters by first use, PostgreSQL by
+/// N; they agree because each statement uses them in order).
+pub(crate) struct Statement<'a> {
+    pub sql: &'static str,
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub time: Option<i64>,
+    /// The table an addition grew (to prune back to `MAX_ROWS`), `None` for a removal.
+    pub grows: Option<&'static str>,
+}
+
+impl<'a> Change<'a> {
+    pub(crate) fn statement(self) -> Statement<'a> {
+        let (sql, scope, key, time, grows) = match self {
+            Change::Downvote { scope, source, now } => (
+                "INSERT INTO choice_downvotes (device, source, votes, changed) VALUES ($1, $2, 1, $3)
+                 ON CONFLICT (device, source) DO UPDATE SET votes = choice_downvotes.votes + 1, changed = $3",
+                scope,
+                source,
+                Some(now),
+                Some("choice_downvotes"),
+            ),
+            Change::Restore { scope, source } => {
+                ("DELETE FROM choice_downvotes WHERE device = $1 AND source = $2", scope, source, None, None)
+            }
+            Change::Trust { scope, site, now } => (
+                "INSERT INTO choice_trusted (device, site, changed) VALUES ($1, $2, $3)
+                 ON CONFLICT (device, site) DO UPDATE SET changed = $3",
+                scope,
+                site,
+                Some(now),
+                Some("choice_trusted"),
+            ),
+            Change::Distrust { scope, site } => {
+                ("DELETE FROM choice_trusted WHERE device = $1 AND site = $2", scope, site, None, None)
+            }
+            Change::Shop { scope, site, until } => (
+                "INSERT INTO choice_shopping (device, site, until) VALUES ($1, $2, $3)
+                 ON CONFLICT (device, site) DO UPDATE SET until = $3",
+                scope,
+                site,
+                Some(until),
+                Some("choice_shopping"),
+            ),
+            Change::StopShopping { scope, site } => {
+                ("DELETE FROM choice_shopping WHERE device = $1 AND site = $2", scope, site, None, None)
+            }
+        };
+        Statement { sql, scope, key, time, grows }
+    }
+}
+
 /// Every scope's choices, read at once.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -389,33 +442,12 @@ fn read_sqlite(conn: &Connection) -> rusqlite::Result<Rows> {
 }
 
 fn write_sqlite(conn: &Connection, change: Change<'_>) -> rusqlite::Result<()> {
-    match change {
-        Change::Downvote { scope, source, now } => conn.execute(
-            "INSERT INTO choice_downvotes (device, source, votes, changed) VALUES (?1, ?2, 1, ?3)
-             ON CONFLICT(device, source) DO UPDATE SET votes = votes + 1, changed = ?3",
-            params![scope, source, now],
-        ),
-        Change::Restore { scope, source } => {
-            conn.execute("DELETE FROM choice_downvotes WHERE device = ?1 AND source = ?2", params![scope, source])
-        }
-        Change::Trust { scope, site, now } => conn.execute(
-            "INSERT INTO choice_trusted (device, site, changed) VALUES (?1, ?2, ?3)
-             ON CONFLICT(device, site) DO UPDATE SET changed = ?3",
-            params![scope, site, now],
-        ),
-        Change::Distrust { scope, site } => {
-            conn.execute("DELETE FROM choice_trusted WHERE device = ?1 AND site = ?2", params![scope, site])
-        }
-        Change::Shop { scope, site, until } => conn.execute(
-            "INSERT INTO choice_shopping (device, site, until) VALUES (?1, ?2, ?3)
-             ON CONFLICT(device, site) DO UPDATE SET until = ?3",
-            params![scope, site, until],
-        ),
-        Change::StopShopping { scope, site } => {
-            conn.execute("DELETE FROM choice_shopping WHERE device = ?1 AND site = ?2", params![scope, site])
-        }
+    let st = change.statement();
+    match st.time {
+        Some(t) => conn.execute(st.sql, params![st.scope, st.key, t]),
+        None => conn.execute(st.sql, params![st.scope, st.key]),
     }?;
-    for table in ["choice_downvotes", "choice_trusted", "choice_shopping"] {
+    if let Some(table) = st.grows {
         let _ = conn.execute(
             &format!(
                 "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT -1 OFFSET ?1)"

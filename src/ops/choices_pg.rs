@@ -238,46 +238,16 @@ fn read(c: &mut Client) -> Result<Rows, postgres::Error> {
 }
 
 fn write(tx: &mut postgres::Transaction<'_>, change: Change<'_>) -> Result<(), postgres::Error> {
-    let table = match change {
-        Change::Downvote { scope, source, now } => {
-            tx.execute(
-                "INSERT INTO choice_downvotes (device, source, votes, changed) VALUES ($1, $2, 1, $3)
-                 ON CONFLICT (device, source) DO UPDATE SET votes = choice_downvotes.votes + 1, changed = $3",
-                &[&scope, &source, &now],
-            )?;
-            "choice_downvotes"
-        }
-        Change::Restore { scope, source } => {
-            tx.execute("DELETE FROM choice_downvotes WHERE device = $1 AND source = $2", &[&scope, &source])?;
-            return Ok(());
-        }
-        Change::Trust { scope, site, now } => {
-            tx.execute(
-                "INSERT INTO choice_trusted (device, site, changed) VALUES ($1, $2, $3)
-                 ON CONFLICT (device, site) DO UPDATE SET changed = $3",
-                &[&scope, &site, &now],
-            )?;
-            "choice_trusted"
-        }
-        Change::Distrust { scope, site } => {
-            tx.execute("DELETE FROM choice_trusted WHERE device = $1 AND site = $2", &[&scope, &site])?;
-            return Ok(());
-        }
-        Change::Shop { scope, site, until } => {
-            tx.execute(
-                "INSERT INTO choice_shopping (device, site, until) VALUES ($1, $2, $3)
-                 ON CONFLICT (device, site) DO UPDATE SET until = $3",
-                &[&scope, &site, &until],
-            )?;
-            let now = crate::policy::overlay::now_secs() as i64;
-            tx.execute("DELETE FROM choice_shopping WHERE until <= $1", &[&now])?;
-            "choice_shopping"
-        }
-        Change::StopShopping { scope, site } => {
-            tx.execute("DELETE FROM choice_shopping WHERE device = $1 AND site = $2", &[&scope, &site])?;
-            return Ok(());
-        }
+    let st = change.statement();
+    match st.time {
+        Some(t) => tx.execute(st.sql, &[&st.scope, &st.key, &t])?,
+        None => tx.execute(st.sql, &[&st.scope, &st.key])?,
     };
+    let Some(table) = st.grows else { return Ok(()) };
+    if table == "choice_shopping" {
+        let now = crate::policy::overlay::now_secs() as i64;
+        tx.execute("DELETE FROM choice_shopping WHERE until <= $1", &[&now])?;
+    }
     let order = if table == "choice_shopping" { "until" } else { "changed" };
     tx.execute(
         &format!("DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} ORDER BY {order} DESC OFFSET $1)"),

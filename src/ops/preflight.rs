@@ -52,20 +52,21 @@ pub fn check(cfg: &Config) -> Vec<Finding> {
     }
     // The choices store: run keeps going without it (in memory), so a warning.
     let store = cfg.store_path();
-    if crate::ops::choices::is_postgres(&store) {
+    let store_ok = if crate::ops::choices::is_postgres(&store) {
         // Only its form: a database that is down now is no reason not to start (the choices
         // last read, none at first, are in force until it answers).
         if let Err(e) = crate::ops::choices_pg::PgStore::new(store.to_str().unwrap_or_default()) {
             error(format!("receipt.store: {e}"));
         }
-    }
-    let store_ok = match store.parent() {
-        _ if crate::ops::choices::is_postgres(&store) => Ok(()),
-        Some(dir) if store.exists() => {
-            std::fs::OpenOptions::new().write(true).open(&store).map(|_| ()).or_else(|_| can_create(dir))
+        Ok(())
+    } else {
+        match store.parent() {
+            Some(dir) if store.exists() => {
+                std::fs::OpenOptions::new().write(true).open(&store).map(|_| ()).or_else(|_| can_create(dir))
+            }
+            Some(dir) => can_create(dir),
+            None => Ok(()),
         }
-        Some(dir) => can_create(dir),
-        None => Ok(()),
     };
     if let Err(e) = store_ok {
         found.push(Finding {
