@@ -212,3 +212,161 @@ fn the_openwrt_firewall_rules_send_ports_80_and_443_to_the_transparent_listeners
     assert!(read("deploy/openwrt/nostalk/files/nostalk-noquic.nft").contains("udp dport 443"));
     assert!(read("deploy/openwrt/nostalk/Makefile").contains("nostalk-redirect.nft"));
 }
+
+/// The uid and gid the test gives the unit's `nostalk` user (as `useradd --system` would give
+/// one): not root, owning nothing on this machine.
+const SERVICE_ID: u32 = 64901;
+
+/// A one-answer origin for the gateway to reach: every request gets `hello`.
+fn hello_origin() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // Bounded: the test makes two requests through the proxy.
+        for stream in listener.incoming().take(8) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+        }
+    });
+    port
+}
+
+/// `cmd` as the unit runs it: the service's uid and gid, no other group, umask 0077.
+fn as_service(cmd: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    let id = SERVICE_ID.to_string();
+    c.args(["--reuid", &id, "--regid", &id, "--clear-groups", "--", "sh", "-c"]);
+    c.arg(format!("umask 0077; exec {cmd}"));
+    c
+}
+
+fn curl_through(port: u16, extra: &[&str], url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-x"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// README.md's "A team, on a gateway", line by line as root would type it, in a temporary root;
+/// then what systemd does with deploy/systemd/nostalk.service: the state directory made the
+/// service user's (StateDirectory=, 0700), `ExecStartPre` and `ExecStart` run as that
+/// unprivileged user with the unit's umask. The config is changed only to stay on loopback.
+#[test]
+fn the_team_s_systemd_steps_give_a_gateway_that_checks_and_serves_as_its_own_unprivileged_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid(2) only reads the process's user id.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
+        println!("SKIPPED: running the steps as an unprivileged user needs root and setpriv");
+        return;
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for d in ["usr/local/bin", "etc/systemd/system", "var/lib"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let r = root.display().to_string();
+
+    // The README's block, run in order.
+    let readme = read("README.md");
+    let block = readme.split("### A team, on a gateway\n\n```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    let (mut ran, mut user_made) = (0, false);
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        if line.starts_with("useradd ") {
+            assert!(line.contains("--system") && line.ends_with(" nostalk"), "{line}");
+            user_made = true;
+            continue;
+        }
+        if line.starts_with("systemctl ") {
+            continue; // what systemd does is below
+        }
+        let line = line
+            .replace("target/release/nostalk", env!("CARGO_BIN_EXE_nostalk"))
+            .replace(" /etc/", &format!(" {r}/etc/"))
+            .replace(" /usr/local/bin/", &format!(" {r}/usr/local/bin/"))
+            .replace("-g nostalk", &format!("-g {SERVICE_ID}"));
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &line])
+            .current_dir(manifest)
+            .env("PATH", format!("{r}/usr/local/bin:{}", std::env::var("PATH").unwrap_or_default()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+        ran += 1;
+    }
+    assert!(user_made && ran >= 5, "the README's team block changed shape: {block}");
+    let users = root.join("etc/nostalk/users");
+    let meta = std::fs::metadata(&users).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.uid(), meta.gid()), (0o640, 0, SERVICE_ID), "the users file");
+    assert!(std::fs::read_to_string(&users).unwrap().starts_with("alice:$argon2id$"));
+
+    // Only what keeps the gateway on loopback changes in the installed config.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let origin = hello_origin();
+    let cfg_path = root.join("etc/nostalk/nostalk.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    for from in ["\"0.0.0.0:8877\"", "[\"10.0.0.0/8\"]", "https://easylist.to/", "[upstream]\n"] {
+        assert!(cfg.contains(from), "team.toml no longer has {from}");
+    }
+    let cfg = cfg
+        .replace("\"/etc/nostalk/", &format!("\"{r}/etc/nostalk/"))
+        .replace("\"/var/lib/nostalk/", &format!("\"{r}/var/lib/nostalk/"))
+        .replace("\"0.0.0.0:8877\"", &format!("\"127.0.0.1:{port}\""))
+        .replace("[\"10.0.0.0/8\"]", "[\"127.0.0.1/32\"]")
+        .replace("https://easylist.to/", "http://127.0.0.1:9/")
+        .replace(
+            "[upstream]\n",
+            &format!("[upstream]\nresolve = [\"site.test:80:127.0.0.1:{origin}\"]\nallow = [\"127.0.0.0/8\"]\n"),
+        );
+    std::fs::write(&cfg_path, cfg).unwrap();
+
+    // systemd: StateDirectory=nostalk with StateDirectoryMode=0700, the service user's.
+    let state = root.join("var/lib/nostalk");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(SERVICE_ID), Some(SERVICE_ID)).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/nostalk.service")).unwrap();
+    let exec = |key: &str| {
+        let line = unit.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("no {key} in the unit"));
+        line.replace("/usr/local/bin/", &format!("{r}/usr/local/bin/")).replace(" /etc/", &format!(" {r}/etc/"))
+    };
+    assert!(unit.contains("\nUser=nostalk\n") && unit.contains("\nUMask=0077\n"));
+
+    let check = as_service(&exec("ExecStartPre=")).output().unwrap();
+    assert!(check.status.success(), "the unit's check: {}", String::from_utf8_lossy(&check.stderr));
+    let mut run = as_service(&exec("ExecStart=")).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2"])
+            .arg(format!("http://127.0.0.1:{port}/readyz"))
+            .output()
+            .unwrap();
+        out.stdout == b"200"
+    });
+    let anonymous = curl_through(port, &[], "http://site.test/");
+    let alice = curl_through(port, &["--proxy-user", "alice:a long passphrase"], "http://site.test/");
+    let wrong = curl_through(port, &["--proxy-user", "alice:guess"], "http://site.test/");
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(ready, "the gateway never turned ready");
+    assert_eq!((anonymous.as_str(), alice.as_str(), wrong.as_str()), ("407", "200", "407"));
+    // The CA the service made is its own, readable by it alone.
+    let key = std::fs::metadata(state.join("ca/nostalk-ca.key")).unwrap();
+    assert_eq!((key.uid(), key.mode() & 0o777), (SERVICE_ID, 0o600));
+
+    // The control: a users file root's alone (as `nostalk passwd` made it before) stops the
+    // unit at its check, naming the file.
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let check = as_service(&exec("ExecStartPre=")).output().unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success() && err.contains("users") && err.contains("ermission denied"), "{err}");
+}

@@ -263,8 +263,9 @@ fn read_users(path: &Path) -> Result<(UserHashes, Option<SystemTime>), String> {
     Ok((hashes, modified))
 }
 
-/// Add `user` with `password` to the users file, or change their password; the file is made
-/// readable by its owner alone.
+/// Add `user` with `password` to the users file, or change their password. A new file is
+/// readable by its owner alone; a file that exists keeps its mode and group (an operator who
+/// made it the service's group's to read, 0640 root:nostalk, keeps it so).
 pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), String> {
     if user.is_empty() || user.contains([':', '\n', '\r']) {
         return Err("a user name cannot be empty or hold `:` or a line break".into());
@@ -277,6 +278,10 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), Strin
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
+    let kept = std::fs::metadata(path).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        (m.mode() & 0o777, m.gid())
+    });
     let hash = hash_password(password)?;
     let mut out: Vec<String> =
         old.lines().filter(|l| l.split_once(':').is_none_or(|(u, _)| u != user)).map(str::to_string).collect();
@@ -292,6 +297,13 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), Strin
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        if let Some((mode, gid)) = kept {
+            // The group first, then the mode: the hashes are never readable by a group they
+            // were not meant for, even for a moment.
+            std::os::unix::fs::fchown(&f, None, Some(gid)).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        }
         f.write_all((out.join("\n") + "\n").as_bytes()).map_err(|e| format!("{}: {e}", tmp.display()))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
@@ -331,6 +343,24 @@ mod tests {
         assert!(text.contains("alice:$argon2id$") && !text.contains("correct horse"));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&users).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_users_file_made_the_service_group_s_keeps_its_group_and_mode_when_a_password_changes() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        std::fs::write(&users, "").unwrap();
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // The group of a service user where the test may give one (as root), else the caller's own.
+        // SAFETY: geteuid(2) and getegid(2) only read the process's ids.
+        let gid = if unsafe { libc::geteuid() } == 0 { 64901 } else { unsafe { libc::getegid() } };
+        std::os::unix::fs::chown(&users, None, Some(gid)).unwrap();
+        set_password(&users, "alice", "correct horse").unwrap();
+        set_password(&users, "bob", "battery staple").unwrap();
+        let meta = std::fs::metadata(&users).unwrap();
+        assert_eq!((meta.mode() & 0o777, meta.gid()), (0o640, gid));
+        assert!(std::fs::read_to_string(&users).unwrap().lines().count() == 2);
     }
 
     #[tokio::test]
