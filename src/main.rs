@@ -99,6 +99,16 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Learned trackers: third parties no list names that nostalk saw trying to identify the
+    /// browser on several sites. List them with the sites, or forget one for good (it is not a
+    /// tracker). A running proxy sees the change within seconds.
+    Learned {
+        #[command(subcommand)]
+        command: Option<LearnedCommand>,
+        /// The config whose store to use; the default store when absent.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Start nostalk with your session (a systemd user unit on Linux, a launchd agent on
     /// macOS), stop doing so, or say whether it does.
     Service {
@@ -259,6 +269,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Lists { config, .. } => lists(config.as_deref()),
         Command::Passwd { user, file, config } => passwd(&user, file, config.as_deref()),
         Command::Ads { command, config } => ads(command, config.as_deref()),
+        Command::Learned { command, config } => learned(command, config.as_deref()),
         Command::Shop { site, minutes, proxy } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(shop(&proxy, &site, minutes))?;
@@ -552,6 +563,36 @@ enum AdsCommand {
     Down { host: String },
     /// Forget an ad source's down-votes: its ads are shown de-identified again.
     Restore { host: String },
+}
+
+#[derive(Subcommand)]
+enum LearnedCommand {
+    /// Forget a learned tracker (a host; its site is what is forgotten) and never learn it again.
+    Forget { host: String },
+}
+
+/// `nostalk learned [forget HOST]`.
+fn learned(command: Option<LearnedCommand>, config: Option<&Path>) -> Result<i32> {
+    let cfg = load_config(config)?;
+    let choices = nostalk::ops::choices::Choices::open(&cfg.store_path(), cfg.receipt.downvotes_to_block)
+        .map_err(anyhow::Error::msg)?;
+    match command {
+        None => {
+            let learned = choices.learned();
+            if learned.is_empty() {
+                println!("no tracker learned yet ({})", choices.path().display());
+            }
+            for (source, sites) in learned {
+                println!("{source}  learned: tried to identify you on {sites}");
+            }
+        }
+        Some(LearnedCommand::Forget { host }) => {
+            let source = nostalk::policy::site::site_of(&host.to_ascii_lowercase());
+            choices.not_a_tracker(&source).map_err(anyhow::Error::msg)?;
+            println!("{source}: forgotten; it will not be learned again");
+        }
+    }
+    Ok(0)
 }
 
 /// `nostalk ads [down|restore HOST]`.

@@ -34,6 +34,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub groups: Vec<GroupConfig>,
     pub transparent: TransparentConfig,
+    pub learn: LearnConfig,
     pub lists: Vec<ListConfig>,
 }
 
@@ -164,6 +165,22 @@ pub struct ReceiptConfig {
 impl Default for ReceiptConfig {
     fn default() -> Self {
         ReceiptConfig { per_person: true, store: None, downvotes_to_block: 1, max_watchers: 32, leases: None }
+    }
+}
+
+/// Learned trackers (ops/learn.rs): a third party seen trying to identify the browser on this
+/// many first-party sites is decided like an ad source from then on.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnConfig {
+    pub enabled: bool,
+    /// Distinct first-party sites on which a third party set an identifying cookie.
+    pub sites: usize,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        LearnConfig { enabled: true, sites: 3 }
     }
 }
 

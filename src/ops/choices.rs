@@ -64,6 +64,8 @@ pub struct Rows {
     pub downvotes: Vec<(String, String, u32)>,
     pub trusted: Vec<(String, String)>,
     pub shopping: Vec<(String, String, u64)>,
+    /// (learned tracker, the sites it was seen identifying on; "" when not a tracker).
+    pub learned: Vec<(String, String)>,
 }
 
 /// One change to the choices, as either store applies it.
@@ -75,6 +77,10 @@ pub enum Change<'a> {
     Distrust { scope: &'a str, site: &'a str },
     Shop { scope: &'a str, site: &'a str, until: i64 },
     StopShopping { scope: &'a str, site: &'a str },
+    /// A third party learned as a tracker (ops/learn.rs), with the sites it was seen on.
+    Learn { source: &'a str, sites: &'a str, now: i64 },
+    /// The person says a third party is not a tracker: forgotten, and never learned again.
+    NotTracker { source: &'a str, now: i64 },
 }
 
 /// One change as SQL that both stores run: `$1` is the scope, `$2` the source or site, `$3`
@@ -85,6 +91,8 @@ pub(crate) struct Statement<'a> {
     pub scope: &'a str,
     pub key: &'a str,
     pub time: Option<i64>,
+    /// `$4`, for the one change that has text.
+    pub text: Option<&'a str>,
     /// The table an addition grew (to prune back to `MAX_ROWS`), `None` for a removal.
     pub grows: Option<&'static str>,
 }
@@ -125,8 +133,27 @@ impl<'a> Change<'a> {
             Change::StopShopping { scope, site } => {
                 ("DELETE FROM choice_shopping WHERE device = $1 AND site = $2", scope, site, None, None)
             }
+            Change::Learn { source, sites, now } => {
+                return Statement { text: Some(sites), ..Statement::learned(source, now) };
+            }
+            Change::NotTracker { source, now } => return Statement { text: Some(""), ..Statement::learned(source, now) },
         };
-        Statement { sql, scope, key, time, grows }
+        Statement { sql, scope, key, time, text: None, grows }
+    }
+}
+
+impl<'a> Statement<'a> {
+    /// A learned tracker's row (the household's: learning is not per device).
+    fn learned(source: &'a str, now: i64) -> Statement<'a> {
+        Statement {
+            sql: "INSERT INTO choice_learned (device, source, changed, sites) VALUES ($1, $2, $3, $4)
+                  ON CONFLICT (device, source) DO UPDATE SET changed = $3, sites = $4",
+            scope: "",
+            key: source,
+            time: Some(now),
+            text: None,
+            grows: Some("choice_learned"),
+        }
     }
 }
 
@@ -150,6 +177,8 @@ impl Snapshot {
         for (d, k, v) in rows.shopping {
             scopes.entry(d).or_insert_with(blank).shopping.insert(k, v);
         }
+        let household = scopes.entry(String::new()).or_insert_with(blank);
+        household.learned = rows.learned.into_iter().map(|(k, v)| (k, Arc::from(v))).collect();
         let household = Arc::new(scopes.remove("").unwrap_or_else(blank));
         Snapshot { household, devices: scopes.into_iter().map(|(d, c)| (d, Arc::new(c))).collect() }
     }
@@ -234,7 +263,8 @@ impl Choices {
              PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS choice_downvotes (device TEXT NOT NULL, source TEXT NOT NULL, votes INTEGER NOT NULL, changed INTEGER NOT NULL, PRIMARY KEY (device, source));
              CREATE TABLE IF NOT EXISTS choice_trusted (device TEXT NOT NULL, site TEXT NOT NULL, changed INTEGER NOT NULL, PRIMARY KEY (device, site));
-             CREATE TABLE IF NOT EXISTS choice_shopping (device TEXT NOT NULL, site TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (device, site));",
+             CREATE TABLE IF NOT EXISTS choice_shopping (device TEXT NOT NULL, site TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (device, site));
+             CREATE TABLE IF NOT EXISTS choice_learned (device TEXT NOT NULL, source TEXT NOT NULL, changed INTEGER NOT NULL, sites TEXT NOT NULL, PRIMARY KEY (device, source));",
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
         migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -404,6 +434,25 @@ impl Choices {
         })
     }
 
+    /// Learn `source` as a tracker, seen on `sites` ("a, b and c").
+    pub fn learn(&self, source: &str, sites: &str) -> Result<(), String> {
+        self.write(Change::Learn { source, sites, now: now() as i64 })
+    }
+
+    /// Forget a learned tracker, and never learn it again: the person says it is not one.
+    pub fn not_a_tracker(&self, source: &str) -> Result<(), String> {
+        self.write(Change::NotTracker { source, now: now() as i64 })
+    }
+
+    /// The learned trackers with the sites each was seen on, by name.
+    pub fn learned(&self) -> Vec<(String, String)> {
+        let snap = self.snapshot();
+        let mut v: Vec<_> =
+            snap.learned.iter().filter(|(_, s)| !s.is_empty()).map(|(k, s)| (k.clone(), s.to_string())).collect();
+        v.sort();
+        v
+    }
+
     /// The shopping switches still on, with the time each has left, by site.
     pub fn shopping_left(&self) -> Vec<(String, Duration)> {
         let now = now();
@@ -438,14 +487,19 @@ fn read_sqlite(conn: &Connection) -> rusqlite::Result<Rows> {
     for row in q.query_map([now() as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)))? {
         rows.shopping.push(row?);
     }
+    let mut q = conn.prepare("SELECT source, sites FROM choice_learned WHERE device = ''")?;
+    for row in q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        rows.learned.push(row?);
+    }
     Ok(rows)
 }
 
 fn write_sqlite(conn: &Connection, change: Change<'_>) -> rusqlite::Result<()> {
     let st = change.statement();
-    match st.time {
-        Some(t) => conn.execute(st.sql, params![st.scope, st.key, t]),
-        None => conn.execute(st.sql, params![st.scope, st.key]),
+    match (st.time, st.text) {
+        (Some(t), Some(text)) => conn.execute(st.sql, params![st.scope, st.key, t, text]),
+        (Some(t), None) => conn.execute(st.sql, params![st.scope, st.key, t]),
+        (None, _) => conn.execute(st.sql, params![st.scope, st.key]),
     }?;
     if let Some(table) = st.grows {
         let _ = conn.execute(

@@ -218,6 +218,7 @@ fn schema(c: &mut Client) -> Result<(), postgres::Error> {
          CREATE TABLE IF NOT EXISTS choice_downvotes (device TEXT NOT NULL, source TEXT NOT NULL, votes INTEGER NOT NULL, changed BIGINT NOT NULL, PRIMARY KEY (device, source));
          CREATE TABLE IF NOT EXISTS choice_trusted (device TEXT NOT NULL, site TEXT NOT NULL, changed BIGINT NOT NULL, PRIMARY KEY (device, site));
          CREATE TABLE IF NOT EXISTS choice_shopping (device TEXT NOT NULL, site TEXT NOT NULL, until BIGINT NOT NULL, PRIMARY KEY (device, site));
+         CREATE TABLE IF NOT EXISTS choice_learned (device TEXT NOT NULL, source TEXT NOT NULL, changed BIGINT NOT NULL, sites TEXT NOT NULL, PRIMARY KEY (device, source));
          COMMIT;",
     )
 }
@@ -234,14 +235,18 @@ fn read(c: &mut Client) -> Result<Rows, postgres::Error> {
     for r in c.query("SELECT device, site, until FROM choice_shopping WHERE until > $1", &[&now])? {
         rows.shopping.push((r.get(0), r.get(1), r.get::<_, i64>(2).max(0) as u64));
     }
+    for r in c.query("SELECT source, sites FROM choice_learned WHERE device = ''", &[])? {
+        rows.learned.push((r.get(0), r.get(1)));
+    }
     Ok(rows)
 }
 
 fn write(tx: &mut postgres::Transaction<'_>, change: Change<'_>) -> Result<(), postgres::Error> {
     let st = change.statement();
-    match st.time {
-        Some(t) => tx.execute(st.sql, &[&st.scope, &st.key, &t])?,
-        None => tx.execute(st.sql, &[&st.scope, &st.key])?,
+    match (st.time, st.text) {
+        (Some(t), Some(text)) => tx.execute(st.sql, &[&st.scope, &st.key, &t, &text])?,
+        (Some(t), None) => tx.execute(st.sql, &[&st.scope, &st.key, &t])?,
+        (None, _) => tx.execute(st.sql, &[&st.scope, &st.key])?,
     };
     let Some(table) = st.grows else { return Ok(()) };
     if table == "choice_shopping" {

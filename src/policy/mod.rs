@@ -93,6 +93,10 @@ pub enum Reason {
     /// it loads (a flow through it goes on), kept unlinkable: no cookies either way, no Referer,
     /// and its page's storage lives only as long as the page (unlinkable bouncing).
     Unlinkable(Matched),
+    /// A third party no list names that nostalk saw trying to identify the browser on several
+    /// sites (ops/learn.rs): decided like an ad source. The rule says on which sites; the list
+    /// is "learned".
+    Learned(Matched),
 }
 
 /// A rule that matched, and the list it came from.
@@ -115,6 +119,7 @@ impl Decision {
             | Reason::Exception(m)
             | Reason::Social(m)
             | Reason::DownVoted(m)
+            | Reason::Learned(m)
             | Reason::Unlinkable(m) => Some(m),
             Reason::Bounce { matched, .. } | Reason::Cloaked { matched, .. } => Some(matched),
             Reason::NoRule | Reason::TrustedSite | Reason::LetThrough => None,
@@ -393,7 +398,7 @@ impl Policy {
         click: Option<Click<'_>>,
     ) -> Decision {
         let d = self.decide_with_sites(info, site, page_site);
-        overlay.apply(d, Sites { site, page_site, url: info.url, request_type: info.request_type }, click)
+        overlay.apply(d, Sites { site, page_site, url: info.url, request_type: info.request_type, ads: self.ad_mode }, click)
     }
 
     /// The decision on a request the lists left alone whose host resolves through `cnames`
@@ -407,7 +412,7 @@ impl Policy {
     ) -> Option<Decision> {
         let d = self.uncloak(info, cnames)?;
         let (site, page_site) = at;
-        Some(overlay.apply(d, Sites { site, page_site, url: info.url, request_type: info.request_type }, None))
+        Some(overlay.apply(d, Sites { site, page_site, url: info.url, request_type: info.request_type, ads: self.ad_mode }, None))
     }
 
     /// The lists' decision alone, from the cache when the exact same request was decided.

@@ -37,11 +37,20 @@ pub struct PersonChoices {
     pub shopping: HashMap<String, u64>,
     /// Down-votes that block an ad source (`[receipt] downvotes_to_block`).
     pub threshold: u32,
+    /// Learned trackers (the household's alone): third party → the sites it was seen trying
+    /// to identify the browser on ("" for one the person said is not a tracker).
+    pub learned: HashMap<String, Arc<str>>,
 }
 
 impl Default for PersonChoices {
     fn default() -> Self {
-        PersonChoices { downvotes: HashMap::new(), trusted: HashSet::new(), shopping: HashMap::new(), threshold: 1 }
+        PersonChoices {
+            downvotes: HashMap::new(),
+            trusted: HashSet::new(),
+            shopping: HashMap::new(),
+            threshold: 1,
+            learned: HashMap::new(),
+        }
     }
 }
 
@@ -59,6 +68,11 @@ impl PersonChoices {
     /// Whether `site` is switched to shopping now.
     pub fn is_shopping(&self, site: &str) -> bool {
         !self.shopping.is_empty() && self.shopping.get(site).is_some_and(|until| *until > now_secs())
+    }
+
+    /// The sites a learned tracker was seen identifying the browser on, when `source` is one.
+    pub fn learned(&self, source: &str) -> Option<&str> {
+        self.learned.get(source).map(|s| &**s).filter(|s| !s.is_empty())
     }
 
     /// The time `site`'s shopping switch has left, in whole seconds, when it is on.
@@ -120,7 +134,13 @@ impl Overlay {
         if self.trusts(at.site, at.page_site) {
             d = Decision::trusted_site();
         } else {
-            if let (true, Some(mode)) = (d.ad_class, self.group.as_ref().and_then(|g| g.ads)) {
+            if d.reason == Reason::NoRule && at.site != at.page_site {
+                if let Some(sites) = self.person.learned(at.site) {
+                    d = learned(sites, at, self.group.as_ref().and_then(|g| g.ads).unwrap_or(at.ads));
+                }
+            }
+            let learned = matches!(d.reason, Reason::Learned(_));
+            if let (true, false, Some(mode)) = (d.ad_class, learned, self.group.as_ref().and_then(|g| g.ads)) {
                 d.verdict = match mode {
                     AdMode::Ad => Verdict::Ad,
                     AdMode::Block => Verdict::Block,
@@ -147,6 +167,22 @@ pub struct Sites<'a> {
     pub page_site: &'a str,
     pub url: &'a str,
     pub request_type: RequestType,
+    /// `[policy] ads`: what an ad source's request gets (a learned tracker's too).
+    pub ads: AdMode,
+}
+
+/// A learned tracker's request: an ad source's (forwarded with nothing that identifies), but
+/// its beacons blocked: pings, and images that carry a query (a pixel's report).
+fn learned(sites: &str, at: Sites<'_>, ads: AdMode) -> Decision {
+    let beacon = at.request_type == RequestType::Ping || (at.request_type == RequestType::Image && at.url.contains('?'));
+    let matched = Matched { rule: Arc::from(format!("learned: tried to identify you on {sites}")), list: Arc::from("learned") };
+    let verdict = match ads {
+        _ if beacon => Verdict::Block,
+        AdMode::Ad => Verdict::Ad,
+        AdMode::Block => Verdict::Block,
+        AdMode::Allow => Verdict::Allow,
+    };
+    Decision { verdict, reason: Reason::Learned(matched), ad_class: true }
 }
 
 /// The person's click overrides the lists for this one request: a pass it carried, or the
@@ -182,7 +218,7 @@ mod tests {
     }
 
     fn at<'a>(site: &'a str, page_site: &'a str) -> Sites<'a> {
-        Sites { site, page_site, url: "https://x.example/", request_type: RequestType::Script }
+        Sites { site, page_site, url: "https://x.example/", request_type: RequestType::Script, ads: AdMode::Ad }
     }
 
     fn person(f: impl FnOnce(&mut PersonChoices)) -> Arc<PersonChoices> {

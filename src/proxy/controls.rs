@@ -1,7 +1,8 @@
 //! The controls of the receipt page, which change the person's choices or the lists: `POST
 //! /shopping` (the per-site shopping switch), `POST /trust`, `POST /ads/down` and
-//! `/ads/restore` (kept in the choices store, whose new snapshot the next decision reads), and
-//! `POST /lists/refresh` (download the subscribed lists now).
+//! `/ads/restore` (kept in the choices store, whose new snapshot the next decision reads),
+//! `POST /learned/forget` (a learned tracker is not one: the operators') and `POST
+//! /lists/refresh` (download the subscribed lists now).
 //!
 //! A control is for `[admin] allow` clients, who change the household's choices; on a household
 //! proxy (`[receipt] per_person`, no `[auth]`) every other device may use the shopping, trust and
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 /// Whether `path` is one of the controls.
 pub fn is_control(path: &str) -> bool {
-    matches!(path, "/shopping" | "/lists/refresh" | "/trust" | "/ads/down" | "/ads/restore")
+    matches!(path, "/shopping" | "/lists/refresh" | "/trust" | "/ads/down" | "/ads/restore" | "/learned/forget")
 }
 
 /// A POST to one of the controls ([`is_control`]).
@@ -43,9 +44,12 @@ pub async fn serve(
     let token = shared.access.admin_address(ip);
     let scope = match (admin, own) {
         (true, _) => Scope::Household,
-        (false, Some(d)) if path != "/lists/refresh" => Scope::Device(d),
+        (false, Some(d)) if path != "/lists/refresh" && path != "/learned/forget" => Scope::Device(d),
         (false, _) if path == "/lists/refresh" => {
             return Err(Failure::ForOperators { what: "Refreshing the lists", ip, token })
+        }
+        (false, _) if path == "/learned/forget" => {
+            return Err(Failure::ForOperators { what: "Forgetting a learned tracker", ip, token })
         }
         (false, _) => return Err(Failure::ForOperators { what: "This control", ip, token }),
     };
@@ -55,6 +59,7 @@ pub async fn serve(
         "/shopping" => shopping(choices, scope, &form).await,
         "/trust" => trust(choices, scope, &form).await,
         "/ads/down" | "/ads/restore" => ad_vote(choices, scope, &form, path == "/ads/down").await,
+        "/learned/forget" => not_a_tracker(choices, &form).await,
         _ => Ok(refresh_lists(shared).await),
     }
 }
@@ -211,6 +216,22 @@ async fn ad_vote(choices: &Arc<Choices>, scope: Scope<'_>, form: &[u8], down: bo
     .await?;
     tracing::info!(source = %source, down, household = scope == Scope::Household, "ad source vote");
     Ok(back_to(&page, format!("{source}: {}{}\n", if down { "down-voted" } else { "restored" }, for_whom(scope))))
+}
+
+/// `source=tracker.example&site=news.example`: the household says a learned tracker is not one;
+/// it is forgotten and never learned again.
+async fn not_a_tracker(choices: &Arc<Choices>, form: &[u8]) -> Result<Response<Body>, Failure> {
+    let source = form_value(form, "source")
+        .map(|h| site::site_of(&h))
+        .ok_or(Failure::BadRequest("Say which tracker: source=tracker.example".into()))?;
+    let page = form_value(form, "site").unwrap_or_default();
+    keep(choices, Scope::Household, {
+        let source = source.clone();
+        move |c, _| c.not_a_tracker(&source)
+    })
+    .await?;
+    tracing::info!(source = %source, "a learned tracker forgotten: not a tracker");
+    Ok(back_to(&page, format!("{source}: not a tracker; it will not be learned again\n")))
 }
 
 /// Whom a change is for, as the answer says it.

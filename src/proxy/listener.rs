@@ -93,7 +93,9 @@ impl Server {
                 ops::choices::Choices::in_memory(threshold)
             }
         };
+        let choices = Arc::new(choices);
         let shared = Arc::new(Shared {
+            learner: crate::proxy::forward::learn::Learner::new(&config.learn, choices.clone()),
             access: ops::access::Access::new(&config),
             auth: ops::auth::Auth::new(&config).map_err(StartError::Auth)?.map(Arc::new),
             policy: Arc::new(ArcSwap::from_pointee(policy)),
@@ -108,7 +110,7 @@ impl Server {
             user_receipts: crate::receipt::PerUser::default(),
             watchers: Arc::default(),
             config_tables: Default::default(),
-            choices: Arc::new(choices),
+            choices,
             passes: Default::default(),
             frames: Default::default(),
             pac_clients: Default::default(),

@@ -262,7 +262,8 @@ fn receipt_view<'a>(
     };
     let may_change = admin || asker.scope.is_some();
     let devices = if admin && shared.per_device() { devices(shared) } else { Vec::new() };
-    ReceiptView { receipt, choices, token: &shared.page_token, may_change, whose, devices }
+    let household = shared.choices.snapshot();
+    ReceiptView { receipt, choices, token: &shared.page_token, may_change, operator: admin, household, whose, devices }
 }
 
 /// Each device that browsed through a household's proxy, with the name the DHCP server has

@@ -158,6 +158,7 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
         ("receipt", started.receipt != new.receipt),
         ("auth", started.auth != new.auth),
         ("transparent", started.transparent != new.transparent),
+        ("learn", started.learn != new.learn),
         ("lists (subscriptions)", subscriptions(started) != subscriptions(new)),
     ]
     .into_iter()

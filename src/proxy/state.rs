@@ -36,6 +36,9 @@ pub struct Shared {
     /// The person's choices kept across restarts (down-votes, shopping switches, trusted
     /// sites), published as the snapshot the decision reads.
     pub choices: Arc<ops::choices::Choices>,
+    /// Learned trackers: what third parties that try to identify the browser did, kept in
+    /// the choices when one is learned.
+    pub learner: proxy::forward::learn::Learner,
     /// One-time passes: loads the person let through with a click ("Open anyway", a social
     /// widget's placeholder).
     pub passes: policy::passes::Passes,

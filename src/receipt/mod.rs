@@ -106,6 +106,8 @@ pub enum Why {
     Blocked,
     Social,
     DownVoted,
+    /// A learned tracker's beacon or pixel.
+    Learned,
     Bounced,
     /// A navigation through a tracker's host, loaded with no cookies, no Referer and storage
     /// that dies with the page.
@@ -269,6 +271,7 @@ impl Receipt {
             Reason::DownVoted(_) => Why::DownVoted,
             Reason::Bounce { .. } => Why::Bounced,
             Reason::Unlinkable(_) => Why::Unlinkable,
+            Reason::Learned(_) => Why::Learned,
             _ if ex.method == http::Method::CONNECT => Why::Refused,
             _ => Why::Blocked,
         };

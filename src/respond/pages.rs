@@ -37,6 +37,10 @@ pub struct ReceiptView<'a> {
     pub token: &'a str,
     /// The asker may use the controls (for the household, or for its own device).
     pub may_change: bool,
+    /// The asker is an operator: the household's controls (a learned tracker's "Not a tracker").
+    pub operator: bool,
+    /// The household's choices, whose learned trackers every receipt names.
+    pub household: std::sync::Arc<PersonChoices>,
     /// Who sees what, in a sentence, where the receipt is split by device or user.
     pub whose: Option<String>,
     /// For the operators of a household's proxy: each device, with its sites.
@@ -53,7 +57,13 @@ pub struct Device {
 
 impl ReceiptView<'_> {
     fn controls(&self) -> super::receipt_page::Controls<'_> {
-        super::receipt_page::Controls { token: self.token, may_change: self.may_change, choices: self.choices }
+        super::receipt_page::Controls {
+            token: self.token,
+            may_change: self.may_change,
+            operator: self.operator,
+            choices: self.choices,
+            household: &self.household,
+        }
     }
 }
 
@@ -115,6 +125,9 @@ pub fn metrics(v: &MetricsView) -> String {
     });
     subscription_metrics(&mut out, v.subscriptions);
     ad_source_metrics(&mut out, v.receipt, v.choices);
+    out.push_str("# HELP nostalk_learned_trackers Third parties learned as trackers (no list names them; they tried to identify the browser on several sites).\n# TYPE nostalk_learned_trackers gauge\n");
+    let learned = v.choices.learned.values().filter(|s| !s.is_empty()).count();
+    let _ = writeln!(out, "nostalk_learned_trackers {learned}");
     if let Some(store) = v.store {
         out.push_str("# HELP nostalk_choices_store_up Whether the shared choices store answers (1); while it does not (0), the choices last read stay in force.\n# TYPE nostalk_choices_store_up gauge\n");
         let _ = writeln!(out, "nostalk_choices_store_up {}", u8::from(store.is_up()));

@@ -22,7 +22,11 @@ pub struct Controls<'a> {
     pub token: &'a str,
     /// The asker may use the controls (for the household, or for its own device).
     pub may_change: bool,
+    /// The asker changes the household's choices (a learned tracker's "Not a tracker").
+    pub operator: bool,
     pub choices: &'a PersonChoices,
+    /// The household's choices: the learned trackers.
+    pub household: &'a PersonChoices,
 }
 
 /// The element id of a site's section.
@@ -211,6 +215,7 @@ fn trackers(h: &mut String, site: &str, r: &SiteReceipt, c: &Controls) {
                 Why::Bounced => "redirector skipped",
                 Why::Unlinkable => "bounce kept unlinkable",
                 Why::Refused => "refused at the tunnel",
+                Why::Learned => "learned tracker's beacon",
             };
             let _ = write!(h, "<li><code>{}</code> &times;{} <span class=\"why\">{why}</span>", e(host), t.count);
             if !t.rule.is_empty() {
@@ -222,6 +227,10 @@ fn trackers(h: &mut String, site: &str, r: &SiteReceipt, c: &Controls) {
             if t.why == Why::DownVoted && c.may_change {
                 let source = crate::policy::site::site_of(host);
                 form(h, c.token, "/ads/restore", &[("source", &source), ("site", site)], "Restore");
+            }
+            if t.why == Why::Learned && c.operator {
+                let source = crate::policy::site::site_of(host);
+                form(h, c.token, "/learned/forget", &[("source", &source), ("site", site)], "Not a tracker");
             }
             h.push_str("</li>");
         }
@@ -250,6 +259,12 @@ fn ads(h: &mut String, site: &str, r: &SiteReceipt, c: &Controls) {
         let _ = write!(h, "<li class=\"ad-source\" data-source=\"{}\"><b>{}</b> ", e(source), e(source));
         if !company.is_empty() {
             let _ = write!(h, " <span class=\"what\">{}</span>", e(company));
+        }
+        if let Some(sites) = c.household.learned(source) {
+            let _ = write!(h, " <span class=\"learned\">learned: tried to identify you on {}</span>", e(sites));
+            if c.operator {
+                form(h, c.token, "/learned/forget", &[("source", source), ("site", site)], "Not a tracker");
+            }
         }
         let votes = c.choices.downvotes.get(source).copied().unwrap_or(0);
         if c.may_change {
@@ -365,7 +380,7 @@ mod tests {
         };
         r.trackers.insert("<img src=x onerror=alert(1)>".into(), t);
         let snap = PersonChoices::default();
-        let c = Controls { token: "t", may_change: true, choices: &snap };
+        let c = Controls { token: "t", may_change: true, operator: true, choices: &snap, household: &snap };
         let mut h = String::new();
         site_section(&mut h, "<b>evil</b>", &r, true, &c);
         assert!(!h.contains("<script>x") && !h.contains("<img src=x") && !h.contains("<b>evil"), "{h}");

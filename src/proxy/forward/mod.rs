@@ -1,8 +1,8 @@
 //! Forwarding one request, as a short sequence of named phases, each in a file named for what
 //! it does and each taking the request's [`Exchange`] and the one handle it needs:
 //!
-//! `decide` → `uncloak` → `answer_block` | `clean_request` → `send` → `clean_response` → (`websocket` |
-//! `rewrite_page`) → `record`.
+//! `decide` → `uncloak` → `answer_block` | (`learn`) `clean_request` → `send` → (`learn`)
+//! `clean_response` → (`websocket` | `rewrite_page`) → `record`.
 //!
 //! The Exchange is made once by `decide`; the later phases read it and write into it what they
 //! did; `record` writes the receipt, the metrics and the decision log from the finished
@@ -11,6 +11,7 @@
 mod clean_request;
 mod clean_response;
 mod decide;
+pub mod learn;
 mod record;
 mod rewrite_page;
 mod send;
@@ -85,6 +86,7 @@ async fn exchange(
     if ex.decision.verdict == Verdict::Block {
         return (answer_block(ex, policy, &shared.passes), None);
     }
+    shared.learner.request(ex, &uri, req.headers());
     let out = match clean_request::clean_request(req, uri, ex, policy, shared.config.rewrite.enabled) {
         Cleaned::Send(out) => out,
         Cleaned::Answer(redirect) => return (redirect, None),
@@ -95,6 +97,7 @@ async fn exchange(
     };
     let server_upgrade = websocket::upgrade_of(&mut resp);
     let (mut parts, body) = resp.into_parts();
+    shared.learner.response(ex, &parts.headers);
     clean_response::clean_response(&mut parts, ex, policy);
     if let Some(server_upgrade) = server_upgrade {
         let idle = shared.timeouts.tunnel_idle;
