@@ -71,16 +71,44 @@ pub struct Rows {
 /// One change to the choices, as either store applies it.
 #[derive(Debug, Clone, Copy)]
 pub enum Change<'a> {
-    Downvote { scope: &'a str, source: &'a str, now: i64 },
-    Restore { scope: &'a str, source: &'a str },
-    Trust { scope: &'a str, site: &'a str, now: i64 },
-    Distrust { scope: &'a str, site: &'a str },
-    Shop { scope: &'a str, site: &'a str, until: i64 },
-    StopShopping { scope: &'a str, site: &'a str },
+    Downvote {
+        scope: &'a str,
+        source: &'a str,
+        now: i64,
+    },
+    Restore {
+        scope: &'a str,
+        source: &'a str,
+    },
+    Trust {
+        scope: &'a str,
+        site: &'a str,
+        now: i64,
+    },
+    Distrust {
+        scope: &'a str,
+        site: &'a str,
+    },
+    Shop {
+        scope: &'a str,
+        site: &'a str,
+        until: i64,
+    },
+    StopShopping {
+        scope: &'a str,
+        site: &'a str,
+    },
     /// A third party learned as a tracker (ops/learn.rs), with the sites it was seen on.
-    Learn { source: &'a str, sites: &'a str, now: i64 },
+    Learn {
+        source: &'a str,
+        sites: &'a str,
+        now: i64,
+    },
     /// The person says a third party is not a tracker: forgotten, and never learned again.
-    NotTracker { source: &'a str, now: i64 },
+    NotTracker {
+        source: &'a str,
+        now: i64,
+    },
 }
 
 /// One change as SQL that both stores run: `$1` is the scope, `$2` the source or site, `$3`
@@ -136,7 +164,9 @@ impl<'a> Change<'a> {
             Change::Learn { source, sites, now } => {
                 return Statement { text: Some(sites), ..Statement::learned(source, now) };
             }
-            Change::NotTracker { source, now } => return Statement { text: Some(""), ..Statement::learned(source, now) },
+            Change::NotTracker { source, now } => {
+                return Statement { text: Some(""), ..Statement::learned(source, now) }
+            }
         };
         Statement { sql, scope, key, time, text: None, grows }
     }

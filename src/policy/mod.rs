@@ -398,7 +398,11 @@ impl Policy {
         click: Option<Click<'_>>,
     ) -> Decision {
         let d = self.decide_with_sites(info, site, page_site);
-        overlay.apply(d, Sites { site, page_site, url: info.url, request_type: info.request_type, ads: self.ad_mode }, click)
+        overlay.apply(
+            d,
+            Sites { site, page_site, url: info.url, request_type: info.request_type, ads: self.ad_mode },
+            click,
+        )
     }
 
     /// The decision on a request the lists left alone whose host resolves through `cnames`
@@ -412,7 +416,11 @@ impl Policy {
     ) -> Option<Decision> {
         let d = self.uncloak(info, cnames)?;
         let (site, page_site) = at;
-        Some(overlay.apply(d, Sites { site, page_site, url: info.url, request_type: info.request_type, ads: self.ad_mode }, None))
+        Some(overlay.apply(
+            d,
+            Sites { site, page_site, url: info.url, request_type: info.request_type, ads: self.ad_mode },
+            None,
+        ))
     }
 
     /// The lists' decision alone, from the cache when the exact same request was decided.

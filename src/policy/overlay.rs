@@ -174,8 +174,10 @@ pub struct Sites<'a> {
 /// A learned tracker's request: an ad source's (forwarded with nothing that identifies), but
 /// its beacons blocked: pings, and images that carry a query (a pixel's report).
 fn learned(sites: &str, at: Sites<'_>, ads: AdMode) -> Decision {
-    let beacon = at.request_type == RequestType::Ping || (at.request_type == RequestType::Image && at.url.contains('?'));
-    let matched = Matched { rule: Arc::from(format!("learned: tried to identify you on {sites}")), list: Arc::from("learned") };
+    let beacon =
+        at.request_type == RequestType::Ping || (at.request_type == RequestType::Image && at.url.contains('?'));
+    let matched =
+        Matched { rule: Arc::from(format!("learned: tried to identify you on {sites}")), list: Arc::from("learned") };
     let verdict = match ads {
         _ if beacon => Verdict::Block,
         AdMode::Ad => Verdict::Ad,
@@ -247,6 +249,35 @@ mod tests {
         let mut blocked_ad = ad();
         blocked_ad.verdict = Verdict::Block;
         assert_eq!(o.apply(blocked_ad, at("ads.example", "news.example"), None).verdict, Verdict::Ad);
+    }
+
+    #[test]
+    fn a_learned_third_party_is_an_ad_source_with_its_beacons_blocked_and_its_own_site_untouched() {
+        let o = Overlay::new(
+            None,
+            person(|p| {
+                p.learned.insert("t.example".into(), Arc::from("a.example, b.example and c.example"));
+                p.learned.insert("no.example".into(), Arc::from(""));
+            }),
+        );
+        let allow = Decision::allow();
+        let script = o.apply(allow.clone(), at("t.example", "news.example"), None);
+        assert_eq!(script.verdict, Verdict::Ad);
+        assert_eq!(script.list(), Some("learned"));
+        assert_eq!(script.rule(), Some("learned: tried to identify you on a.example, b.example and c.example"));
+        let pixel = Sites {
+            url: "https://t.example/p.gif?e=1",
+            request_type: RequestType::Image,
+            ..at("t.example", "news.example")
+        };
+        assert_eq!(o.apply(allow.clone(), pixel, None).verdict, Verdict::Block);
+        let ping = Sites { request_type: RequestType::Ping, ..at("t.example", "news.example") };
+        assert_eq!(o.apply(allow.clone(), ping, None).verdict, Verdict::Block);
+        let blocking = Sites { ads: AdMode::Block, ..at("t.example", "news.example") };
+        assert_eq!(o.apply(allow.clone(), blocking, None).verdict, Verdict::Block, "[policy] ads = block");
+        assert_eq!(o.apply(allow.clone(), at("t.example", "t.example"), None), allow, "its own site's pages");
+        assert_eq!(o.apply(allow.clone(), at("no.example", "news.example"), None), allow, "not a tracker");
+        assert_eq!(o.apply(tracker(), at("t.example", "news.example"), None), tracker(), "a list's rule stays");
     }
 
     #[test]

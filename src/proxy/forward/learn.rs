@@ -42,9 +42,36 @@ const KEEP_SECS: u64 = 30 * 24 * 3600;
 
 /// Names whose values are cache keys, versions or settings, the same for everyone who asks.
 const NOT_IDS: &[&str] = &[
-    "v", "ver", "version", "_", "cb", "t", "ts", "time", "timestamp", "rnd", "rand", "random", "nocache", "cache",
-    "cachebuster", "hash", "h", "build", "rev", "lang", "locale", "hl", "format", "callback", "jsonp", "expires",
-    "path", "domain", "samesite", "max-age",
+    "v",
+    "ver",
+    "version",
+    "_",
+    "cb",
+    "t",
+    "ts",
+    "time",
+    "timestamp",
+    "rnd",
+    "rand",
+    "random",
+    "nocache",
+    "cache",
+    "cachebuster",
+    "hash",
+    "h",
+    "build",
+    "rev",
+    "lang",
+    "locale",
+    "hl",
+    "format",
+    "callback",
+    "jsonp",
+    "expires",
+    "path",
+    "domain",
+    "samesite",
+    "max-age",
 ];
 
 /// A value first seen: where, from whom, when; and whether two clients sent it.
@@ -235,7 +262,9 @@ pub fn identifying(name: &str, value: &str) -> bool {
         return false;
     }
     let digits = value.bytes().filter(u8::is_ascii_digit).count();
-    if value.bytes().all(|b| b.is_ascii_digit() || b"-:T Z.+/".contains(&b)) && value.bytes().any(|b| !b.is_ascii_digit()) {
+    if value.bytes().all(|b| b.is_ascii_digit() || b"-:T Z.+/".contains(&b))
+        && value.bytes().any(|b| !b.is_ascii_digit())
+    {
         return false; // a date or a time
     }
     if digits == value.len() && (value.len() == 10 || value.len() == 13) {
@@ -260,10 +289,22 @@ mod tests {
 
     #[test]
     fn identifiers_have_an_identifier_s_shape_and_settings_do_not() {
-        for id in ["3f2a9b8c-1d4e-4f5a-9b6c-7d8e9f0a1b2c", "GA1.2.1234567890.1700000000", "aZ19kQ02xLp", "x7f3k2m9q1w8"] {
+        for id in ["3f2a9b8c-1d4e-4f5a-9b6c-7d8e9f0a1b2c", "GA1.2.1234567890.1700000000", "aZ19kQ02xLp", "x7f3k2m9q1w8"]
+        {
             assert!(identifying("uid", id), "{id}");
         }
-        for not in ["1", "true", "en-US", "accepted", "2026-12-06", "2026-12-06T10:00:00Z", "1700000000", "1700000000123", "00000000", "aaaaaaaa"] {
+        for not in [
+            "1",
+            "true",
+            "en-US",
+            "accepted",
+            "2026-12-06",
+            "2026-12-06T10:00:00Z",
+            "1700000000",
+            "1700000000123",
+            "00000000",
+            "aaaaaaaa",
+        ] {
             assert!(!identifying("x", not), "{not}");
         }
         assert!(!identifying("v", "3f2a9b8c7d6e"), "a version");
