@@ -35,7 +35,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 /// At most this many third parties with cookie observations, and this many values.
-pub const MAX_OBSERVATIONS: usize = 20_000;
+pub const MAX_OBSERVATIONS: usize = 10_000;
 
 /// Observations older than this are forgotten.
 const KEEP_SECS: u64 = 30 * 24 * 3600;
@@ -86,8 +86,8 @@ struct Seen {
 struct State {
     /// Third party → first-party sites on which it set an identifying cookie, with when.
     cookies: HashMap<Box<str>, Vec<(Box<str>, u64)>>,
-    /// (third party, keyed hash of a value) → where it was first seen.
-    values: HashMap<(Box<str>, u64), Seen>,
+    /// Keyed hash of (third party, value) → where the value was first seen.
+    values: HashMap<u64, Seen>,
 }
 
 pub struct Learner {
@@ -107,6 +107,32 @@ impl Learner {
             choices,
             state: Mutex::default(),
         }
+    }
+
+    /// How many observations are held: (third parties with cookie sightings, values).
+    pub fn observations(&self) -> (usize, usize) {
+        let state = crate::base::lock(&self.state);
+        (state.cookies.len(), state.values.len())
+    }
+
+    /// The heap the observations take, estimated from the tables' capacities and the names
+    /// they hold (for the soak benchmark).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let state = crate::base::lock(&self.state);
+        let values = state.values.capacity() * (size_of::<u64>() + size_of::<Seen>() + 1)
+            + state.values.values().map(|s| s.site.len()).sum::<usize>();
+        let cookies = state.cookies.capacity() * (size_of::<Box<str>>() + size_of::<Vec<(Box<str>, u64)>>() + 1)
+            + state
+                .cookies
+                .iter()
+                .map(|(k, v)| {
+                    k.len()
+                        + v.capacity() * size_of::<(Box<str>, u64)>()
+                        + v.iter().map(|(s, _)| s.len()).sum::<usize>()
+                })
+                .sum::<usize>();
+        values + cookies
     }
 
     /// Whether this exchange is one learning looks at: a third party no list decided, not
@@ -134,8 +160,11 @@ impl Learner {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|kv| kv.trim().split_once('='));
-        let hashes: Vec<u64> =
-            query.chain(cookies).filter(|(k, v)| identifying(k, v)).map(|(_, v)| self.key.hash_one(v)).collect();
+        let hashes: Vec<u64> = query
+            .chain(cookies)
+            .filter(|(k, v)| identifying(k, v))
+            .map(|(_, v)| self.key.hash_one((ex.site.as_str(), v)))
+            .collect();
         if hashes.is_empty() {
             return;
         }
@@ -146,7 +175,7 @@ impl Learner {
             let mut state = crate::base::lock(&self.state);
             bound(&mut state.values, now, |s| s.at);
             for h in hashes {
-                let seen = state.values.entry((Box::from(ex.site.as_str()), h)).or_insert_with(|| Seen {
+                let seen = state.values.entry(h).or_insert_with(|| Seen {
                     site: Box::from(ex.page.site.as_str()),
                     client,
                     at: now,
@@ -309,6 +338,13 @@ mod tests {
         }
         assert!(!identifying("v", "3f2a9b8c7d6e"), "a version");
         assert!(!identifying("lang", "de-DE-1996x"), "a locale");
+    }
+
+    #[test]
+    fn a_company_s_own_domains_are_one_party() {
+        assert!(same_company("www.googletagmanager.com", "google-analytics.com"));
+        assert!(!same_company("www.googletagmanager.com", "news.example"));
+        assert!(!same_company("tracker.example", "news.example"), "unknown to the data: not one company");
     }
 
     #[test]
