@@ -12,6 +12,7 @@ idle and with 1,000 open keep-alive connections; start-up time to ready.
 """
 import json
 import os
+import shlex
 import resource
 import shutil
 import signal
@@ -234,6 +235,8 @@ def oha(url, proxy=None, rate=None, conns=CONNS, duration=DURATION):
         cmd += ["-x", proxy]
     if rate:
         cmd += ["-q", str(rate)]
+    # Extra oha arguments, such as headers: OHA_ARGS='-H "Referer: http://news.test/"'.
+    cmd += shlex.split(os.environ.get("OHA_ARGS", ""))
     cmd.append(url)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     try:
