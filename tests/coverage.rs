@@ -335,3 +335,118 @@ fn the_embedded_lists_name_hundreds_of_companies_by_group() {
     println!("registrable domains named in all: {}", all.len());
     assert!(all.len() >= 500, "{}", all.len());
 }
+
+/// What learning learns on the real pages: every third-party URL each of the 65 pages names
+/// (as [`requests_of`] finds them) fetched through the proxy, with EasyList and EasyPrivacy in
+/// force, from that page (its Referer), three rounds, against one local origin that answers
+/// every host and sets no cookie (what the real servers would set is not in the pages: only
+/// values written in the pages' URLs can cross sites here). The report names each domain
+/// learned, with the sites, and whether the lists already decide any of its URLs. A CDN or a
+/// font service, whose URLs are the same for everyone, must not be learned.
+#[tokio::test]
+async fn learning_on_the_real_pages_learns_no_cdn_and_names_what_it_learns() {
+    let Some(data) = shared_data() else { return };
+    let judge = lists::easylist_easyprivacy_policy(&data);
+    let o = origin(None, handler(|_req| async { http::Response::new(body("ok")) })).await;
+    let mut pages = Vec::new();
+    let mut hosts = BTreeSet::new();
+    for e in std::fs::read_dir(data.join("pages")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "html") {
+            continue;
+        }
+        let html = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        let page_host = canonical_host(&html).unwrap_or_else(|| "pages.test".into());
+        let page_site = site::site_of(&page_host);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let base = url::Url::parse(&format!("http://{page_host}/{name}")).unwrap();
+        let mut reqs: Vec<Req> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for mut r in requests_of(&html, &base) {
+            if site::site_of(&r.host) == page_site || !seen.insert(r.url.clone()) {
+                continue;
+            }
+            // Plain HTTP to the one origin: what is looked at (query, cookies) is the same.
+            if let Some(rest) = r.url.strip_prefix("https://") {
+                r.url = format!("http://{rest}");
+            }
+            hosts.insert(r.host.clone());
+            reqs.push(r);
+        }
+        pages.push((base.to_string(), reqs));
+    }
+    let resolve: Vec<String> = hosts.iter().map(|h| format!("{h}:80:127.0.0.1:{}", o.port())).collect();
+    let lists_dir = data.join("lists");
+    let cfg = format!(
+        "[policy]\nembedded_lists = true\n[[lists]]\nname = \"easyprivacy\"\npath = {:?}\nverdict = \"block\"\n\
+         [[lists]]\nname = \"easylist\"\npath = {:?}\nverdict = \"ad\"\n",
+        lists_dir.join("easyprivacy.txt").display().to_string(),
+        lists_dir.join("easylist.txt").display().to_string()
+    );
+    let p = Proxy::start(&resolve, &cfg).await;
+    let c = p.client(&[]);
+    let dest = |t: RequestType| match t {
+        RequestType::Script => "script",
+        RequestType::Image => "image",
+        RequestType::SubFrame => "iframe",
+        RequestType::Stylesheet => "style",
+        _ => "empty",
+    };
+    let mut sent = 0;
+    for _round in 0..3 {
+        for (page, reqs) in &pages {
+            let asks = reqs
+                .iter()
+                .map(|r| c.get(&r.url).header("referer", page.as_str()).header("sec-fetch-dest", dest(r.t)).send());
+            for r in futures_util::future::join_all(asks).await {
+                if let Ok(r) = r {
+                    let _ = r.bytes().await;
+                }
+                sent += 1;
+            }
+        }
+    }
+    let learned = p.shared.choices.learned();
+    let listed = |domain: &str| {
+        pages.iter().flat_map(|(page, reqs)| reqs.iter().map(move |r| (page, r))).any(|(page, r)| {
+            site::site_of(&r.host) == domain && {
+                let page_host = url::Url::parse(page).unwrap().host_str().unwrap_or("").to_string();
+                let info = RequestInfo {
+                    url: &r.url,
+                    host: &r.host,
+                    page_host: Some(&page_host),
+                    request_type: r.t,
+                    method: "GET",
+                };
+                judge.decide(&info).verdict != Verdict::Allow
+            }
+        })
+    };
+    println!("learning on {} real pages, {sent} third-party requests in 3 rounds:", pages.len());
+    let mut on_a_list = 0;
+    for (domain, sites) in &learned {
+        let l = listed(domain);
+        on_a_list += usize::from(l);
+        println!(
+            "  learned {domain}: on {sites}{}",
+            if l { " (some of its URLs on EasyList/EasyPrivacy)" } else { "" }
+        );
+    }
+    let (cookies, values) = p.shared.learner.observations();
+    println!(
+        "  {} learned, {on_a_list} of them with URLs on a list; {values} identifying values observed (each from one site), {cookies} third parties setting cookies",
+        learned.len()
+    );
+    p.stop().await;
+    for cdn in [
+        "googleapis.com",
+        "gstatic.com",
+        "cloudflare.com",
+        "jsdelivr.net",
+        "cloudfront.net",
+        "akamaihd.net",
+        "jquery.com",
+    ] {
+        assert!(!learned.iter().any(|(d, _)| d == cdn), "a CDN was learned: {cdn}: {learned:?}");
+    }
+}
