@@ -212,7 +212,7 @@ async fn a_group_by_network_applies_over_http_and_inside_a_tunnel_and_changes_on
 async fn replicas_share_a_person_s_choices_through_postgresql_and_serve_while_it_is_down() {
     let Some(mut pg) = support::postgres::Postgres::start() else { return };
     let o = origin(None, page_handler()).await;
-    let resolve_to = [resolve("ads.test", 80, &o), resolve("news.test", 80, &o)];
+    let resolve_to = [resolve("ads.test", 80, &o), resolve("news.test", 80, &o), resolve("sync.test", 80, &o)];
     let shared = tempfile::tempdir().unwrap();
     let users = shared.path().join("users");
     nostalk::ops::auth::set_password(&users, "carol", "correct horse").unwrap();
@@ -270,6 +270,36 @@ async fn replicas_share_a_person_s_choices_through_postgresql_and_serve_while_it
     eprintln!("replica B saw the down-vote {:?} after replica A kept it", changed.elapsed());
     assert!(ad_blocked(carol_a.clone()).await, "on replica A too");
     assert!(!ad_blocked(dave_b.clone()).await, "carol's choice is hers: dave still gets the ad de-identified");
+
+    // What replica A learns (a value sent from two sites: a cross-site identifier) is in force
+    // on replica B too: its pixel is blocked there for dave.
+    let pixel_blocked = |client: reqwest::Client| async move {
+        let r = client
+            .get("http://sync.test/p.gif?e=view")
+            .header("referer", "http://blog.test/")
+            .header("sec-fetch-dest", "image")
+            .send()
+            .await
+            .unwrap();
+        r.headers().get("x-nostalk").is_some_and(|v| v == "blocked")
+    };
+    assert!(!pixel_blocked(dave_b.clone()).await, "nothing learned yet");
+    for page in ["http://news.test/", "http://shop.test/"] {
+        let r = carol_a
+            .get("http://sync.test/s.js?uid=Zk29xQ7pLm3v8R")
+            .header("referer", page)
+            .header("sec-fetch-dest", "script")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let learned = std::time::Instant::now();
+    while !pixel_blocked(dave_b.clone()).await {
+        assert!(learned.elapsed() < Duration::from_secs(2), "replica B did not see what A learned within 2 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("replica B blocked the learned tracker's pixel {:?} after replica A learned it", learned.elapsed());
 
     // The database stops: B serves on from the choices it last read, and says so.
     pg.stop();
