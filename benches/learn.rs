@@ -121,6 +121,38 @@ fn main() {
             rss_kib()
         );
     }
+    // The shape of the load harness's A/B: one third party asked from one page with the same
+    // identifier every time (a lookup, never an insert).
+    let same: Vec<Synthetic> = (0..REQUESTS)
+        .map(|_| {
+            let mut r = requests().swap_remove(0);
+            r.uri = "http://localhost/1k.bin?uid=Zk29xQ7pLm3v8R".parse().unwrap();
+            r
+        })
+        .take(1)
+        .collect();
+    let same: Vec<&Synthetic> = std::iter::repeat_n(&same[0], REQUESTS).collect();
+    let on = Learner::new(&LearnConfig::default(), choices.clone());
+    let off = Learner::new(&LearnConfig { enabled: false, ..LearnConfig::default() }, choices.clone());
+    let time = |l: &Learner| {
+        let start = Instant::now();
+        for r in &same {
+            l.request(&r.ex, &r.uri, &r.request);
+            l.response(&r.ex, &r.response);
+        }
+        start.elapsed().as_nanos() as f64 / same.len() as f64
+    };
+    let (mut same_on, mut same_off) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        same_off.push(time(&off));
+        same_on.push(time(&on));
+    }
+    same_on.sort_by(f64::total_cmp);
+    same_off.sort_by(f64::total_cmp);
+    println!(
+        "the same identifier from one page, {REQUESTS} times: learning on {:.0} ns/request, off {:.0} ns/request",
+        same_on[1], same_off[1]
+    );
     on_ns.sort_by(f64::total_cmp);
     off_ns.sort_by(f64::total_cmp);
     let (on, off) = (on_ns[1], off_ns[1]);

@@ -135,8 +135,8 @@ impl Learner {
         values + cookies
     }
 
-    /// Whether this exchange is one learning looks at: a third party no list decided, not
-    /// learned yet (nor said not to be a tracker), not of the page's own company.
+    /// Whether this exchange is one learning looks at: a third party no list decided. The
+    /// cheap half, asked first of every request.
     fn watches(&self, ex: &Exchange) -> bool {
         self.enabled
             && ex.decision.reason == Reason::NoRule
@@ -144,8 +144,12 @@ impl Learner {
             && ex.third_party
             && !ex.page.site.is_empty()
             && ex.site != ex.page.site
-            && !self.choices.snapshot().learned.contains_key(ex.site.as_str())
-            && !same_company(&ex.host, &ex.page.host)
+    }
+
+    /// The other half, asked only when there is something to note: not learned yet (nor said
+    /// not to be a tracker), not of the page's own company.
+    fn may_learn(&self, ex: &Exchange) -> bool {
+        !self.choices.snapshot().learned.contains_key(ex.site.as_str()) && !same_company(&ex.host, &ex.page.host)
     }
 
     /// The request's query values and cookies, before hygiene strips anything.
@@ -160,12 +164,14 @@ impl Learner {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|kv| kv.trim().split_once('='));
-        let hashes: Vec<u64> = query
-            .chain(cookies)
-            .filter(|(k, v)| identifying(k, v))
-            .map(|(_, v)| self.key.hash_one((ex.site.as_str(), v)))
-            .collect();
-        if hashes.is_empty() {
+        // At most a few values a request: kept on the stack.
+        let mut hashes = [0u64; 8];
+        let mut n = 0;
+        for (_, v) in query.chain(cookies).filter(|(k, v)| identifying(k, v)).take(hashes.len()) {
+            hashes[n] = self.key.hash_one((ex.site.as_str(), v));
+            n += 1;
+        }
+        if n == 0 || !self.may_learn(ex) {
             return;
         }
         let client = ex.client.map(|c| c.ip());
@@ -174,7 +180,7 @@ impl Learner {
         {
             let mut state = crate::base::lock(&self.state);
             bound(&mut state.values, now, |s| s.at);
-            for h in hashes {
+            for &h in &hashes[..n] {
                 let seen = state.values.entry(h).or_insert_with(|| Seen {
                     site: Box::from(ex.page.site.as_str()),
                     client,
@@ -211,14 +217,18 @@ impl Learner {
             .filter_map(|v| v.to_str().ok())
             .filter_map(|v| v.split(';').next()?.trim().split_once('='))
             .any(|(k, v)| identifying(k, v));
-        if !sets {
+        if !sets || !self.may_learn(ex) {
             return;
         }
         let now = crate::policy::overlay::now_secs();
         let learned = {
             let mut state = crate::base::lock(&self.state);
             bound(&mut state.cookies, now, |v| v.iter().map(|(_, at)| *at).max().unwrap_or(0));
-            let sites = state.cookies.entry(Box::from(ex.site.as_str())).or_default();
+            if !state.cookies.contains_key(ex.site.as_str()) {
+                state.cookies.insert(Box::from(ex.site.as_str()), Vec::new());
+            }
+            // Just made, when it was not there.
+            let sites = state.cookies.get_mut(ex.site.as_str()).expect("inserted above");
             sites.retain(|(_, at)| now.saturating_sub(*at) < KEEP_SECS);
             match sites.iter_mut().find(|(s, _)| **s == *ex.page.site) {
                 Some(seen) => seen.1 = now,
@@ -287,28 +297,35 @@ fn bound<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, now: u64, at: impl
 /// Whether a value under `name` has an identifier's shape (see the module's comment).
 pub fn identifying(name: &str, value: &str) -> bool {
     let value = value.trim_matches('"');
-    if !(8..=512).contains(&value.len()) || NOT_IDS.iter().any(|n| n.eq_ignore_ascii_case(name.trim())) {
+    if !(8..=512).contains(&value.len()) {
         return false;
     }
-    let digits = value.bytes().filter(u8::is_ascii_digit).count();
-    if value.bytes().all(|b| b.is_ascii_digit() || b"-:T Z.+/".contains(&b))
-        && value.bytes().any(|b| !b.is_ascii_digit())
-    {
+    let name = name.trim();
+    if name.len() <= 11 && NOT_IDS.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        return false;
+    }
+    // One pass: which ASCII characters occur, and of which kinds.
+    let (mut seen, mut digits, mut lower, mut upper, mut date_like) = (0u128, 0usize, false, false, true);
+    for b in value.bytes() {
+        seen |= 1u128 << (b & 0x7f);
+        match b {
+            b'0'..=b'9' => digits += 1,
+            b'a'..=b'z' => lower = true,
+            b'A'..=b'Z' => upper = true,
+            _ => {}
+        }
+        date_like &= b.is_ascii_digit() || b"-:T Z.+/".contains(&b);
+    }
+    if date_like && digits < value.len() {
         return false; // a date or a time
     }
     if digits == value.len() && (value.len() == 10 || value.len() == 13) {
         return false; // a Unix time, in seconds or milliseconds
     }
-    let mut distinct = [false; 256];
-    for b in value.bytes() {
-        distinct[b as usize] = true;
-    }
-    if distinct.iter().filter(|d| **d).count() < 5 {
+    if seen.count_ones() < 5 {
         return false;
     }
-    let lower = value.bytes().any(|b| b.is_ascii_lowercase());
-    let upper = value.bytes().any(|b| b.is_ascii_uppercase());
-    let kinds = [lower, upper, digits > 0].iter().filter(|k| **k).count();
+    let kinds = usize::from(lower) + usize::from(upper) + usize::from(digits > 0);
     kinds >= 2 || value.len() >= 16
 }
 
