@@ -132,6 +132,26 @@ async fn a_third_party_that_sets_identifying_cookies_on_three_sites_is_learned_a
         (Some("blocked"), before),
         "a ping"
     );
+    // A beacon (`navigator.sendBeacon`: a POST of a fetch's type) is blocked too.
+    let before = o.count();
+    let r = c
+        .post("http://tracker.test/collect")
+        .header("referer", "http://fourth.test/")
+        .header("sec-fetch-dest", "empty")
+        .body("{\"e\":\"view\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.headers().get("x-nostalk").map(|v| v.to_str().unwrap()), o.count()),
+        (Some("blocked"), before),
+        "a beacon"
+    );
+    // Its identifiers are taken off its URLs, whatever their names; its settings stay.
+    assert!(
+        load(&p, &o, &c, "http://tracker.test/s.js?xq=Zk29xQ7pLm3v8R&page=2", "http://fourth.test/", "script").await
+    );
+    assert!(o.seen().last().unwrap().uri.ends_with("/s.js?page=2"), "{}", o.seen().last().unwrap().uri);
     let (decision, rule) = explain(&p, "http://tracker.test/id.js", "http://fourth.test/", "script");
     assert_eq!(decision, "ad");
     assert_eq!(rule, "learned: tried to identify you on news.test, shop.test and blog.test");

@@ -7,5 +7,6 @@
 //! [`Exchange`]: crate::exchange::Exchange
 //! [`Stripped`]: crate::exchange::Stripped
 
+pub mod identifier;
 pub mod request;
 pub mod response;

@@ -119,10 +119,37 @@ pub fn strips(m: NameMatch, shopping: bool) -> bool {
     }
 }
 
-/// The URL without tracking parameters, or None when nothing was removed.
+/// The URL without tracking parameters, or None when nothing was removed. A learned tracker's
+/// request also loses every parameter whose value has an identifier's shape (hygiene/
+/// identifier.rs): the names it learned to use are its own, on no list.
 pub fn strip_params(uri: &Uri, ex: &Exchange, policy: &Policy) -> Option<Uri> {
     uri.query()?;
-    strip_query_params(&uri.to_string(), &policy.params, ex.is_ad(), ex.shopping)?.parse().ok()
+    let url = uri.to_string();
+    let listed = strip_query_params(&url, &policy.params, ex.is_ad(), ex.shopping);
+    if !ex.decision.is_learned() {
+        return listed?.parse().ok();
+    }
+    strip_identifiers(listed.as_deref().unwrap_or(&url)).or(listed)?.parse().ok()
+}
+
+/// `url` without the query parameters whose values have an identifier's shape, or None when it
+/// has none.
+pub fn strip_identifiers(url: &str) -> Option<String> {
+    let (before_fragment, fragment) = match url.find('#') {
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, ""),
+    };
+    let (base, query) = before_fragment.split_once('?')?;
+    let keep = |pair: &&str| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        !super::identifier::identifying(name, value)
+    };
+    if query.split('&').all(|p| keep(&p)) {
+        return None;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).filter(keep).collect();
+    let query = if kept.is_empty() { String::new() } else { format!("?{}", kept.join("&")) };
+    Some(format!("{base}{query}{fragment}"))
 }
 
 /// `url` (absolute or relative) without the parameters the list names, or None when it has none
@@ -225,6 +252,19 @@ mod tests {
             let url = format!("https://shop.example/p?{name}=1");
             assert_eq!(strip_query_params(&url, &policy.params, false, false), None, "{name}");
         }
+    }
+
+    #[test]
+    fn a_learned_tracker_s_identifiers_go_and_its_settings_stay() {
+        assert_eq!(
+            strip_identifiers("https://t.example/s.js?uid=Zk29xQ7pLm3v8R&page=2&v=3f2a9b8c7d6e#x").as_deref(),
+            Some("https://t.example/s.js?page=2&v=3f2a9b8c7d6e#x")
+        );
+        assert_eq!(
+            strip_identifiers("https://t.example/s.js?cid=aZ19kQ02xLp").as_deref(),
+            Some("https://t.example/s.js")
+        );
+        assert_eq!(strip_identifiers("https://t.example/s.js?page=2&lang=en"), None);
     }
 
     #[test]

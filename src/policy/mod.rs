@@ -162,6 +162,11 @@ impl Decision {
         matches!(self.reason, Reason::Unlinkable(_))
     }
 
+    /// A third party learned as a tracker (proxy/forward/learn.rs).
+    pub fn is_learned(&self) -> bool {
+        matches!(self.reason, Reason::Learned(_))
+    }
+
     /// A social widget kept off the network.
     pub fn is_social(&self) -> bool {
         matches!(self.reason, Reason::Social(_))
@@ -400,7 +405,14 @@ impl Policy {
         let d = self.decide_with_sites(info, site, page_site);
         overlay.apply(
             d,
-            Sites { site, page_site, url: info.url, request_type: info.request_type, ads: self.ad_mode },
+            Sites {
+                site,
+                page_site,
+                url: info.url,
+                request_type: info.request_type,
+                ads: self.ad_mode,
+                post: info.method.eq_ignore_ascii_case("POST"),
+            },
             click,
         )
     }
@@ -418,7 +430,14 @@ impl Policy {
         let (site, page_site) = at;
         Some(overlay.apply(
             d,
-            Sites { site, page_site, url: info.url, request_type: info.request_type, ads: self.ad_mode },
+            Sites {
+                site,
+                page_site,
+                url: info.url,
+                request_type: info.request_type,
+                ads: self.ad_mode,
+                post: info.method.eq_ignore_ascii_case("POST"),
+            },
             None,
         ))
     }

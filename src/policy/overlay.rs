@@ -169,13 +169,20 @@ pub struct Sites<'a> {
     pub request_type: RequestType,
     /// `[policy] ads`: what an ad source's request gets (a learned tracker's too).
     pub ads: AdMode,
+    /// A POST (a `sendBeacon`'s shape, when its type is a fetch's).
+    pub post: bool,
 }
 
 /// A learned tracker's request: an ad source's (forwarded with nothing that identifies), but
-/// its beacons blocked: pings, and images that carry a query (a pixel's report).
+/// its beacons blocked: pings, images that carry a query (a pixel's report), and POSTs of a
+/// fetch's type (`navigator.sendBeacon`).
 fn learned(sites: &str, at: Sites<'_>, ads: AdMode) -> Decision {
-    let beacon =
-        at.request_type == RequestType::Ping || (at.request_type == RequestType::Image && at.url.contains('?'));
+    let beacon = match at.request_type {
+        RequestType::Ping => true,
+        RequestType::Image => at.url.contains('?'),
+        RequestType::XmlHttpRequest | RequestType::Other => at.post,
+        _ => false,
+    };
     let matched =
         Matched { rule: Arc::from(format!("learned: tried to identify you on {sites}")), list: Arc::from("learned") };
     let verdict = match ads {
@@ -220,7 +227,14 @@ mod tests {
     }
 
     fn at<'a>(site: &'a str, page_site: &'a str) -> Sites<'a> {
-        Sites { site, page_site, url: "https://x.example/", request_type: RequestType::Script, ads: AdMode::Ad }
+        Sites {
+            site,
+            page_site,
+            url: "https://x.example/",
+            request_type: RequestType::Script,
+            ads: AdMode::Ad,
+            post: false,
+        }
     }
 
     fn person(f: impl FnOnce(&mut PersonChoices)) -> Arc<PersonChoices> {
@@ -273,6 +287,10 @@ mod tests {
         assert_eq!(o.apply(allow.clone(), pixel, None).verdict, Verdict::Block);
         let ping = Sites { request_type: RequestType::Ping, ..at("t.example", "news.example") };
         assert_eq!(o.apply(allow.clone(), ping, None).verdict, Verdict::Block);
+        let beacon = Sites { request_type: RequestType::XmlHttpRequest, post: true, ..at("t.example", "news.example") };
+        assert_eq!(o.apply(allow.clone(), beacon, None).verdict, Verdict::Block, "sendBeacon");
+        let fetch = Sites { request_type: RequestType::XmlHttpRequest, ..at("t.example", "news.example") };
+        assert_eq!(o.apply(allow.clone(), fetch, None).verdict, Verdict::Ad, "a GET fetch");
         let blocking = Sites { ads: AdMode::Block, ..at("t.example", "news.example") };
         assert_eq!(o.apply(allow.clone(), blocking, None).verdict, Verdict::Block, "[policy] ads = block");
         assert_eq!(o.apply(allow.clone(), at("t.example", "t.example"), None), allow, "its own site's pages");

@@ -10,12 +10,9 @@
 //!   tell clients apart (`[receipt] per_person`), a value that two clients both send is the same
 //!   for everyone (a key, a version) and never counts.
 //!
-//! An identifying value has this shape ([`identifying`]): 8 to 512 bytes, not a date or a Unix
-//! time, not under a cache-busting or locale name (`v`, `ts`, `lang`, ...), at least 5
-//! different characters, and either two kinds of character (letters and digits, or two cases)
-//! or at least 16 of one kind; that is at least ~32 bits of room, the bar Privacy Badger sets
-//! for a cookie. Path segments are not looked at: a CDN's hashed file name is the same for
-//! every site that loads it.
+//! An identifying value has the shape hygiene/identifier.rs documents (at least ~32 bits of
+//! room, not a date, a version or a setting). Path segments are not looked at: a CDN's hashed
+//! file name is the same for every site that loads it.
 //!
 //! What is kept: observations in memory only (the third party, the first-party sites, a keyed
 //! hash of the value with a key made at start, never the value; the client's address only with
@@ -27,6 +24,7 @@
 //! learned. Hand-written: no crate keeps such observations.
 
 use crate::exchange::Exchange;
+use crate::hygiene::identifier::identifying;
 use crate::ops::choices::Choices;
 use crate::policy::{Reason, Verdict};
 use std::collections::HashMap;
@@ -39,40 +37,6 @@ pub const MAX_OBSERVATIONS: usize = 10_000;
 
 /// Observations older than this are forgotten.
 const KEEP_SECS: u64 = 30 * 24 * 3600;
-
-/// Names whose values are cache keys, versions or settings, the same for everyone who asks.
-const NOT_IDS: &[&str] = &[
-    "v",
-    "ver",
-    "version",
-    "_",
-    "cb",
-    "t",
-    "ts",
-    "time",
-    "timestamp",
-    "rnd",
-    "rand",
-    "random",
-    "nocache",
-    "cache",
-    "cachebuster",
-    "hash",
-    "h",
-    "build",
-    "rev",
-    "lang",
-    "locale",
-    "hl",
-    "format",
-    "callback",
-    "jsonp",
-    "expires",
-    "path",
-    "domain",
-    "samesite",
-    "max-age",
-];
 
 /// A value first seen: where, from whom, when; and whether two clients sent it.
 struct Seen {
@@ -187,6 +151,11 @@ impl Learner {
                     at: now,
                     common: false,
                 });
+                if now.saturating_sub(seen.at) >= KEEP_SECS {
+                    // Forgotten after 30 days: this is a first sighting again.
+                    *seen = Seen { site: Box::from(ex.page.site.as_str()), client, at: now, common: false };
+                    continue;
+                }
                 if seen.common {
                     continue;
                 }
@@ -294,68 +263,9 @@ fn bound<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, now: u64, at: impl
     }
 }
 
-/// Whether a value under `name` has an identifier's shape (see the module's comment).
-pub fn identifying(name: &str, value: &str) -> bool {
-    let value = value.trim_matches('"');
-    if !(8..=512).contains(&value.len()) {
-        return false;
-    }
-    let name = name.trim();
-    if name.len() <= 11 && NOT_IDS.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-        return false;
-    }
-    // One pass: which ASCII characters occur, and of which kinds.
-    let (mut seen, mut digits, mut lower, mut upper, mut date_like) = (0u128, 0usize, false, false, true);
-    for b in value.bytes() {
-        seen |= 1u128 << (b & 0x7f);
-        match b {
-            b'0'..=b'9' => digits += 1,
-            b'a'..=b'z' => lower = true,
-            b'A'..=b'Z' => upper = true,
-            _ => {}
-        }
-        date_like &= b.is_ascii_digit() || b"-:T Z.+/".contains(&b);
-    }
-    if date_like && digits < value.len() {
-        return false; // a date or a time
-    }
-    if digits == value.len() && (value.len() == 10 || value.len() == 13) {
-        return false; // a Unix time, in seconds or milliseconds
-    }
-    if seen.count_ones() < 5 {
-        return false;
-    }
-    let kinds = usize::from(lower) + usize::from(upper) + usize::from(digits > 0);
-    kinds >= 2 || value.len() >= 16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identifiers_have_an_identifier_s_shape_and_settings_do_not() {
-        for id in ["3f2a9b8c-1d4e-4f5a-9b6c-7d8e9f0a1b2c", "GA1.2.1234567890.1700000000", "aZ19kQ02xLp", "x7f3k2m9q1w8"]
-        {
-            assert!(identifying("uid", id), "{id}");
-        }
-        for not in [
-            "1",
-            "true",
-            "en-US",
-            "accepted",
-            "2026-12-06",
-            "2026-12-06T10:00:00Z",
-            "1700000000",
-            "1700000000123",
-            "00000000",
-            "aaaaaaaa",
-        ] {
-            assert!(!identifying("x", not), "{not}");
-        }
-        assert!(!identifying("v", "3f2a9b8c7d6e"), "a version");
-        assert!(!identifying("lang", "de-DE-1996x"), "a locale");
-    }
 
     #[test]
     fn a_company_s_own_domains_are_one_party() {
