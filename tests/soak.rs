@@ -95,6 +95,18 @@ async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
     let pid = child.id();
     let _child = Killed(child);
     wait_port(port).await;
+    // Ready, not only bound: the port accepts while the choices store is still being opened
+    // (its file, WAL and shared memory), and those descriptors belong to the start.
+    let ready = async {
+        loop {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await;
+            if r.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), ready).await.expect("the proxy turned ready");
     let proxy = format!("127.0.0.1:{port}");
     let fds_at_start = open_fds(pid);
     let rss_at_start = rss_kib(pid);
