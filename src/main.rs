@@ -571,11 +571,15 @@ enum LearnedCommand {
     Forget { host: String },
 }
 
+/// The choices store of `config` (the default store when absent), as the running proxy has it.
+fn open_store(config: Option<&Path>) -> Result<nostalk::ops::choices::Choices> {
+    let cfg = load_config(config)?;
+    nostalk::ops::choices::Choices::open(&cfg.store_path(), cfg.receipt.downvotes_to_block).map_err(anyhow::Error::msg)
+}
+
 /// `nostalk learned [forget HOST]`.
 fn learned(command: Option<LearnedCommand>, config: Option<&Path>) -> Result<i32> {
-    let cfg = load_config(config)?;
-    let choices = nostalk::ops::choices::Choices::open(&cfg.store_path(), cfg.receipt.downvotes_to_block)
-        .map_err(anyhow::Error::msg)?;
+    let choices = open_store(config)?;
     match command {
         None => {
             let learned = choices.learned();
@@ -597,9 +601,7 @@ fn learned(command: Option<LearnedCommand>, config: Option<&Path>) -> Result<i32
 
 /// `nostalk ads [down|restore HOST]`.
 fn ads(command: Option<AdsCommand>, config: Option<&Path>) -> Result<i32> {
-    let cfg = load_config(config)?;
-    let choices = nostalk::ops::choices::Choices::open(&cfg.store_path(), cfg.receipt.downvotes_to_block)
-        .map_err(anyhow::Error::msg)?;
+    let choices = open_store(config)?;
     let threshold = choices.threshold();
     match command {
         None => {

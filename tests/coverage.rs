@@ -88,6 +88,36 @@ fn requests_of(html: &str, base: &url::Url) -> Vec<Req> {
     out
 }
 
+/// One of the real pages: its file name, its host (from its canonical link), and the
+/// third-party requests it names, each once.
+struct RealPage {
+    name: String,
+    host: String,
+    requests: Vec<Req>,
+}
+
+fn real_pages(data: &std::path::Path) -> Vec<RealPage> {
+    let mut pages = Vec::new();
+    for e in std::fs::read_dir(data.join("pages")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "html") {
+            continue;
+        }
+        let html = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        let host = canonical_host(&html).unwrap_or_else(|| "pages.test".into());
+        let page_site = site::site_of(&host);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let base = url::Url::parse(&format!("https://{host}/{name}")).unwrap();
+        let mut seen = BTreeSet::new();
+        let requests = requests_of(&html, &base)
+            .into_iter()
+            .filter(|r| site::site_of(&r.host) != page_site && seen.insert(r.url.clone()))
+            .collect();
+        pages.push(RealPage { name, host, requests });
+    }
+    pages
+}
+
 /// Services the EasyPrivacy snapshot leaves out (its tracking-server section is a separate
 /// list there) that are surveillance by what they are. Our lists block them; that is not a
 /// false positive. Anything else blocked where the judge allows counts against us.
@@ -125,28 +155,15 @@ fn the_embedded_lists_cover_the_trackers_and_ads_on_the_real_pages() {
     let (mut ordinary, mut ordinary_blocked, mut ordinary_ad, mut judge_gaps) = (0usize, 0usize, 0usize, 0usize);
     let mut social = 0usize;
     let mut wrongly_blocked: BTreeMap<String, String> = BTreeMap::new();
-    let mut pages = 0;
-    for e in std::fs::read_dir(data.join("pages")).unwrap() {
-        let path = e.unwrap().path();
-        if path.extension().is_none_or(|x| x != "html") {
-            continue;
-        }
-        pages += 1;
-        let html = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-        let page_host = canonical_host(&html).unwrap_or_else(|| "pages.test".into());
-        let page_site = site::site_of(&page_host);
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let base = url::Url::parse(&format!("https://{page_host}/{name}")).unwrap();
-        let mut seen = BTreeSet::new();
-        for r in requests_of(&html, &base) {
+    let real = real_pages(&data);
+    let pages = real.len();
+    for RealPage { name, host: page_host, requests } in &real {
+        for r in requests {
             let s = site::site_of(&r.host);
-            if s == page_site || !seen.insert(r.url.clone()) {
-                continue;
-            }
             let info = RequestInfo {
                 url: &r.url,
                 host: &r.host,
-                page_host: Some(&page_host),
+                page_host: Some(page_host),
                 request_type: r.t,
                 method: "GET",
             };
@@ -350,30 +367,16 @@ async fn learning_on_the_real_pages_learns_no_cdn_and_names_what_it_learns() {
     let o = origin(None, handler(|_req| async { http::Response::new(body("ok")) })).await;
     let mut pages = Vec::new();
     let mut hosts = BTreeSet::new();
-    for e in std::fs::read_dir(data.join("pages")).unwrap() {
-        let path = e.unwrap().path();
-        if path.extension().is_none_or(|x| x != "html") {
-            continue;
-        }
-        let html = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-        let page_host = canonical_host(&html).unwrap_or_else(|| "pages.test".into());
-        let page_site = site::site_of(&page_host);
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let base = url::Url::parse(&format!("http://{page_host}/{name}")).unwrap();
-        let mut reqs: Vec<Req> = Vec::new();
-        let mut seen = BTreeSet::new();
-        for mut r in requests_of(&html, &base) {
-            if site::site_of(&r.host) == page_site || !seen.insert(r.url.clone()) {
-                continue;
-            }
+    for page in real_pages(&data) {
+        let mut reqs = page.requests;
+        for r in &mut reqs {
             // Plain HTTP to the one origin: what is looked at (query, cookies) is the same.
             if let Some(rest) = r.url.strip_prefix("https://") {
                 r.url = format!("http://{rest}");
             }
             hosts.insert(r.host.clone());
-            reqs.push(r);
         }
-        pages.push((base.to_string(), reqs));
+        pages.push((format!("http://{}/{}", page.host, page.name), reqs));
     }
     let resolve: Vec<String> = hosts.iter().map(|h| format!("{h}:80:127.0.0.1:{}", o.port())).collect();
     let lists_dir = data.join("lists");

@@ -161,27 +161,24 @@ impl<'a> Change<'a> {
             Change::StopShopping { scope, site } => {
                 ("DELETE FROM choice_shopping WHERE device = $1 AND site = $2", scope, site, None, None)
             }
-            Change::Learn { source, sites, now } => {
-                return Statement { text: Some(sites), ..Statement::learned(source, now) };
-            }
-            Change::NotTracker { source, now } => {
-                return Statement { text: Some(""), ..Statement::learned(source, now) }
-            }
+            Change::Learn { source, sites, now } => return Statement::learned(source, now, sites),
+            Change::NotTracker { source, now } => return Statement::learned(source, now, ""),
         };
         Statement { sql, scope, key, time, text: None, grows }
     }
 }
 
 impl<'a> Statement<'a> {
-    /// A learned tracker's row (the household's: learning is not per device).
-    fn learned(source: &'a str, now: i64) -> Statement<'a> {
+    /// A learned tracker's row (the household's: learning is not per device), with the sites it
+    /// was seen on ("" for one that is not a tracker).
+    fn learned(source: &'a str, now: i64, sites: &'a str) -> Statement<'a> {
         Statement {
             sql: "INSERT INTO choice_learned (device, source, changed, sites) VALUES ($1, $2, $3, $4)
                   ON CONFLICT (device, source) DO UPDATE SET changed = $3, sites = $4",
             scope: "",
             key: source,
             time: Some(now),
-            text: None,
+            text: Some(sites),
             grows: Some("choice_learned"),
         }
     }

@@ -403,18 +403,7 @@ impl Policy {
         click: Option<Click<'_>>,
     ) -> Decision {
         let d = self.decide_with_sites(info, site, page_site);
-        overlay.apply(
-            d,
-            Sites {
-                site,
-                page_site,
-                url: info.url,
-                request_type: info.request_type,
-                ads: self.ad_mode,
-                post: info.method.eq_ignore_ascii_case("POST"),
-            },
-            click,
-        )
+        overlay.apply(d, self.sites(info, site, page_site), click)
     }
 
     /// The decision on a request the lists left alone whose host resolves through `cnames`
@@ -428,18 +417,19 @@ impl Policy {
     ) -> Option<Decision> {
         let d = self.uncloak(info, cnames)?;
         let (site, page_site) = at;
-        Some(overlay.apply(
-            d,
-            Sites {
-                site,
-                page_site,
-                url: info.url,
-                request_type: info.request_type,
-                ads: self.ad_mode,
-                post: info.method.eq_ignore_ascii_case("POST"),
-            },
-            None,
-        ))
+        Some(overlay.apply(d, self.sites(info, site, page_site), None))
+    }
+
+    /// What the overlays read of a request, beside its sites.
+    fn sites<'a>(&self, info: &RequestInfo<'a>, site: &'a str, page_site: &'a str) -> Sites<'a> {
+        Sites {
+            site,
+            page_site,
+            url: info.url,
+            request_type: info.request_type,
+            ads: self.ad_mode,
+            post: info.method.eq_ignore_ascii_case("POST"),
+        }
     }
 
     /// The lists' decision alone, from the cache when the exact same request was decided.
