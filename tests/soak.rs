@@ -77,10 +77,12 @@ async fn under_a_mixed_hostile_load_memory_and_descriptors_stay_flat() {
             "[server]\nlisten = \"127.0.0.1:{port}\"\nidle_timeout = \"3s\"\nhandshake_timeout = \"2s\"\ntunnel_idle_timeout = \"3s\"\n\
              [ca]\ndir = {:?}\n[intercept]\npassthrough = [\"quiet.test\"]\n\
              [upstream]\nallow = [\"127.0.0.0/8\"]\nresolve = [\"news.test:80:127.0.0.1:{}\", \"quiet.test:443:127.0.0.1:{quiet_port}\"]\n\
-             [policy]\ndefault_subscriptions = false\nlist_cache_dir = {:?}\n",
+             [policy]\ndefault_subscriptions = false\nlist_cache_dir = {:?}\n\
+             [receipt]\nstore = {:?}\n",
             dir.path().join("ca").display().to_string(),
             o.port(),
-            dir.path().join("lists").display().to_string()
+            dir.path().join("lists").display().to_string(),
+            dir.path().join("choices.sqlite3").display().to_string()
         ),
     )
     .unwrap();
