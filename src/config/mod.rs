@@ -372,7 +372,9 @@ pub enum ConfigError {
 }
 
 /// One `[upstream] resolve` entry: `host:port:address[:port]` (curl's --resolve, with an
-/// optional target port as in --connect-to).
+/// optional target port as in --connect-to). A host of `*` pins every name on that port that
+/// no entry names itself (as curl's `--resolve '*:443:...'`): a test bed or a benchmark that
+/// sends a whole simulated web to one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveEntry {
     pub host: String,
@@ -384,7 +386,16 @@ impl ResolveEntry {
     /// The address `entries` pins `host:port` to, if any (the one lookup every user of
     /// `[upstream] resolve` makes: the dialer, the parent proxy, the DNS server's bootstrap).
     pub fn pinned(entries: &[ResolveEntry], host: &str, port: u16) -> Option<std::net::SocketAddr> {
-        entries.iter().find(|e| e.port == port && e.host.eq_ignore_ascii_case(host)).map(|e| e.addr)
+        entries
+            .iter()
+            .find(|e| e.port == port && e.host.eq_ignore_ascii_case(host))
+            .or_else(|| entries.iter().find(|e| e.port == port && e.host == "*"))
+            .map(|e| e.addr)
+    }
+
+    /// Whether `entries` pin `host` on some port (its name is then never looked up).
+    pub fn names(entries: &[ResolveEntry], host: &str) -> bool {
+        entries.iter().any(|e| e.host == "*" || e.host.eq_ignore_ascii_case(host))
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -780,6 +791,20 @@ mod tests {
         let e = ResolveEntry::parse("a.test:443:[::1]:8443").unwrap();
         assert_eq!(e.addr.to_string(), "[::1]:8443");
         assert!(ResolveEntry::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn a_wildcard_resolve_entry_pins_every_other_name_on_its_port() {
+        let entries: Vec<ResolveEntry> = ["a.test:443:127.0.0.1:9001", "*:443:127.0.0.1:9002"]
+            .iter()
+            .map(|s| ResolveEntry::parse(s).unwrap())
+            .collect();
+        let at = |h: &str, p: u16| ResolveEntry::pinned(&entries, h, p).map(|a| a.port());
+        assert_eq!(at("a.test", 443), Some(9001), "a named entry wins over the wildcard");
+        assert_eq!(at("other.example", 443), Some(9002));
+        assert_eq!(at("other.example", 80), None, "the wildcard pins its own port only");
+        assert!(ResolveEntry::names(&entries, "other.example"));
+        assert!(!ResolveEntry::names(&entries[..1], "other.example"));
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub async fn handle(
     };
     match plan(&shared, &host, peer, who.as_ref()) {
         Plan::Refuse => Failure::TrackerTunnel(host).answer(),
-        Plan::Intercept => {
+        Plan::Intercept { warm } => {
+            if warm && port != 80 {
+                shared.upstream.preconnect(&host, port);
+            }
             spawn_intercepted(shared, req, host, port, ClientSide { peer, local, who });
             Response::new(empty())
         }
@@ -55,8 +58,11 @@ pub async fn handle(
 pub(crate) enum Plan {
     /// A tracker's host that cannot be intercepted (no CA, or passthrough): refused, recorded.
     Refuse,
-    /// Its TLS is terminated here and its requests served like plain ones.
-    Intercept,
+    /// Its TLS is terminated here and its requests served like plain ones. `warm`: the host
+    /// is not blocked, so its upstream connection may be opened while the client's handshake
+    /// with the proxy goes on (a tracker's host is never connected to before a request
+    /// inside the tunnel is allowed).
+    Intercept { warm: bool },
     /// Passed through byte for byte: passthrough list, trusted site, or no CA.
     PassThrough,
 }
@@ -92,7 +98,7 @@ pub(crate) fn plan(shared: &Shared, host: &str, peer: SocketAddr, who: Option<&A
     // A trusted site (the config's, the group's or the person's) is decided TrustedSite: its
     // tunnel is passed through, so its pages reach the browser as the origin sent them.
     if intercept && !decision.is_trusted() {
-        Plan::Intercept
+        Plan::Intercept { warm: decision.verdict != Verdict::Block }
     } else {
         Plan::PassThrough
     }

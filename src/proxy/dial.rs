@@ -128,7 +128,7 @@ impl Dialer {
     /// or an address. A failed lookup has no chain: the connection reports the failure.
     pub async fn cnames(&self, host: &str) -> Arc<[String]> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.parse::<std::net::IpAddr>().is_ok() || self.resolve.iter().any(|e| e.host.eq_ignore_ascii_case(host)) {
+        if host.parse::<std::net::IpAddr>().is_ok() || ResolveEntry::names(&self.resolve, host) {
             return Arc::from([]);
         }
         // A name the parent resolves is never looked up here (no query leaves for it).

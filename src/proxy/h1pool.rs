@@ -13,7 +13,7 @@
 //! `[upstream] idle_timeout`, and at most 64 are kept per origin, as before.
 
 use crate::base::{Body, BoxError};
-use crate::proxy::dial::Dialer;
+use crate::proxy::dial::{Dialer, MaybeTls};
 use crate::proxy::reap::{self, Swept};
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
@@ -21,6 +21,7 @@ use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -182,6 +183,22 @@ impl H1Pool {
             }
         });
         Ok(Some(send))
+    }
+
+    /// Keep a TLS connection to `https://{authority}` that `h2pool`'s dial made and found
+    /// without h2, for the next request to it.
+    pub async fn adopt(self: &Arc<Self>, authority: &Authority, io: TokioIo<MaybeTls>) {
+        match hyper::client::conn::http1::handshake(io).await {
+            Ok((send, conn)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "upstream connection ended");
+                    }
+                });
+                self.put(Origin { tls: true, authority: authority.clone() }, send);
+            }
+            Err(e) => tracing::debug!(error = %e, "upstream HTTP/1.1 handshake failed"),
+        }
     }
 
     fn put(self: &Arc<Self>, origin: Origin, send: SendRequest<Body>) {

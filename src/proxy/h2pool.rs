@@ -13,6 +13,7 @@
 
 use crate::base::Body;
 use crate::proxy::dial::Dialer;
+use crate::proxy::h1pool::H1Pool;
 use crate::proxy::reap::{self, Swept};
 use http::uri::Authority;
 use hyper::client::conn::http2::SendRequest;
@@ -65,11 +66,14 @@ pub struct H2Pool {
     map: Mutex<Map>,
     dialer: Dialer,
     idle: Duration,
+    /// Where a dial that finds an origin without h2 leaves its connection, for the request
+    /// waiting on the dial to take.
+    h1: Arc<H1Pool>,
 }
 
 impl H2Pool {
-    pub fn new(dialer: Dialer, idle: Duration) -> H2Pool {
-        H2Pool { map: Mutex::new(Map { entries: HashMap::default(), reaper: false }), dialer, idle }
+    pub fn new(dialer: Dialer, idle: Duration, h1: Arc<H1Pool>) -> H2Pool {
+        H2Pool { map: Mutex::new(Map { entries: HashMap::default(), reaper: false }), dialer, idle, h1 }
     }
 
     fn lock(&self) -> MutexGuard<'_, Map> {
@@ -110,6 +114,19 @@ impl H2Pool {
         }
     }
 
+    /// Dial `authority` now when it has no connection and none is under way (a tunnel to it
+    /// has just opened); requests to it then wait for this dial.
+    pub fn warm(self: &Arc<Self>, authority: &Authority) {
+        let mut map = self.lock();
+        let dial = match map.entries.get(authority) {
+            None => true,
+            Some(e) => matches!(&e.state, State::Ready(s) if s.is_closed()),
+        };
+        if dial {
+            let _ = self.dial(&mut map, authority, Instant::now(), false);
+        }
+    }
+
     /// Start a dial in its own task (so a cancelled request cannot leave it half done) and
     /// mark the authority as connecting.
     fn dial(
@@ -146,7 +163,12 @@ impl H2Pool {
         };
         let io = match self.dialer.clone().connect(uri).await {
             Ok(io) if io.inner().is_h2() => io,
-            Ok(_) => return State::Pool(Instant::now() + NOT_H2_RECHECK),
+            Ok(io) => {
+                // Kept for the request that waited on this dial, which now goes to the
+                // general pool: without it, that request would dial a second time.
+                self.h1.adopt(authority, io).await;
+                return State::Pool(Instant::now() + NOT_H2_RECHECK);
+            }
             // No connection: the pool dials again and reports its own error.
             Err(_) => return failed(),
         };

@@ -40,9 +40,8 @@ pub struct Tunnel {
 
 impl Tunnel {
     pub fn new(host: &str, port: u16, tls: bool) -> Tunnel {
-        let (scheme, default_port) = if tls { (Scheme::HTTPS, 443) } else { (Scheme::HTTP, 80) };
-        let authority = if port == default_port { host.parse() } else { format!("{host}:{port}").parse() };
-        Tunnel { scheme, authority: authority.ok() }
+        let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
+        Tunnel { scheme, authority: tunnel_authority(host, port, tls) }
     }
 
     /// A tunnel to the proxy's own name.
@@ -55,6 +54,14 @@ impl Tunnel {
         let authority = self.authority.clone().ok_or("the tunnel's host is not a valid authority")?;
         absolute(self.scheme.clone(), authority, req)
     }
+}
+
+/// The authority of the requests inside a tunnel to host:port (the port left out when it is
+/// the scheme's own, as a browser writes the URL).
+pub fn tunnel_authority(host: &str, port: u16, tls: bool) -> Option<Authority> {
+    let default_port = if tls { 443 } else { 80 };
+    let authority = if port == default_port { host.parse() } else { format!("{host}:{port}").parse() };
+    authority.ok()
 }
 
 #[derive(Clone)]

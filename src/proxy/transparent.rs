@@ -69,7 +69,10 @@ async fn serve_https(
     tracing::Span::current().record("host", host.as_str());
     match connect::plan(&shared, &host, peer, None) {
         Plan::Refuse => Ok(()),
-        Plan::Intercept => {
+        Plan::Intercept { warm } => {
+            if warm {
+                shared.upstream.preconnect(&host, 443);
+            }
             connect::serve_intercepted(shared, stream, host, 443, ClientSide { peer, local, who: None }).await
         }
         Plan::PassThrough => {

@@ -69,10 +69,11 @@ impl Upstream {
             .timer(hyper_util::rt::TokioTimer::new())
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(dialer.clone());
+        let h1 = Arc::new(H1Pool::new(dialer.clone(), idle));
         Upstream {
             client,
-            h1: Arc::new(H1Pool::new(dialer.clone(), idle)),
-            h2: Arc::new(H2Pool::new(dialer, idle)),
+            h2: Arc::new(H2Pool::new(dialer, idle, h1.clone())),
+            h1,
             response_timeout: cfg.upstream.response_timeout.get(),
         }
     }
@@ -105,6 +106,17 @@ impl Upstream {
             }
         };
         Ok(self.client.request(req).await?.map(crate::base::boxed))
+    }
+
+    /// Open the connection to `https://host:port` now, if there is none, for the requests a
+    /// tunnel to it is about to carry: a browser's first request inside a new tunnel then
+    /// finds it made (or under way) instead of dialing only once the browser's own handshake
+    /// with the proxy is done. The upstream's TCP and TLS round trips overlap that handshake,
+    /// as they would if the browser dialed the origin itself.
+    pub fn preconnect(&self, host: &str, port: u16) {
+        if let Some(authority) = crate::proxy::service::tunnel_authority(host, port, true) {
+            self.h2.warm(&authority);
+        }
     }
 
     /// How many HTTP/1.1 connections are kept idle (for tests).

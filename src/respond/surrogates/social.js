@@ -27,7 +27,14 @@
       restore(el, box);
     });
     box.appendChild(p);
-    box.appendChild(f);
+    /* The button's frame comes once the page has loaded: a frame of another site is a
+       process of its own in a browser that isolates sites, and the page's load would
+       wait for it. */
+    if (d.readyState === 'complete') {
+      box.appendChild(f);
+    } else {
+      w.addEventListener('load', function () { box.appendChild(f); });
+    }
     return box;
   }
   function hold(el) {
