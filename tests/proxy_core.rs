@@ -808,3 +808,82 @@ async fn a_dual_stack_listener_names_an_ipv4_clients_address_as_ipv4_in_the_pac_
     assert!(pac.contains(&format!("PROXY 127.0.0.1:{port}\"")), "{pac}");
     assert!(!pac.contains("ffff"), "{pac}");
 }
+
+/// A CONNECT through the proxy, answered: the client's side of a tunnel to `host`, before any
+/// byte of TLS.
+async fn open_tunnel(p: &Proxy, host: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    s
+}
+
+/// One GET over TLS inside an open tunnel, trusting the proxy's CA; the response as text.
+async fn get_in_tunnel(s: tokio::net::TcpStream, host: &str, ca_pem: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+    let cfg =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, s).await.unwrap();
+    tls.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A browser's first request in a new tunnel does not wait for the proxy to dial only once the
+/// browser's own handshake with it is done: the upstream connection is opened as the CONNECT
+/// is answered (its round trips overlap that handshake), and the request uses it. One
+/// connection to each origin in all, whether it speaks h2 or only HTTP/1.1. A blocked host is
+/// not connected to before a request inside the tunnel is allowed.
+#[tokio::test]
+async fn a_tunnel_connects_upstream_as_it_opens_and_its_first_request_uses_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = OriginCa::new(dir.path());
+    let shop = origin(Some(ca.server_config(&["shop.test"])), handler(|_| async { html("the shop") })).await;
+    let mut h1_only = (*ca.server_config(&["old.test", "tracker.test"])).clone();
+    h1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let h1_only = std::sync::Arc::new(h1_only);
+    let old = origin(Some(h1_only.clone()), handler(|_| async { html("the old site") })).await;
+    let tracker = origin(Some(h1_only), handler(|_| async { html("tracked") })).await;
+    let block = dir.path().join("block.txt");
+    std::fs::write(&block, "||tracker.test^\n").unwrap();
+    let toml = format!(
+        "[upstream]\nextra_roots = [{:?}]\n\n[[lists]]\nname = \"test-block\"\npath = {:?}\nverdict = \"block\"\n",
+        ca.pem_path.display().to_string(),
+        block.display().to_string()
+    );
+    let hosts =
+        [resolve("shop.test", 443, &shop), resolve("old.test", 443, &old), resolve("tracker.test", 443, &tracker)];
+    let p = Proxy::start_in(dir, &hosts, &toml).await;
+    let connections = |o: &Origin| o.connections.load(std::sync::atomic::Ordering::SeqCst);
+    for (host, o, text) in [("shop.test", &shop, "the shop"), ("old.test", &old, "the old site")] {
+        let s = open_tunnel(&p, host).await;
+        let started = Instant::now();
+        while connections(o) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{host}: no upstream connection while the client is silent"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let answer = get_in_tunnel(s, host, &p.ca_pem).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains(text), "{host}: {answer}");
+        assert_eq!(connections(o), 1, "{host}: the first request went on the connection opened at CONNECT");
+    }
+    let s = open_tunnel(&p, "tracker.test").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(connections(&tracker), 0, "a blocked host is connected to before any request");
+    drop(s);
+    assert_eq!(shop.count() + old.count(), 2);
+}

@@ -262,7 +262,7 @@ async fn main() {
     assert!(!pages.is_empty(), "no page matches --only {:?}", a.only);
     let dir = tempfile::tempdir().unwrap();
     let shape = Shape { rtt: Duration::from_millis(a.rtt_ms), bytes_per_sec: a.mbit * 1e6 / 8.0 };
-    let w = Arc::new(Web::new(&pages, &data.join("lists"), a.cost_ms));
+    let w = Arc::new(Web::new(&pages, &data.join("lists"), a.cost_ms, shape));
     let certs = Arc::new(web::Certs::new(dir.path()));
     let link = Link::start(w.clone(), certs.clone(), shape).await;
     let nostalk = start_nostalk(dir.path(), &link, &certs.pem_path, a.log.as_deref()).await;

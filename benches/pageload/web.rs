@@ -8,7 +8,6 @@
 //! direct browser through its NSS database.
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -28,8 +27,28 @@ use tokio::time::Instant;
 pub struct Shape {
     /// Round-trip time of every connection.
     pub rtt: Duration,
-    /// Bytes per second from the web, per connection.
+    /// Bytes per second from the web, per response.
     pub bytes_per_sec: f64,
+}
+
+/// A response body the origin sends no faster than the shape's bandwidth.
+pub type Paced = http_body_util::StreamBody<
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, Infallible>> + Send>>,
+>;
+
+/// `body` in chunks of 16 KiB, each sent once the bandwidth has carried the ones before it.
+fn paced(body: Bytes, bytes_per_sec: f64) -> Paced {
+    const CHUNK: usize = 16 * 1024;
+    let start = Instant::now();
+    let stream = futures_util::stream::unfold((body, 0usize), move |(body, sent)| async move {
+        if sent >= body.len() {
+            return None;
+        }
+        let end = (sent + CHUNK).min(body.len());
+        tokio::time::sleep_until(start + Duration::from_secs_f64(end as f64 / bytes_per_sec)).await;
+        Some((Ok(hyper::body::Frame::data(body.slice(sent..end))), (body, end)))
+    });
+    http_body_util::StreamBody::new(Box::pin(stream))
 }
 
 /// One real page, served at `https://{host}/{name}`.
@@ -53,6 +72,7 @@ pub struct Web {
     judge: adblock::Engine,
     /// Main-thread work of a tracker's script, in ms (0: inert, a plain script).
     pub cost_ms: u32,
+    pub shape: Shape,
     /// The page now loading (the source a script is judged for).
     pub current: Mutex<String>,
     /// What crossed the link from the web since the last [`Link::reset`].
@@ -61,7 +81,7 @@ pub struct Web {
 }
 
 impl Web {
-    pub fn new(pages: &[Page], lists_dir: &Path, cost_ms: u32) -> Web {
+    pub fn new(pages: &[Page], lists_dir: &Path, cost_ms: u32, shape: Shape) -> Web {
         let mut lists = HashMap::new();
         let mut rules = String::new();
         for name in ["easylist", "easyprivacy"] {
@@ -77,6 +97,7 @@ impl Web {
             lists,
             judge: adblock::Engine::new_with_filter_set(set),
             cost_ms,
+            shape,
             current: Mutex::new(String::new()),
             requests: AtomicU64::new(0),
             tracker_scripts: AtomicU64::new(0),
@@ -91,7 +112,13 @@ impl Web {
             .unwrap_or(false)
     }
 
-    fn answer(&self, req: &Request<Incoming>, scheme: &str) -> Response<Full<Bytes>> {
+    fn answer(&self, req: &Request<Incoming>, scheme: &str) -> Response<Paced> {
+        let resp = self.answer_whole(req, scheme);
+        let rate = self.shape.bytes_per_sec;
+        resp.map(|b| paced(b, rate))
+    }
+
+    fn answer_whole(&self, req: &Request<Incoming>, scheme: &str) -> Response<Bytes> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let host = req
             .headers()
@@ -109,7 +136,7 @@ impl Web {
             Response::builder()
                 .header("content-type", ct)
                 .header("cache-control", "max-age=3600")
-                .body(Full::new(body))
+                .body(body)
                 .expect("a static head")
         };
         if let Some(html) = self.pages.get(&(host.clone(), path.clone())) {
@@ -123,7 +150,7 @@ impl Web {
             }
         }
         if req.method() == hyper::Method::POST || path.contains("nostalk-bench-beacon") {
-            return Response::builder().status(204).body(Full::new(Bytes::new())).expect("a static head");
+            return Response::builder().status(204).body(Bytes::new()).expect("a static head");
         }
         let dest = req.headers().get("sec-fetch-dest").and_then(|v| v.to_str().ok()).unwrap_or("");
         let ext = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
@@ -293,8 +320,8 @@ async fn serve_origin(web: Arc<Web>, certs: Arc<Certs>) -> (SocketAddr, SocketAd
 }
 
 /// The link: the one address the simulated web has. Every connection through it waits a
-/// round trip before its first bytes reach the origin (TCP's handshake), half a round trip
-/// each way after that, and gets the bandwidth from the web, paced per connection.
+/// round trip before its first bytes reach the origin (TCP's handshake), and half a round
+/// trip each way after that. (The bandwidth is the origin's, per response.)
 pub struct Link {
     pub addr: SocketAddr,
     pub bytes: Arc<AtomicU64>,
@@ -325,8 +352,8 @@ impl Link {
                     let _ = server.set_nodelay(true);
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    let up = relay(cr, sw, accepted + shape.rtt, shape.rtt / 2, None, None);
-                    let down = relay(sr, cw, accepted, shape.rtt / 2, Some(shape.bytes_per_sec), Some(b));
+                    let up = relay(cr, sw, accepted + shape.rtt, shape.rtt / 2, None);
+                    let down = relay(sr, cw, accepted, shape.rtt / 2, Some(b));
                     tokio::join!(up, down);
                 });
                 let mut open = o.lock().unwrap();
@@ -347,34 +374,23 @@ impl Link {
 }
 
 /// Copies `from` to `to`, each chunk delivered `delay` after it was read (and not before
-/// `not_before`), paced at `rate` bytes per second when given.
+/// `not_before` + `delay`), counting the bytes in `count` when given.
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     not_before: Instant,
     delay: Duration,
-    rate: Option<f64>,
     count: Option<Arc<AtomicU64>>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Bytes)>();
     let reader = async move {
         let mut buf = vec![0u8; 16 * 1024];
-        let mut free = not_before;
         loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let start = Instant::now().max(not_before);
-            let at = match rate {
-                // The chunk leaves once the link has carried what came before it, and its
-                // last byte arrives half a round trip after it has all left.
-                Some(r) => {
-                    free = free.max(start) + Duration::from_secs_f64(n as f64 / r);
-                    free + delay
-                }
-                None => start + delay,
-            };
+            let at = Instant::now().max(not_before) + delay;
             if let Some(c) = &count {
                 c.fetch_add(n as u64, Ordering::Relaxed);
             }
