@@ -7,9 +7,10 @@
 //! the benchmark's own noise. Scripts of hosts EasyList or EasyPrivacy block stand for a
 //! tracker's cost (`--cost` ms of main-thread work, two beacons, a chained script).
 //!
-//! `cargo bench --bench pageload -- [--rtt 40] [--mbit 20] [--cost 15] [--rounds 2]
-//! [--warmup 1] [--only NAME,...] [--json] [--log debug]`; BENCHMARKS.md has the model, its
-//! limits and the figures.
+//! `cargo bench --bench pageload -- [--rtt 40] [--mbit 20] [--cost 15] [--rounds 3]
+//! [--warmup 1] [--only NAME,...] [--json] [--log debug]`, with `NOSTALK_BIN=path` to run
+//! another build and `PAGELOAD_TIMING=1` to print each load's navigation and resource timings;
+//! BENCHMARKS.md has the model, its limits and the figures.
 
 #[path = "../../tests/support/cdp.rs"]
 mod cdp;
@@ -39,7 +40,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a =
-        Args { rtt_ms: 40, mbit: 20.0, cost_ms: 15, rounds: 2, warmup: 1, only: vec![], json: false, log: None };
+        Args { rtt_ms: 40, mbit: 20.0, cost_ms: 15, rounds: 3, warmup: 1, only: vec![], json: false, log: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -128,7 +129,9 @@ async fn start_nostalk(dir: &Path, link: &Link, origins_ca: &Path, log: Option<&
     std::fs::write(&config, toml).unwrap();
     let home = dir.join("nostalk-home");
     std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nostalk"));
+    // NOSTALK_BIN: another build of nostalk, for a before-and-after run.
+    let bin = std::env::var_os("NOSTALK_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_nostalk").into());
+    let mut cmd = std::process::Command::new(bin);
     cmd.args(["run", "--config", config.to_str().unwrap()])
         .env("HOME", &home)
         .env_remove("XDG_DATA_HOME")
@@ -188,6 +191,7 @@ async fn load(b: &Browser, page: &Page, w: &Web, link: &Link) -> Option<Sample> 
     *w.current.lock().unwrap() = page.url();
     w.requests.store(0, Ordering::Relaxed);
     w.tracker_scripts.store(0, Ordering::Relaxed);
+    w.tracker_urls.lock().unwrap().clear();
     link.bytes.store(0, Ordering::Relaxed);
     let ctx = b.call(None, "Target.createBrowserContext", json!({})).await;
     let ctx = ctx["browserContextId"].as_str()?.to_string();
@@ -235,7 +239,21 @@ async fn load(b: &Browser, page: &Page, w: &Web, link: &Link) -> Option<Sample> 
             .try_call(
                 Some(&session),
                 "Runtime.evaluate",
-                json!({ "expression": "performance.getEntriesByType('resource').map(r => [r.name.slice(0, 90), Math.round(r.startTime), Math.round(r.connectStart), Math.round(r.connectEnd), Math.round(r.requestStart), Math.round(r.responseStart), Math.round(r.responseEnd)].join(' ')).join('\\n')", "returnByValue": true }),
+                json!({ "expression": "(() => { const n = performance.getEntriesByType('navigation')[0]; return JSON.stringify([n.responseEnd, n.domInteractive, n.domContentLoadedEventStart, n.domContentLoadedEventEnd, n.domComplete, n.loadEventStart, n.loadEventEnd].map(Math.round)); })()", "returnByValue": true }),
+            )
+            .await;
+        if let Ok(v) = r {
+            eprintln!(
+                "  end, interactive, dcl start/end, complete, load start/end: {}",
+                v["result"]["value"].as_str().unwrap_or("")
+            );
+        }
+        eprintln!("tracker scripts run: {:?}", w.tracker_urls.lock().unwrap());
+        let r = b
+            .try_call(
+                Some(&session),
+                "Runtime.evaluate",
+                json!({ "expression": "performance.getEntriesByType('resource').map(r => [r.name.slice(0, 90), Math.round(r.startTime), Math.round(r.connectStart), Math.round(r.connectEnd), Math.round(r.requestStart), Math.round(r.responseStart), Math.round(r.responseEnd), r.nextHopProtocol].join(' ')).join('\\n')", "returnByValue": true }),
             )
             .await;
         if let Ok(v) = r {

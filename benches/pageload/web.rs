@@ -78,6 +78,8 @@ pub struct Web {
     /// What crossed the link from the web since the last [`Link::reset`].
     pub requests: AtomicU64,
     pub tracker_scripts: AtomicU64,
+    /// The tracker scripts served since the last load began (PAGELOAD_TIMING prints them).
+    pub tracker_urls: Mutex<Vec<String>>,
 }
 
 impl Web {
@@ -101,6 +103,7 @@ impl Web {
             current: Mutex::new(String::new()),
             requests: AtomicU64::new(0),
             tracker_scripts: AtomicU64::new(0),
+            tracker_urls: Mutex::new(Vec::new()),
         }
     }
 
@@ -169,25 +172,32 @@ impl Web {
             },
             _ => "other",
         };
+        let chained = req.uri().query().is_some_and(|q| q.contains("nostalk-bench=chain"));
         let seed = fnv(&url);
         let size = |lo: u64, hi: u64| (lo + seed % (hi - lo)) as usize;
         match kind {
-            "script" if req.uri().query().is_some_and(|q| q.contains("nostalk-bench=chain")) => {
-                ok("application/javascript", padded(b"/* a chained script */\n", b"/*", b"*/", size(2_000, 20_000)))
-            }
-            "script" if self.cost_ms > 0 && self.tracker_script(&url) => {
+            "script" if self.cost_ms > 0 && (chained || self.tracker_script(&url)) => {
                 self.tracker_scripts.fetch_add(1, Ordering::Relaxed);
+                self.tracker_urls.lock().unwrap().push(url.clone());
+                // A tracker's script: its work, two beacons, and (unless it is the chained
+                // one itself) one more script of the tracker's, which does the same.
                 let origin = format!("{scheme}://{host}");
+                let chain = if chained {
+                    String::new()
+                } else {
+                    format!(
+                        "var s = document.createElement('script');\n\
+                         s.src = '{origin}/chained.js?nostalk-bench=chain';\n\
+                         (document.head || document.documentElement).appendChild(s);\n"
+                    )
+                };
                 let js = format!(
                     "(function () {{\n\
                      var end = performance.now() + {cost};\n\
                      while (performance.now() < end) {{}}\n\
                      try {{ navigator.sendBeacon('{origin}/nostalk-bench-beacon?e=view&cid=' + Math.random(), 'x'); }} catch (e) {{}}\n\
                      new Image().src = '{origin}/nostalk-bench-beacon.gif?e=load&uid=' + Math.random();\n\
-                     var s = document.createElement('script');\n\
-                     s.src = '{origin}/chained.js?nostalk-bench=chain';\n\
-                     (document.head || document.documentElement).appendChild(s);\n\
-                     }})();\n",
+                     {chain}}})();\n",
                     cost = self.cost_ms
                 );
                 ok("application/javascript", padded(js.as_bytes(), b"/*", b"*/", 30_000))
