@@ -439,8 +439,8 @@ async fn an_https_origin_without_h2_is_reached_over_http1() {
     assert_eq!(p.shared.upstream.h2_connections(), 0);
     assert_eq!(
         o.connections.load(std::sync::atomic::Ordering::SeqCst),
-        2,
-        "one h2 probe, then one kept HTTP/1.1 connection"
+        1,
+        "one connection: the dial that found no h2 is kept for HTTP/1.1, not dialed again"
     );
     assert_eq!(p.shared.upstream.h1_idle_connections(), 1);
 }
