@@ -171,6 +171,17 @@ async fn start_nostalk(dir: &Path, link: &Link, origins_ca: &Path, log: Option<&
     n
 }
 
+/// The CPU time a process has spent, user and system, all threads (/proc/PID/stat's utime and
+/// stime, in the kernel's USER_HZ ticks of 10 ms); 0 where it cannot be read.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    // utime and stime are the stat file's fields 14 and 15: 12 and 13 after the name.
+    f.get(11).zip(f.get(12)).map(|(u, s)| (u + s) * 10.0).unwrap_or(0.0)
+}
+
 /// A browser: its own HOME (trusting both CAs) and profile.
 async fn browser(dir: &Path, name: &str, cas: &[&Path], route: &str) -> Browser {
     let d = dir.join(name);
@@ -185,9 +196,10 @@ async fn browser(dir: &Path, name: &str, cas: &[&Path], route: &str) -> Browser 
 }
 
 /// One cold load of `page`: a fresh browser context on a link with no connection open.
-async fn load(b: &Browser, page: &Page, w: &Web, link: &Link) -> Option<Sample> {
+async fn load(b: &Browser, page: &Page, w: &Web, link: &Link, nostalk: Option<u32>) -> Option<Sample> {
     link.reset();
     tokio::time::sleep(Duration::from_millis(150)).await;
+    let cpu_before = nostalk.map(cpu_ms);
     *w.current.lock().unwrap() = page.url();
     w.requests.store(0, Ordering::Relaxed);
     w.tracker_scripts.store(0, Ordering::Relaxed);
@@ -233,6 +245,10 @@ async fn load(b: &Browser, page: &Page, w: &Web, link: &Link) -> Option<Sample> 
     let requests = w.requests.load(Ordering::Relaxed);
     let bytes = link.bytes.load(Ordering::Relaxed);
     let trackers = w.tracker_scripts.load(Ordering::Relaxed);
+    let cpu = match (nostalk, cpu_before) {
+        (Some(pid), Some(before)) => cpu_ms(pid) - before,
+        _ => 0.0,
+    };
     if std::env::var_os("PAGELOAD_TIMING").is_some() {
         eprintln!("{} {:?}", page.name, got);
         let r = b
@@ -262,7 +278,7 @@ async fn load(b: &Browser, page: &Page, w: &Web, link: &Link) -> Option<Sample> 
     }
     let _ = b.try_call(None, "Target.disposeBrowserContext", json!({ "browserContextId": ctx })).await;
     let g = got?;
-    Some(Sample { load: g[0], fcp, ttfb: g[2], html_end: g[3], requests, bytes, trackers })
+    Some(Sample { load: g[0], fcp, ttfb: g[2], html_end: g[3], requests, bytes, trackers, cpu_ms: cpu })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -288,6 +304,7 @@ async fn main() {
     let direct =
         browser(dir.path(), "direct", &cas, &format!("--host-resolver-rules=MAP * 127.0.0.1:{}", link.addr.port()))
             .await;
+    let pid = nostalk.child.id();
     let proxied =
         browser(dir.path(), "proxied", &cas, &format!("--proxy-server=http://127.0.0.1:{}", nostalk.port)).await;
     eprintln!(
@@ -302,8 +319,8 @@ async fn main() {
     );
     for _ in 0..a.warmup {
         for p in &pages {
-            load(&direct, p, &w, &link).await;
-            load(&proxied, p, &w, &link).await;
+            load(&direct, p, &w, &link, None).await;
+            load(&proxied, p, &w, &link, Some(pid)).await;
         }
     }
     let mut results = report::Results::new(pages.iter().map(|p| p.name.clone()).collect(), a.rounds);
@@ -316,8 +333,8 @@ async fn main() {
                 [Mode::Direct2, Mode::Nostalk, Mode::Direct]
             };
             for m in order {
-                let b = if m == Mode::Nostalk { &proxied } else { &direct };
-                let s = load(b, p, &w, &link).await;
+                let (b, watch) = if m == Mode::Nostalk { (&proxied, Some(pid)) } else { (&direct, None) };
+                let s = load(b, p, &w, &link, watch).await;
                 results.put(i, round, m, s);
             }
         }

@@ -14,7 +14,7 @@ pub enum Mode {
 }
 
 /// One page load, in ms from navigation start (FCP -1 when nothing was painted); requests and
-/// bytes as the web saw them.
+/// bytes as the web saw them; the CPU time nostalk's process spent on it (0 for a direct load).
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
     pub load: f64,
@@ -24,6 +24,7 @@ pub struct Sample {
     pub requests: u64,
     pub bytes: u64,
     pub trackers: u64,
+    pub cpu_ms: f64,
 }
 
 pub struct Results {
@@ -124,6 +125,9 @@ impl Results {
             "requests": { "direct": sum(Mode::Direct, &|s| s.requests as f64), "nostalk": sum(Mode::Nostalk, &|s| s.requests as f64) },
             "bytes": { "direct": sum(Mode::Direct, &|s| s.bytes as f64), "nostalk": sum(Mode::Nostalk, &|s| s.bytes as f64) },
             "tracker_scripts": { "direct": sum(Mode::Direct, &|s| s.trackers as f64), "nostalk": sum(Mode::Nostalk, &|s| s.trackers as f64) },
+            "nostalk_cpu_ms": { "per_page_median": med(Mode::Nostalk, &|s| s.cpu_ms),
+                                "per_request": sum(Mode::Nostalk, &|s| s.cpu_ms) / sum(Mode::Nostalk, &|s| s.requests as f64),
+                                "all_pages": sum(Mode::Nostalk, &|s| s.cpu_ms) },
             "noise_ms_median": median(full.iter().map(|p| p.noise()).collect()),
             "faster_every_round": names(&|p| p.every(|r| r[1].load < r[0].load)),
             "slower_every_round": names(&|p| p.every(|r| r[1].load > r[0].load)),
@@ -142,7 +146,7 @@ impl Results {
                 let one = |s: &Option<Sample>| {
                     s.map(|s| {
                         json!({ "load": s.load, "fcp": s.fcp, "html_first_byte": s.ttfb, "html_end": s.html_end,
-                                      "requests": s.requests, "bytes": s.bytes, "tracker_scripts": s.trackers })
+                                      "requests": s.requests, "bytes": s.bytes, "tracker_scripts": s.trackers, "cpu_ms": s.cpu_ms })
                     })
                 };
                 let rounds: Vec<Value> = rounds
@@ -261,6 +265,13 @@ impl Results {
             "tracker scripts run: direct {:.0}, nostalk {:.0}",
             f(&t["tracker_scripts"]["direct"]),
             f(&t["tracker_scripts"]["nostalk"])
+        );
+        let _ = writeln!(
+            o,
+            "nostalk's CPU time: {:.0} ms for all pages, median {:.1} ms a page, {:.2} ms a request",
+            f(&t["nostalk_cpu_ms"]["all_pages"]),
+            f(&t["nostalk_cpu_ms"]["per_page_median"]),
+            f(&t["nostalk_cpu_ms"]["per_request"])
         );
         let _ = writeln!(
             o,
