@@ -111,12 +111,20 @@ impl Results {
             |pred: &dyn Fn(&Full) -> bool| -> Vec<&str> { full.iter().filter(|p| pred(p)).map(|p| p.name).collect() };
         let load = |s: &Sample| s.load;
         let (ld, lp, ld2) = (med(Mode::Direct, &load), med(Mode::Nostalk, &load), med(Mode::Direct2, &load));
+        // The same ratio taken in each round alone: how far one round's figure moves.
+        let rounds = full.first().map_or(0, |p| p.rounds.len());
+        let in_round = |r: usize, m: Mode| median(full.iter().map(|p| p.rounds[r][idx(m)].load).collect());
+        let round_ratios: Vec<f64> =
+            (0..rounds).map(|r| in_round(r, Mode::Nostalk) / in_round(r, Mode::Direct)).collect();
         json!({
             "pages": full.len(),
             "failed": self.failed(),
             "load_ms": { "direct": ld, "nostalk": lp, "direct_again": ld2, "ratio": lp / ld, "noise_ratio": ld2 / ld,
-                         "median_page_ratio": median(full.iter().map(|p| p.mean(Mode::Nostalk, load) / p.mean(Mode::Direct, load)).collect()) },
-            "fcp_ms": { "direct": med(Mode::Direct, &|s| s.fcp), "nostalk": med(Mode::Nostalk, &|s| s.fcp) },
+                         "median_page_ratio": median(full.iter().map(|p| p.mean(Mode::Nostalk, load) / p.mean(Mode::Direct, load)).collect()),
+                         "ratio_by_round": round_ratios },
+            "fcp_ms": { "direct": med(Mode::Direct, &|s| s.fcp), "nostalk": med(Mode::Nostalk, &|s| s.fcp),
+                        "median_delta": delta(&|s| s.fcp),
+                        "noise_median_delta": median(full.iter().map(|p| p.mean(Mode::Direct2, |s| s.fcp) - p.mean(Mode::Direct, |s| s.fcp)).collect()) },
             "html_first_byte_ms": { "direct": med(Mode::Direct, &|s| s.ttfb), "nostalk": med(Mode::Nostalk, &|s| s.ttfb),
                                     "median_delta": delta(&|s| s.ttfb),
                                     "noise_median_delta": median(full.iter().map(|p| p.mean(Mode::Direct2, |s| s.ttfb) - p.mean(Mode::Direct, |s| s.ttfb)).collect()) },
@@ -229,11 +237,18 @@ impl Results {
             f(&t["load_ms"]["direct_again"]),
             f(&t["load_ms"]["noise_ratio"]),
         );
+        let by_round: Vec<String> = t["load_ms"]["ratio_by_round"]
+            .as_array()
+            .map(|a| a.iter().map(|v| format!("{:.2}x", v.as_f64().unwrap_or(f64::NAN))).collect())
+            .unwrap_or_default();
+        let _ = writeln!(o, "  the same ratio in each round alone: {}", by_round.join(", "));
         let _ = writeln!(
             o,
-            "first contentful paint, median: direct {:.0} ms, nostalk {:.0} ms",
+            "first contentful paint, median: direct {:.0} ms, nostalk {:.0} ms; median page delta {:+.1} ms (direct again {:+.1} ms)",
             f(&t["fcp_ms"]["direct"]),
-            f(&t["fcp_ms"]["nostalk"])
+            f(&t["fcp_ms"]["nostalk"]),
+            f(&t["fcp_ms"]["median_delta"]),
+            f(&t["fcp_ms"]["noise_median_delta"])
         );
         let _ = writeln!(
             o,
