@@ -103,9 +103,12 @@ impl Results {
     fn totals(&self) -> Value {
         let full = self.full();
         let med = |m: Mode, f: &dyn Fn(&Sample) -> f64| median(full.iter().map(|p| p.mean(m, f)).collect());
-        let delta = |f: &dyn Fn(&Sample) -> f64| {
-            median(full.iter().map(|p| p.mean(Mode::Nostalk, f) - p.mean(Mode::Direct, f)).collect())
+        let delta_from_direct = |m: Mode, f: &dyn Fn(&Sample) -> f64| {
+            median(full.iter().map(|p| p.mean(m, f) - p.mean(Mode::Direct, f)).collect())
         };
+        let delta = |f: &dyn Fn(&Sample) -> f64| delta_from_direct(Mode::Nostalk, f);
+        // Direct again against direct: the same delta with nothing changed, the noise.
+        let noise_delta = |f: &dyn Fn(&Sample) -> f64| delta_from_direct(Mode::Direct2, f);
         let sum = |m: Mode, f: &dyn Fn(&Sample) -> f64| full.iter().map(|p| p.mean(m, f)).sum::<f64>();
         let names =
             |pred: &dyn Fn(&Full) -> bool| -> Vec<&str> { full.iter().filter(|p| pred(p)).map(|p| p.name).collect() };
@@ -124,10 +127,10 @@ impl Results {
                          "ratio_by_round": round_ratios },
             "fcp_ms": { "direct": med(Mode::Direct, &|s| s.fcp), "nostalk": med(Mode::Nostalk, &|s| s.fcp),
                         "median_delta": delta(&|s| s.fcp),
-                        "noise_median_delta": median(full.iter().map(|p| p.mean(Mode::Direct2, |s| s.fcp) - p.mean(Mode::Direct, |s| s.fcp)).collect()) },
+                        "noise_median_delta": noise_delta(&|s| s.fcp) },
             "html_first_byte_ms": { "direct": med(Mode::Direct, &|s| s.ttfb), "nostalk": med(Mode::Nostalk, &|s| s.ttfb),
                                     "median_delta": delta(&|s| s.ttfb),
-                                    "noise_median_delta": median(full.iter().map(|p| p.mean(Mode::Direct2, |s| s.ttfb) - p.mean(Mode::Direct, |s| s.ttfb)).collect()) },
+                                    "noise_median_delta": noise_delta(&|s| s.ttfb) },
             "html_end_ms": { "direct": med(Mode::Direct, &|s| s.html_end), "nostalk": med(Mode::Nostalk, &|s| s.html_end),
                              "median_delta": delta(&|s| s.html_end) },
             "requests": { "direct": sum(Mode::Direct, &|s| s.requests as f64), "nostalk": sum(Mode::Nostalk, &|s| s.requests as f64) },
